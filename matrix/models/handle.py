@@ -1,0 +1,175 @@
+"""A loaded vision-language model with everything needed to feed it: the one place that touches HF classes.
+
+`load(model_dir)` gives a `ModelHandle`: model, tokenizer, image processor and conversation template,
+with helpers that turn LLaVA JSON conversations into training tensors and questions into batched,
+left-padded generation. A model directory written by matrix carries `matrix_model.json` naming its
+family and template; an external llava-hf checkpoint gets them from the spec.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from matrix.models.conversation import (
+    IGNORE_INDEX,
+    IMAGE_PLACEHOLDER,
+    Template,
+    get_template,
+    tokenize_conversation,
+    tokenize_prompt,
+)
+
+META_FILE = "matrix_model.json"
+
+
+@dataclass
+class ModelHandle:
+    model: object
+    tokenizer: object
+    image_processor: object
+    template: Template
+    image_token_id: int
+    num_image_tokens: int
+    pad_to_square: bool = True
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def pixel_values(self, images: list) -> "torch.Tensor":  # noqa: F821
+        imgs = [_expand2square(im, self.image_processor) if self.pad_to_square else im for im in images]
+        pv = self.image_processor(images=imgs, return_tensors="pt")["pixel_values"]
+        return pv.to(self.model.dtype)
+
+    def encode_prompt(self, question: str) -> list[int]:
+        """Generation prompt ids; the image placeholder goes first unless the question places it."""
+        if IMAGE_PLACEHOLDER not in question:
+            question = f"{IMAGE_PLACEHOLDER}\n{question}"
+        return tokenize_prompt(self.tokenizer, self.template.prompt(question), self.image_token_id, self.num_image_tokens)
+
+    def encode_conversation(self, conversations: list[dict]) -> tuple[list[int], list[int]]:
+        return tokenize_conversation(
+            self.tokenizer, self.template, conversations, self.image_token_id, self.num_image_tokens
+        )
+
+    # ---- generation ---------------------------------------------------------------------------
+    def generate(
+        self,
+        images: list,
+        questions: list[str],
+        max_new_tokens: int,
+        batch_size: int = 16,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        pixel_transform=None,
+    ) -> list[str]:
+        """Answer each (image, question) with left-padded batches; returns decoded answers in order.
+
+        `pixel_transform`, if given, maps the normalised pixel tensor of a batch to a new one (SeVa's
+        augmentations act there).
+        """
+        import torch
+
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.model.eval()
+        answers: list[str] = []
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(questions), batch_size):
+            qs = questions[start : start + batch_size]
+            ims = images[start : start + batch_size]
+            encoded = [self.encode_prompt(q) for q in qs]
+            width = max(len(e) for e in encoded)
+            input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+            attention = torch.zeros((len(encoded), width), dtype=torch.long)
+            for i, e in enumerate(encoded):
+                input_ids[i, width - len(e) :] = torch.tensor(e)
+                attention[i, width - len(e) :] = 1
+            pixels = self.pixel_values(ims)
+            if pixel_transform is not None:
+                pixels = pixel_transform(pixels)
+            kwargs = dict(do_sample=do_sample)
+            if do_sample:
+                kwargs.update(temperature=temperature, top_p=top_p)
+            with torch.no_grad():
+                out = self.model.generate(
+                    input_ids=input_ids.to(self.model.device),
+                    attention_mask=attention.to(self.model.device),
+                    pixel_values=pixels.to(self.model.device),
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=pad,
+                    eos_token_id=self.tokenizer.eos_token_id,
+                    **kwargs,
+                )
+            new_tokens = out[:, width:]
+            answers += [t.strip() for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        return answers
+
+
+def collate(handle: ModelHandle, examples: list[tuple[list[int], list[int]]], max_length: int):
+    """Right-pad (ids, labels) pairs into input_ids / attention_mask / labels tensors, truncating."""
+    import torch
+
+    examples = [(ids[:max_length], labels[:max_length]) for ids, labels in examples]
+    width = max(len(ids) for ids, _ in examples)
+    pad = handle.tokenizer.pad_token_id
+    input_ids = torch.full((len(examples), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    for i, (ids, lab) in enumerate(examples):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        attention[i, : len(ids)] = 1
+        labels[i, : len(lab)] = torch.tensor(lab)
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def _expand2square(image, image_processor):
+    """LLaVA-1.5's `image_aspect_ratio=pad`: pad to a square with the processor's mean colour."""
+    from PIL import Image
+
+    w, h = image.size
+    if w == h:
+        return image
+    mean = tuple(int(x * 255) for x in image_processor.image_mean)
+    side = max(w, h)
+    canvas = Image.new(image.mode, (side, side), mean)
+    canvas.paste(image, ((side - w) // 2, (side - h) // 2))
+    return canvas
+
+
+def write_meta(model_dir: Path, family: str, template: str, **extra) -> None:
+    (Path(model_dir) / META_FILE).write_text(json.dumps({"family": family, "template": template, **extra}, indent=1))
+
+
+def read_meta(model_dir: Path) -> dict:
+    path = Path(model_dir) / META_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def load(model_dir: Path, template: str | None = None, dtype: str = "float32", device: str = "cpu") -> ModelHandle:
+    """Load a LLaVA model directory (local files only) into a `ModelHandle`."""
+    import torch
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        raise FileNotFoundError(f"{model_dir}: no config.json; expected a llava-hf model directory")
+    meta = read_meta(model_dir)
+    template_name = template or meta.get("template") or "vicuna_v1"
+    model = LlavaForConditionalGeneration.from_pretrained(
+        model_dir, local_files_only=True, dtype=getattr(torch, dtype)
+    ).to(device)
+    processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
+    cfg = model.config
+    vis = cfg.vision_config
+    n = (vis.image_size // vis.patch_size) ** 2
+    if getattr(cfg, "vision_feature_select_strategy", "default") == "full":
+        n += 1
+    return ModelHandle(
+        model=model,
+        tokenizer=processor.tokenizer,
+        image_processor=processor.image_processor,
+        template=get_template(template_name),
+        image_token_id=cfg.image_token_id,
+        num_image_tokens=n,
+    )
