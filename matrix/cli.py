@@ -1,0 +1,159 @@
+"""`matrix`: the command line, a thin layer over `matrix.api`. User errors exit 2 without a traceback."""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from matrix.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Declarative experiment-matrix runner for vision-language-model alignment research.",
+)
+out = Console()
+err = Console(stderr=True)
+
+SpecArg = typer.Argument(..., help="the spec YAML file", exists=False)
+SetOpt = typer.Option(None, "--set", help="override a spec value, e.g. --set training.lr=1e-6 (repeatable)")
+OnlyOpt = typer.Option(None, "--only", help="select part of the grid, e.g. method=nsft,dataset=ocrvqa (a|b for several)")
+
+
+def user_errors(fn):
+    """Print user errors as `file:line: key: message` lines and exit 2; everything else is a bug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            for line in str(e).splitlines():
+                err.print(f"error: {line}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def validate(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
+             no_check_files: bool = typer.Option(False, "--no-check-files", help="skip checking local paths exist")):
+    """Check a spec: schema, known methods/benchmarks/model families, and that local files exist."""
+    from matrix import api
+
+    loaded = api.load(spec, set_)
+    if not no_check_files:
+        api.check_files(loaded, spec)
+    planned = api.plan(loaded)
+    out.print(f"{spec}: ok ({len(planned.cells)} cells, {len(planned.graph.stages)} stages)")
+
+
+@app.command()
+@user_errors
+def plan(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional[str] = OnlyOpt,
+         no_check_files: bool = typer.Option(False, "--no-check-files", help="skip checking local paths exist"),
+         stages: bool = typer.Option(False, "--stages", help="list every stage, not only the counts")):
+    """Show the grid and its stage graph: per stage kind, how many are cached, to run, or failed."""
+    from matrix import api
+    from matrix.store import Store
+
+    loaded = api.load(spec, set_)
+    if not no_check_files:
+        api.check_files(loaded, spec)
+    planned = api.plan(loaded, only)
+    db = loaded.run_dir / "matrix.db"
+    records = Store(loaded.run_dir).stages() if db.exists() else {}
+    rows = planned.stage_rows(records)
+    out.print(f"{loaded.name}: {len(planned.cells)} cells -> {len(rows)} stages (run dir {loaded.run_dir})")
+    summary = Table("kind", "stages", "cached", "to run", "failed", title="stages by kind")
+    from runner.progress import KIND_ORDER
+
+    for kind in KIND_ORDER:
+        ks = [r for r in rows if r["kind"] == kind]
+        if ks:
+            summary.add_row(kind, str(len(ks)), *(str(sum(r["status"] == s for r in ks)) for s in ("cached", "to run", "failed")))
+    out.print(summary)
+    if stages:
+        detail = Table("kind", "stage", "key", "status", "why")
+        for r in rows:
+            detail.add_row(r["kind"], r["label"], r["key"], r["status"], r["why"])
+        out.print(detail)
+
+
+@app.command()
+@user_errors
+def run(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional[str] = OnlyOpt,
+        fail_fast: bool = typer.Option(False, "--fail-fast", help="stop scheduling new stages after a failure"),
+        rerun: Optional[list[str]] = typer.Option(None, "--rerun", help="force re-execution: 'failed' or a stage kind"),
+        address: Optional[str] = typer.Option(None, "--address", help="join this Ray cluster instead of embedded Ray")):
+    """Run every stage not already done. Safe to kill at any moment and run again: finished stages are kept."""
+    from matrix import api
+    from runner.progress import SweepProgress
+
+    loaded = api.load(spec, set_)
+    progress = SweepProgress()
+    try:
+        summary = api.run(loaded, only=only, fail_fast=fail_fast, rerun=rerun, address=address,
+                          on_event=progress.event, on_start=progress.start)
+    finally:
+        progress.stop()
+    if not summary.ran and not summary.failed and not summary.adopted and not summary.interrupted and not summary.blocked:
+        out.print(f"nothing to do: all {len(summary.cached)} stages are done ({loaded.run_dir})")
+        return
+    out.print(f"ran {len(summary.ran)}, cached {len(summary.cached)}, recovered {len(summary.adopted)}, "
+              f"failed {len(summary.failed)}, blocked {len(summary.blocked)}")
+    if summary.interrupted:
+        err.print("interrupted: finished stages are stored; `matrix run` continues from here")
+        raise typer.Exit(130)
+    if summary.failed or summary.blocked:
+        for label, line in summary.failed:
+            err.print(f"failed: {label}: {line}", markup=False, highlight=False)
+        if summary.blocked:
+            err.print(f"{len(summary.blocked)} stages not run because a stage they need failed")
+        err.print(f"details: matrix status {loaded.run_dir}")
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def status(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run directory or spec (default: newest run)")):
+    """Per-stage progress of a run; failures with the first line of their error."""
+    from matrix import api
+    from runner.progress import KIND_ORDER
+
+    spec, store = api.open_run(run_)
+    planned = api.plan(spec)
+    rows = planned.stage_rows(store.stages())
+    table = Table("kind", "stages", "done", "to run", "failed", title=f"{spec.name} ({spec.run_dir})")
+    for kind in KIND_ORDER:
+        ks = [r for r in rows if r["kind"] == kind]
+        if ks:
+            table.add_row(kind, str(len(ks)), *(str(sum(r["status"] == s for r in ks)) for s in ("cached", "to run", "failed")))
+    out.print(table)
+    for r in rows:
+        if r["status"] == "failed":
+            out.print(f"failed: {r['label']} [{r['key']}]: {r['why']}", markup=False, highlight=False)
+
+
+@app.command()
+@user_errors
+def report(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run directory or spec (default: newest run)"),
+           format_: str = typer.Option("markdown", "--format", help="latex | markdown | csv | json"),
+           table: Optional[str] = typer.Option(None, "--table", help="which table of the spec (default: the first)")):
+    """Render a table declared in the spec from the run's stored metrics."""
+    from matrix import api
+    from matrix.report import render
+
+    spec, store = api.open_run(run_)
+    sys.stdout.write(render(spec, store, format_, table))
+    sys.stdout.write("\n")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,29 @@
+"""User-facing errors: each names where the problem is and what was expected; the CLI prints them, exit 2."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class UserError(Exception):
+    """An error caused by the user's input (spec, files, arguments): reported without a traceback."""
+
+    def __init__(self, message: str | None = None, problems: list[Problem] | None = None):
+        self.problems = problems or []
+        text = message or "\n".join(str(p) for p in self.problems)
+        super().__init__(text)
+
+
+class SpecError(UserError):
+    """The spec is invalid; `problems` lists every problem found, each with file, line and key path."""

@@ -1,0 +1,457 @@
+"""The experiment spec: strict Pydantic models over a safe-loaded YAML file.
+
+`load_spec(path, overrides)` resolves `extends:`, applies `--set` overrides, validates, and turns
+every problem into a `SpecError` whose lines read `file:line: key.path: what was expected`.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from matrix.errors import Problem, SpecError
+from matrix.yamlmap import LineMap, format_path, load_yaml
+
+AXES = ("base_model", "dataset", "scale", "method", "seed")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def parse_scale(value: Any) -> int:
+    """`5k` -> 5000, `2.5k` -> 2500, 300 -> 300."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size like 5000 or '5k'")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kK]?)\s*", value)
+        if m:
+            n = float(m.group(1)) * (1000 if m.group(2) else 1)
+            if n == int(n):
+                return int(n)
+    raise ValueError(f"expected a size like 5000 or '5k', got {value!r}")
+
+
+def scale_label(n: int) -> str:
+    if n >= 1000 and n % 100 == 0:
+        k = n / 1000
+        return f"{k:g}k"
+    return str(n)
+
+
+# ---- models, datasets, benchmarks ----------------------------------------------------------------
+class BaseModelSpec(Strict):
+    family: str = Field(description="model family: tiny, llava")
+    path: Path | None = Field(None, description="local model directory (llava-hf layout)")
+    template: str | None = Field(None, description="conversation template; default from the family")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    recipe: dict[str, Any] = Field(default_factory=dict, description="tiny: overrides of the bootstrap recipe")
+
+
+class DatasetSpec(Strict):
+    source: Literal["synthetic", "llava-json"]
+    kind: str | None = Field(None, description="synthetic: which recipe (ocrvqa, ...)")
+    size: int | None = Field(None, gt=0, description="synthetic: number of records to draw")
+    path: Path | None = Field(None, description="llava-json: the JSON file")
+    image_root: Path | None = Field(None, description="llava-json: folder the 'image' fields are relative to")
+    label: str | None = Field(None, description="name printed in tables")
+
+    @model_validator(mode="after")
+    def _check_source(self) -> "DatasetSpec":
+        if self.source == "synthetic":
+            if self.kind is None or self.size is None:
+                raise ValueError("a synthetic dataset needs 'kind' and 'size'")
+        elif self.path is None or self.image_root is None:
+            raise ValueError("a llava-json dataset needs 'path' and 'image_root'")
+        return self
+
+
+class BenchmarkSpec(Strict):
+    id: str
+    path: Path | None = Field(None, description="folder in LLaVA's playground/data/eval layout")
+    synthetic: int | None = Field(None, gt=0, description="generate a synthetic version of this many images")
+    limit: int | None = Field(None, gt=0, description="evaluate only the first N questions")
+    max_new_tokens: int | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "BenchmarkSpec":
+        if (self.path is None) == (self.synthetic is None):
+            raise ValueError("give exactly one of 'path' (official files) or 'synthetic' (size)")
+        return self
+
+
+# ---- training ------------------------------------------------------------------------------------
+class LoraSpec(Strict):
+    r: int = Field(8, gt=0)
+    alpha: float = Field(16, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class DeepSpeedSpec(Strict):
+    stage: Literal[0, 1, 2, 3] = 2
+
+
+class TrainingSpec(Strict):
+    """Training hyper-parameters. Unset fields fall back to the method's paper defaults, then to these."""
+
+    lr: float = Field(2e-6, gt=0)
+    epochs: float = Field(1, gt=0)
+    batch_size: int = Field(128, gt=0, description="global batch size")
+    micro_batch_size: int = Field(16, gt=0, description="per step per process; accumulation makes up the rest")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    max_length: int = Field(2048, gt=0)
+    seed: int = 42
+    bf16: bool = False
+    lora: LoraSpec | None = Field(default_factory=LoraSpec)
+    train_projector: bool = True
+    beta: float = Field(0.1, gt=0, description="DPO temperature")
+    kl_lambda: float = Field(0.0, ge=0, description="weight of the per-token KL to the reference (-kl methods)")
+    deepspeed: DeepSpeedSpec | None = None
+
+    @model_validator(mode="after")
+    def _batch(self) -> "TrainingSpec":
+        if self.batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size ({self.micro_batch_size})"
+            )
+        return self
+
+
+class MethodEntry(Strict):
+    id: str
+    label: str | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict, description="training keys for this method only")
+    params: dict[str, Any] = Field(default_factory=dict, description="method-specific construction settings")
+
+
+class GenerationSpec(Strict):
+    """Decode settings of the response-generation stage (SeVa/GT-DPO: greedy, 512 new tokens)."""
+
+    max_new_tokens: int = Field(512, gt=0)
+    batch_size: int = Field(16, gt=0)
+
+
+# ---- grid, resources, ray ------------------------------------------------------------------------
+class GridSpec(Strict):
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    include: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("exclude", "include")
+    @classmethod
+    def _axes(cls, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for rule in rules:
+            for key in rule:
+                if key not in AXES:
+                    raise ValueError(f"unknown grid axis {key!r}; axes are {', '.join(AXES)}")
+        return rules
+
+
+class ResourceSpec(Strict):
+    cpus: float = Field(1, ge=0)
+    gpus: float = Field(0, ge=0)
+    memory_gb: float | None = Field(None, gt=0)
+    max_retries: int = Field(0, ge=0, description="retries after a worker crash")
+
+
+class ResourcesSpec(Strict):
+    model: ResourceSpec = Field(default_factory=ResourceSpec)
+    data: ResourceSpec = Field(default_factory=lambda: ResourceSpec(cpus=0.5))
+    subset: ResourceSpec = Field(default_factory=lambda: ResourceSpec(cpus=0.5))
+    generate: ResourceSpec = Field(default_factory=ResourceSpec)
+    construct: ResourceSpec = Field(default_factory=lambda: ResourceSpec(cpus=0.5))
+    train: ResourceSpec = Field(default_factory=ResourceSpec)
+    evaluate: ResourceSpec = Field(default_factory=ResourceSpec)
+
+
+class RaySpec(Strict):
+    address: str | None = Field(None, description="null: embedded Ray on this machine; else a cluster address")
+    num_cpus: int | None = Field(None, gt=0, description="embedded Ray only: CPUs to offer")
+    num_gpus: int | None = Field(None, ge=0, description="embedded Ray only: GPUs to offer")
+
+
+# ---- tables --------------------------------------------------------------------------------------
+class MetricColumn(Strict):
+    id: str
+    benchmark: str
+    metric: str | None = Field(None, description="metric name; default: the benchmark's headline")
+    label: str | None = None
+    higher_is_better: bool = True
+    scale: float = Field(1.0, description="factor applied to deltas in the total (MMHal: 100/6)")
+    in_total: bool = True
+    decimals: int = Field(1, ge=0, le=6)
+
+
+class ColumnGroup(Strict):
+    id: str
+    label: str | None = None
+    metrics: list[MetricColumn]
+    total: bool = True
+
+
+class TableSpec(Strict):
+    id: str
+    title: str | None = None
+    rows: list[Literal["base_model", "dataset", "scale", "method"]] = Field(
+        default_factory=lambda: ["dataset", "method"],
+        description="row axes; all but the last one form the row groups",
+    )
+    baseline: str = "baseline"
+    where: dict[str, Any] = Field(default_factory=dict, description="axis filters, e.g. {scale: 10k}")
+    groups: list[ColumnGroup]
+
+
+class JudgeSpec(Strict):
+    provider: Literal["openai"] = "openai"
+    model: str
+    base_url: str | None = None
+    max_concurrency: int = Field(4, gt=0)
+    cache: bool = True
+
+
+# ---- the spec ------------------------------------------------------------------------------------
+class Spec(Strict):
+    name: str
+    seed: int = 0
+    seeds: list[int] | None = None
+    output_dir: Path | None = Field(None, description="run directory; default runs/<name>")
+    base_models: dict[str, BaseModelSpec]
+    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
+    scales: list[int] = Field(default_factory=list)
+    methods: list[MethodEntry]
+    benchmarks: list[BenchmarkSpec]
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    generation: GenerationSpec = Field(default_factory=GenerationSpec)
+    grid: GridSpec = Field(default_factory=GridSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    ray: RaySpec = Field(default_factory=RaySpec)
+    judge: JudgeSpec | None = None
+    tables: list[TableSpec] = Field(default_factory=list)
+
+    @field_validator("scales", mode="before")
+    @classmethod
+    def _scales(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [parse_scale(v) for v in value]
+        return value
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _method_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"id": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("benchmarks", mode="before")
+    @classmethod
+    def _benchmark_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"id": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(self.seeds) if self.seeds else [self.seed]
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
+
+    def method(self, method_id: str) -> MethodEntry:
+        return next(m for m in self.methods if m.id == method_id)
+
+    def benchmark(self, bench_id: str) -> BenchmarkSpec:
+        return next(b for b in self.benchmarks if b.id == bench_id)
+
+
+# ---- loading -------------------------------------------------------------------------------------
+def _deep_merge(base: Any, top: Any) -> Any:
+    if isinstance(base, dict) and isinstance(top, dict):
+        out = dict(base)
+        for k, v in top.items():
+            out[k] = _deep_merge(base.get(k), v) if k in base else v
+        return out
+    return copy.deepcopy(top)
+
+
+def _load_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, LineMap]:
+    data, lines = load_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(problems=[Problem(str(path), 1, "", "expected a mapping of spec keys at the top level")])
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data, lines
+    parent_path = (path.parent / str(parent)).resolve()
+    if parent_path in seen:
+        file, line = lines.locate(("extends",))
+        raise SpecError(problems=[Problem(file, line, "extends", f"circular extends through {parent_path}")])
+    if not parent_path.exists():
+        file, line = lines.locate(("extends",))
+        raise SpecError(problems=[Problem(file, line, "extends", f"file not found: {parent_path}")])
+    base, base_lines = _load_with_extends(parent_path, seen + (parent_path,))
+    base_lines.update(lines)
+    return _deep_merge(base, data), base_lines
+
+
+def _parse_override(text: str) -> tuple[list[str | int], Any]:
+    if "=" not in text:
+        raise SpecError(problems=[Problem("--set", None, text, "expected KEY.PATH=VALUE")])
+    key, raw = text.split("=", 1)
+    path: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(data: dict, overrides: list[str], lines: LineMap) -> None:
+    """Apply `--set a.b.c=value` overrides in place; each path is remembered as coming from --set."""
+    for text in overrides:
+        path, value = _parse_override(text)
+        node: Any = data
+        for i, p in enumerate(path[:-1]):
+            if isinstance(node, list) and isinstance(p, int) and p < len(node):
+                node = node[p]
+            elif isinstance(node, dict):
+                node = node.setdefault(p, {})
+            else:
+                raise SpecError(problems=[Problem("--set", None, text, f"cannot descend into {format_path(tuple(path[:i + 1]))}")])
+        last = path[-1]
+        if isinstance(node, list) and isinstance(last, int) and last < len(node):
+            node[last] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise SpecError(problems=[Problem("--set", None, text, "cannot set this path")])
+        lines.add(tuple(path), f"--set {text}", None)  # type: ignore[arg-type]
+
+
+def _data_path(loc: tuple, data: Any) -> tuple:
+    """Pydantic adds union tags and model names to `loc`; keep only the parts that index the data."""
+    out: list = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            out.append(part)
+            node = node[part]
+    return tuple(out)
+
+
+def _describe(err: dict) -> str:
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], (dict, list)):
+        msg += f" (got {err['input']!r})"
+    return msg
+
+
+def validate(data: dict, lines: LineMap, file: str) -> Spec:
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            path = _data_path(err["loc"], data)
+            last = err["loc"][-1] if err["loc"] else None
+            if err["type"] == "missing" and isinstance(last, str):
+                path = path + (last,)
+            where_file, line = lines.locate(path)
+            problems.append(Problem(where_file, line, format_path(path), _describe(err)))
+        raise SpecError(problems=_unique(problems)) from None
+    problems = _check_references(spec, data, lines)
+    if problems:
+        raise SpecError(problems=problems)
+    return spec
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    seen, out = set(), []
+    for p in problems:
+        if (p.file, p.line, p.key, p.message) not in seen:
+            seen.add((p.file, p.line, p.key, p.message))
+            out.append(p)
+    return out
+
+
+def _check_references(spec: Spec, data: dict, lines: LineMap) -> list[Problem]:
+    """Cross-checks Pydantic cannot do alone: registered plug-ins, known names in rules and tables."""
+    from benchmarks.base import BENCHMARKS
+    from matrix.models.family import FAMILIES
+    from methods.base import METHODS
+
+    problems: list[Problem] = []
+
+    def add(path: tuple, msg: str) -> None:
+        file, line = lines.locate(path)
+        problems.append(Problem(file, line, format_path(path), msg))
+
+    for name, bm in spec.base_models.items():
+        if bm.family not in FAMILIES:
+            add(("base_models", name, "family"), f"unknown model family {bm.family!r}; known: {', '.join(FAMILIES.names())}")
+    seen_methods: set[str] = set()
+    for i, m in enumerate(spec.methods):
+        if m.id not in METHODS:
+            add(("methods", i), f"unknown method {m.id!r}; known: {', '.join(METHODS.names())}")
+        if m.id in seen_methods:
+            add(("methods", i), f"method {m.id!r} listed twice")
+        seen_methods.add(m.id)
+        bad = set(m.overrides) - set(TrainingSpec.model_fields)
+        if bad:
+            add(("methods", i, "overrides"), f"unknown training keys {sorted(bad)}; known: {', '.join(TrainingSpec.model_fields)}")
+    seen_benchmarks: set[str] = set()
+    for i, b in enumerate(spec.benchmarks):
+        if b.id not in BENCHMARKS:
+            add(("benchmarks", i), f"unknown benchmark {b.id!r}; known: {', '.join(BENCHMARKS.names())}")
+        if b.id in seen_benchmarks:
+            add(("benchmarks", i), f"benchmark {b.id!r} listed twice")
+        seen_benchmarks.add(b.id)
+    needs_data = any(m.id in METHODS and METHODS.get(m.id).objective != "none" for m in spec.methods)
+    if needs_data and (not spec.datasets or not spec.scales):
+        add(("methods",), "training methods need at least one entry in 'datasets' and in 'scales'")
+    for t, table in enumerate(spec.tables):
+        if table.baseline not in seen_methods:
+            add(("tables", t, "baseline"), f"baseline method {table.baseline!r} is not in 'methods'")
+        for g, group in enumerate(table.groups):
+            for c, col in enumerate(group.metrics):
+                if col.benchmark not in seen_benchmarks:
+                    add(("tables", t, "groups", g, "metrics", c, "benchmark"),
+                        f"benchmark {col.benchmark!r} is not in 'benchmarks'")
+    return problems
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
+    """Load, merge (`extends`), override (`--set`) and validate a spec file."""
+    path = Path(path)
+    data, lines = _load_with_extends(path.resolve() if path.exists() else path)
+    # Report the path as the user wrote it, not resolved.
+    apply_overrides(data, overrides or [], lines)
+    return validate(data, lines, str(path))
+
+
+def training_params(spec: Spec, method_id: str) -> dict[str, Any]:
+    """Effective training hyper-parameters of a method: defaults < method paper defaults < spec < overrides."""
+    from methods.base import METHODS
+
+    merged = TrainingSpec().model_dump(mode="json")
+    merged = _deep_merge(merged, METHODS.get(method_id).defaults)
+    merged = _deep_merge(merged, spec.training.model_dump(mode="json", exclude_unset=True))
+    merged = _deep_merge(merged, spec.method(method_id).overrides)
+    return TrainingSpec.model_validate(merged).model_dump(mode="json")

@@ -1,0 +1,242 @@
+"""Runs a stage graph on Ray and records every outcome in the store.
+
+The driver submits a stage as a Ray task once all its upstream stages are done, with the resources
+the spec gives its kind; Ray places it. Results come back small (the artifact stays on disk) and the
+driver records each in one transaction. A stage that raises is recorded as failed with its traceback
+and everything not downstream of it keeps going. A request no node could ever satisfy fails the stage
+at once instead of waiting forever in Ray's queue.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from matrix.spec import ResourceSpec, ResourcesSpec
+from matrix.store import Store
+from runner.graph import StageGraph
+from runner.stage import KINDS, Stage, StageContext, StageInput
+
+
+@dataclass
+class RunSummary:
+    ran: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (label, first line of the error)
+    blocked: list[str] = field(default_factory=list)  # not run because something upstream failed
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.blocked and not self.interrupted
+
+
+def _peak_memory_mb() -> float:
+    try:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+            return torch.cuda.max_memory_allocated() / 2**20
+    except ImportError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[str, tuple[str, dict]],
+                  final_dir: str, tmp_root: str, run_dir: str, num_cpus: float, num_gpus: float) -> dict[str, Any]:
+    """Body of the Ray task: compute into a private temporary folder, then rename it into place."""
+    import contextlib
+
+    threads = max(1, int(num_cpus))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    final = Path(final_dir)
+    tmp = Path(tmp_root) / f"{key[:16]}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    ctx = StageContext(Path(run_dir), num_cpus, num_gpus, key, label)
+    start = time.time()
+    with open(tmp / "stage.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        result = KINDS.get(kind).run(params, {n: StageInput(Path(d), r) for n, (d, r) in inputs.items()}, tmp, ctx)
+    wall = time.time() - start
+    payload = {"result": result, "wall_s": wall, "peak_mem_mb": _peak_memory_mb(), "host": socket.gethostname()}
+    (tmp / "result.json").write_text(json.dumps(payload, default=str))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        # Another worker finished the same stage first (a driver died and its orphan completed it).
+        shutil.rmtree(tmp, ignore_errors=True)
+        payload = json.loads((final / "result.json").read_text())
+    return payload
+
+
+def fits(request: ResourceSpec, nodes: list[dict[str, float]]) -> bool:
+    for node in nodes:
+        if node.get("CPU", 0) + 1e-9 >= request.cpus and node.get("GPU", 0) + 1e-9 >= request.gpus:
+            if request.memory_gb is None or node.get("memory", 0) >= request.memory_gb * 2**30:
+                return True
+    return False
+
+
+def describe_nodes(nodes: list[dict[str, float]]) -> str:
+    if not nodes:
+        return "no alive nodes"
+    parts = []
+    for n in nodes:
+        parts.append(f"{n.get('CPU', 0):g} CPU, {n.get('GPU', 0):g} GPU, {n.get('memory', 0) / 2**30:.1f} GiB")
+    return "; ".join(parts)
+
+
+class Executor:
+    def __init__(self, store: Store, graph: StageGraph, resources: ResourcesSpec, nodes: list[dict[str, float]],
+                 fail_fast: bool = False, on_event: Callable[[str, Stage, str], None] | None = None):
+        self.store = store
+        self.graph = graph
+        self.resources = resources
+        self.nodes = nodes
+        self.fail_fast = fail_fast
+        self.on_event = on_event or (lambda event, stage, detail: None)
+
+    def _request(self, stage: Stage) -> ResourceSpec:
+        return getattr(self.resources, stage.kind)
+
+    def _final_dir(self, stage: Stage) -> Path:
+        return self.store.artifact_dir(stage.key, stage.kind)
+
+    def _inputs(self, stage: Stage, records) -> dict[str, tuple[str, dict]]:
+        return {name: (str(self._final_dir(dep)), records[dep.key].result) for name, dep in stage.deps.items()}
+
+    def _adopt(self, stage: Stage) -> bool:
+        """A stage whose artifact is complete but unrecorded (driver killed in between) is done."""
+        result_file = self._final_dir(stage) / "result.json"
+        if not result_file.exists():
+            return False
+        payload = json.loads(result_file.read_text())
+        self._record(stage, payload)
+        return True
+
+    def _record(self, stage: Stage, payload: dict[str, Any]) -> None:
+        result = payload.get("result", {})
+        self.store.mark_running(stage.key, stage.kind, stage.label, stage.params,
+                                {n: d.key for n, d in stage.deps.items()}, payload.get("host", ""))
+        self.store.mark_done(stage.key, result, payload.get("wall_s"), payload.get("peak_mem_mb"),
+                             metrics=result.get("metrics") if stage.kind == "evaluate" else None,
+                             benchmark=stage.params.get("benchmark"))
+
+    def run(self) -> RunSummary:
+        import ray
+
+        summary = RunSummary()
+        remote = ray.remote(execute_stage)
+        order = self.graph.ordered()
+        records = self.store.stages()
+        pending: dict[str, Stage] = {}
+        for stage in order:
+            rec = records.get(stage.key)
+            if rec and rec.status == "done":
+                summary.cached.append(stage.label)
+            elif self._adopt(stage):
+                summary.adopted.append(stage.label)
+                self.on_event("adopted", stage, "")
+            else:
+                pending[stage.key] = stage
+        running: dict[Any, Stage] = {}
+        failed_keys: set[str] = set()
+        stop = False
+        try:
+            while pending or running:
+                records = self.store.stages()
+                for key in list(pending):
+                    stage = pending[key]
+                    deps = [d.key for d in stage.deps.values()]
+                    if any(d in failed_keys for d in deps):
+                        failed_keys.add(key)
+                        summary.blocked.append(stage.label)
+                        del pending[key]
+                        self.on_event("blocked", stage, "")
+                        continue
+                    if stop or not all(records.get(d) and records[d].status == "done" for d in deps):
+                        continue
+                    del pending[key]
+                    req = self._request(stage)
+                    self.store.mark_running(stage.key, stage.kind, stage.label, stage.params,
+                                            {n: d.key for n, d in stage.deps.items()}, "")
+                    if not fits(req, self.nodes):
+                        msg = (f"ResourceError: stage '{stage.label}' asks for {req.cpus:g} CPU, {req.gpus:g} GPU"
+                               f"{f', {req.memory_gb:g} GiB' if req.memory_gb else ''} on one node, but the cluster "
+                               f"has: {describe_nodes(self.nodes)}. Lower resources.{stage.kind} in the spec "
+                               f"or run on a cluster that has them.")
+                        self._fail(stage, msg, summary, failed_keys)
+                        stop = stop or self.fail_fast
+                        continue
+                    options: dict[str, Any] = {"num_cpus": req.cpus, "num_gpus": req.gpus,
+                                               "max_retries": req.max_retries, "retry_exceptions": False}
+                    if req.memory_gb:
+                        options["memory"] = int(req.memory_gb * 2**30)
+                    if KINDS.get(stage.kind).FRESH_PROCESS:
+                        options["max_calls"] = 1
+                    ref = remote.options(**options).remote(
+                        stage.kind, stage.key, stage.label, stage.params, self._inputs(stage, records),
+                        str(self._final_dir(stage)), str(self.store.tmp), str(self.store.run_dir), req.cpus, req.gpus)
+                    running[ref] = stage
+                    self.on_event("started", stage, "")
+                if not running:
+                    if pending and (stop or not any(self._ready(s, records) for s in pending.values())):
+                        for stage in pending.values():
+                            summary.blocked.append(stage.label)
+                        break
+                    continue
+                done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+                for ref in done:
+                    stage = running.pop(ref)
+                    try:
+                        payload = ray.get(ref)
+                    except Exception as e:  # noqa: BLE001 - any stage failure is recorded, not raised
+                        self._fail(stage, _error_text(e), summary, failed_keys)
+                        stop = stop or self.fail_fast
+                        continue
+                    self._record(stage, payload)
+                    summary.ran.append(stage.label)
+                    self.on_event("done", stage, f"{payload.get('wall_s', 0):.1f}s")
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            for ref in running:
+                ray.cancel(ref, force=True)
+            # Cancelled stages were never recorded done; drop their 'running' rows so status stays true.
+            self.store.reset([s.key for s in running.values()])
+        return summary
+
+    @staticmethod
+    def _ready(stage: Stage, records) -> bool:
+        return all(records.get(d.key) and records[d.key].status == "done" for d in stage.deps.values())
+
+    def _fail(self, stage: Stage, error: str, summary: RunSummary, failed_keys: set[str]) -> None:
+        self.store.mark_failed(stage.key, error)
+        failed_keys.add(stage.key)
+        last = [ln for ln in error.strip().splitlines() if ln.strip()]
+        summary.failed.append((stage.label, last[-1] if last else error))
+        self.on_event("failed", stage, last[-1] if last else error)
+
+
+def _error_text(exc: BaseException) -> str:
+    """The remote traceback for a Ray task error, else the local one."""
+    cause = getattr(exc, "cause", None)
+    text = str(exc)
+    if cause is not None and not text.strip():
+        text = "".join(traceback.format_exception(cause))
+    return text or "".join(traceback.format_exception(exc))

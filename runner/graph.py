@@ -1,0 +1,163 @@
+"""The stage graph: every cell's stages, with equal stages (equal keys) merged into one.
+
+model / data -> subset -> generate -> construct -> train -> evaluate. Generation runs once per
+(base model, dataset, decode mode) on the largest subset of that dataset in the grid; smaller scales
+use its first answers (subsets are prefixes of one seeded shuffle, so 5k is inside 10k). The
+baseline's evaluations depend on the base model only, so they run once per base model.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from matrix.grid import Cell
+from matrix.models.family import FAMILIES, template_for
+from matrix.spec import Spec, training_params
+from runner.stage import Stage
+
+
+@dataclass
+class CellStages:
+    cell: Cell
+    train: Stage | None
+    evaluate: dict[str, Stage] = field(default_factory=dict)
+
+
+@dataclass
+class StageGraph:
+    stages: dict[str, Stage]
+    cells: list[CellStages]
+
+    def ordered(self) -> list[Stage]:
+        """Stages in dependency order (upstream first), stable across runs."""
+        out: list[Stage] = []
+        seen: set[str] = set()
+
+        def visit(stage: Stage) -> None:
+            if stage.key in seen:
+                return
+            for dep in stage.deps.values():
+                visit(dep)
+            seen.add(stage.key)
+            out.append(stage)
+
+        for stage in self.stages.values():
+            visit(stage)
+        return out
+
+    def counts(self) -> Counter:
+        return Counter(s.kind for s in self.stages.values())
+
+
+def _file_fingerprint(path: Path) -> str | None:
+    """Identity of an external input file or folder: content hash of a file, names+sizes of a folder."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()[:16]
+    if path.is_dir():
+        h = hashlib.sha256()
+        for p in sorted(path.rglob("*")):
+            if p.is_file() and p.suffix in {".json", ".jsonl", ".tsv", ".txt", ".csv"}:
+                h.update(f"{p.relative_to(path)}:{p.stat().st_size}".encode())
+        return h.hexdigest()[:16]
+    return None
+
+
+class _Builder:
+    def __init__(self, spec: Spec, all_cells: list[Cell]):
+        self.spec = spec
+        self.all_cells = all_cells  # the whole grid: a selection (--only) must not change any key
+        self.stages: dict[str, Stage] = {}
+
+    def add(self, stage: Stage) -> Stage:
+        return self.stages.setdefault(stage.key, stage)
+
+    def model(self, name: str) -> Stage:
+        entry = self.spec.base_models[name]
+        family = FAMILIES.get(entry.family)
+        params = {"family": entry.family, "template": template_for(entry), **family.stage_params(entry)}
+        return self.add(Stage("model", params, label=f"model {name}"))
+
+    def dataset(self, name: str) -> Stage:
+        ds = self.spec.datasets[name]
+        if ds.source == "synthetic":
+            params = {"what": "dataset", "source": "synthetic", "kind": ds.kind, "size": ds.size, "seed": self.spec.seed}
+        else:
+            params = {
+                "what": "dataset",
+                "source": "llava-json",
+                "path": str(Path(ds.path).expanduser().resolve()),
+                "image_root": str(Path(ds.image_root).expanduser().resolve()),
+                "sha": _file_fingerprint(ds.path),
+            }
+        return self.add(Stage("data", params, label=f"data {name}"))
+
+    def benchmark_data(self, bench_id: str) -> Stage:
+        b = self.spec.benchmark(bench_id)
+        if b.synthetic is not None:
+            params = {"what": "benchmark", "id": bench_id, "source": "synthetic", "size": b.synthetic, "seed": self.spec.seed}
+        else:
+            path = Path(b.path).expanduser().resolve()
+            params = {"what": "benchmark", "id": bench_id, "source": "files", "path": str(path),
+                      "fingerprint": _file_fingerprint(path)}
+        return self.add(Stage("data", params, label=f"data {bench_id}"))
+
+    def subset(self, dataset: str, n: int) -> Stage:
+        return self.add(Stage("subset", {"n": n, "seed": self.spec.seed}, {"data": self.dataset(dataset)},
+                              label=f"subset {dataset}-{n}"))
+
+    def largest_scale(self, base_model: str, dataset: str) -> int:
+        return max(c.scale for c in self.all_cells if c.dataset == dataset and c.base_model == base_model and c.scale)
+
+    def generate(self, base_model: str, dataset: str, mode: str, seed: int) -> Stage:
+        n = self.largest_scale(base_model, dataset)
+        params = {"mode": mode, "max_new_tokens": self.spec.generation.max_new_tokens}
+        if mode != "greedy":
+            params["seed"] = seed  # only sampled or augmented answers depend on the seed
+        deps = {"model": self.model(base_model), "data": self.dataset(dataset), "subset": self.subset(dataset, n)}
+        return self.add(Stage("generate", params, deps, label=f"generate {mode} {base_model}/{dataset}-{n}"))
+
+    def train(self, cell: Cell) -> Stage | None:
+        from methods.base import METHODS
+
+        method = METHODS.get(cell.method)
+        if method.objective == "none":
+            return None
+        entry = self.spec.method(cell.method)
+        deps = {"data": self.dataset(cell.dataset), "subset": self.subset(cell.dataset, cell.scale)}
+        for mode in method.responses:
+            deps[f"responses.{mode}"] = self.generate(cell.base_model, cell.dataset, mode, cell.seed)
+        construct = self.add(Stage("construct", {"method": cell.method, "params": entry.params}, deps,
+                                   label=f"construct {cell.label}"))
+        hp = training_params(self.spec, cell.method)
+        if self.spec.seeds:
+            hp["seed"] = cell.seed
+        train_deps = {"model": self.model(cell.base_model), "data": self.dataset(cell.dataset), "examples": construct}
+        return self.add(Stage("train", {"objective": method.objective, "hp": hp}, train_deps,
+                              label=f"train {cell.label}"))
+
+    def evaluate(self, cell: Cell, train: Stage | None, bench_id: str) -> Stage:
+        b = self.spec.benchmark(bench_id)
+        params = {"benchmark": bench_id, "limit": b.limit, "max_new_tokens": b.max_new_tokens}
+        deps = {"model": self.model(cell.base_model), "bench": self.benchmark_data(bench_id)}
+        if train is not None:
+            deps["checkpoint"] = train
+        who = cell.label if train is not None else f"{cell.base_model} (base)"
+        return self.add(Stage("evaluate", params, deps, label=f"evaluate {bench_id} {who}"))
+
+
+def build(spec: Spec, cells: list[Cell], all_cells: list[Cell] | None = None) -> StageGraph:
+    """Stages of `cells`; `all_cells` (default: `cells`) is the whole grid, which fixes shared stages."""
+    builder = _Builder(spec, all_cells if all_cells is not None else cells)
+    out = []
+    for cell in cells:
+        train = builder.train(cell)
+        evals = {b.id: builder.evaluate(cell, train, b.id) for b in spec.benchmarks}
+        out.append(CellStages(cell, train, evals))
+    return StageGraph(builder.stages, out)

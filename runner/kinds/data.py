@@ -1,0 +1,65 @@
+"""`data`: alignment datasets and benchmark files, synthesised by the world or checked on disk."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner.stage import KINDS, StageKind
+
+
+@KINDS.register("data")
+class DataStage(StageKind):
+    VERSION = 1
+
+    def run(self, params, inputs, out: Path, ctx):
+        if params["what"] == "dataset":
+            return self._dataset(params, out)
+        return self._benchmark(params, out)
+
+    def _dataset(self, params, out: Path):
+        from matrix.world.datasets import load_dataset, synthesize_dataset
+
+        if params["source"] == "synthetic":
+            synthesize_dataset(params["kind"], out, params["size"], params["seed"])
+            return {"records": len(load_dataset(out)), "data_file": "data.json", "image_root": "."}
+        path = Path(params["path"])
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: alignment data not found; expected a LLaVA JSON conversation file")
+        return {"records": len(read_records(path)), "data_file": str(path), "image_root": params["image_root"]}
+
+    def _benchmark(self, params, out: Path):
+        from benchmarks.base import BENCHMARKS
+
+        bench = BENCHMARKS.get(params["id"])()
+        if params["source"] == "synthetic":
+            bench.synthesize(out, params["size"], params["seed"])
+            root = out
+            result_root = "."
+        else:
+            root = Path(params["path"])
+            result_root = str(root)
+        samples = bench.load(root)  # fails here, naming the file, if the official files are incomplete
+        return {"questions": len(samples), "root": result_root}
+
+
+def read_records(path: Path) -> list[dict]:
+    """LLaVA JSON conversation records from a .json list or a .jsonl file, with a clear error."""
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found; expected LLaVA JSON conversation records")
+    text = path.read_text()
+    try:
+        if path.suffix == ".jsonl":
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of records")
+    return data
+
+
+def resolve(stage_input, key: str) -> Path:
+    """A path a data stage recorded: relative ones live inside its artifact folder."""
+    return stage_input.dir / stage_input.result[key]
