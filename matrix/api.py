@@ -144,7 +144,7 @@ def provenance(spec_sha: str) -> dict:
 
 
 def snapshot_spec(spec: Spec) -> tuple[str, str]:
-    text = yaml.safe_dump(spec.model_dump(mode="json", exclude_unset=True), sort_keys=False)
+    text = yaml.safe_dump(spec.model_dump(mode="json", exclude_unset=True, by_alias=True), sort_keys=False)
     return text, hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -164,13 +164,19 @@ class ResourceSpec(Strict):
 
 
 class ResourcesSpec(Strict):
+    """Resources per stage kind (`construct` is spelled so in YAML; the attribute avoids BaseModel.construct)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     model: ResourceSpec = Field(default_factory=ResourceSpec)
     data: ResourceSpec = Field(default_factory=lambda: ResourceSpec(cpus=0.5))
     subset: ResourceSpec = Field(default_factory=lambda: ResourceSpec(cpus=0.5))
     generate: ResourceSpec = Field(default_factory=ResourceSpec)
-    construct: ResourceSpec = Field(default_factory=lambda: ResourceSpec(cpus=0.5))
+    construct_: ResourceSpec = Field(default_factory=lambda: ResourceSpec(cpus=0.5), alias="construct")
     train: ResourceSpec = Field(default_factory=ResourceSpec)
     evaluate: ResourceSpec = Field(default_factory=ResourceSpec)
+
+    def for_kind(self, kind: str) -> ResourceSpec:
+        return getattr(self, "construct_" if kind == "construct" else kind)
 
 
 class RaySpec(Strict):

@@ -113,7 +113,7 @@ class Executor:
         self.on_event = on_event or (lambda event, stage, detail: None)
 
     def _request(self, stage: Stage) -> ResourceSpec:
-        return getattr(self.resources, stage.kind)
+        return self.resources.for_kind(stage.kind)
 
     def _final_dir(self, stage: Stage) -> Path:
         return self.store.artifact_dir(stage.key, stage.kind)

@@ -1,0 +1,3 @@
+from matrix.cli import app
+
+app(prog_name="matrix")

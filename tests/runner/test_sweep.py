@@ -1,0 +1,116 @@
+"""End-to-end sweeps through the CLI in subprocesses: resume after kill -9, failures that do not stop the rest."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+SPEC = """\
+name: small
+output_dir: {out}
+base_models:
+  tiny: {{family: tiny}}
+datasets:
+  shapes: {{source: synthetic, kind: ocrvqa, size: 80, label: Shapes}}
+scales: {scales}
+methods: [baseline, cont-sft, gt-dpo]
+benchmarks:
+  - {{id: pope, synthetic: 12}}
+  - {{id: mme, synthetic: 8}}
+generation: {{max_new_tokens: 8}}
+training: {{lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 128, lora: {{r: 4, alpha: 8}}}}
+ray: {{num_cpus: 2}}
+tables:
+  - id: main
+    groups:
+      - id: all
+        metrics:
+          - {{id: pope, benchmark: pope, metric: f1}}
+          - {{id: mme, benchmark: mme, metric: perception}}
+"""
+
+
+def write_spec(tmp_path: Path, name: str, scales="[40]") -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(textwrap.dedent(SPEC.format(out=tmp_path / name, scales=scales)))
+    return p
+
+
+def matrix(*args, check=True, **kw):
+    proc = subprocess.run([sys.executable, "-m", "matrix", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"matrix {args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def done_stages(run_dir: Path) -> dict[str, float]:
+    db = run_dir / "matrix.db"
+    if not db.exists():
+        return {}
+    try:
+        with sqlite3.connect(db, timeout=5) as con:
+            return dict(con.execute("SELECT key, finished FROM stages WHERE status='done'").fetchall())
+    except sqlite3.OperationalError:
+        return {}
+
+
+def test_kill_9_then_resume_redoes_nothing_and_matches_uninterrupted(tmp_path):
+    reference = write_spec(tmp_path, "ref")
+    matrix("run", reference)
+    expected = matrix("report", reference, "--format", "csv").stdout
+
+    spec = write_spec(tmp_path, "killed")
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "matrix", "run", str(spec)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if len(done_stages(run_dir)) >= 7:  # mid-sweep: data and generation done, training under way
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sweep finished before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = done_stages(run_dir)
+    assert before, "nothing had finished before the kill"
+
+    second = matrix("run", spec)
+    after = done_stages(run_dir)
+    # Every stage finished before the kill kept its record: it was not executed again.
+    assert {k: after[k] for k in before} == before
+    assert len(after) > len(before)
+    assert "ran" in second.stdout
+    assert matrix("report", spec, "--format", "csv").stdout == expected
+    # A third run has nothing to do and says so.
+    third = matrix("run", spec)
+    assert "nothing to do" in third.stdout
+
+
+def test_failing_stage_is_recorded_and_the_rest_completes(tmp_path):
+    spec = write_spec(tmp_path, "failing", scales="[40, 500]")  # the dataset has 80 records: 500 cannot be drawn
+    proc = matrix("run", spec, check=False)
+    assert proc.returncode == 1
+    assert "failed: subset shapes-500" in proc.stderr
+    with sqlite3.connect(tmp_path / "failing" / "matrix.db") as con:
+        (error,) = con.execute("SELECT error FROM stages WHERE label='subset shapes-500'").fetchone()
+        statuses = dict(con.execute("SELECT label, status FROM stages").fetchall())
+    assert "Traceback" in error and "asks for 500" in error
+    # cont-sft at scale 40 does not need the failed subset: it trained and was evaluated.
+    assert statuses["train cont-sft/tiny/shapes-40"] == "done"
+    assert statuses["evaluate pope cont-sft/tiny/shapes-40"] == "done"
+    report = matrix("report", spec, "--format", "json").stdout
+    rows = json.loads(report)
+    failed = [r for r in rows if r["method"] == "gt-dpo"]
+    assert failed and all(r["status"]["pope"] == "failed" for r in failed)
+    status = matrix("status", tmp_path / "failing")
+    assert "asks for 500" in status.stdout
