@@ -1,0 +1,79 @@
+"""A single-process DeepSpeed group: environment, process-group life cycle and the engine config."""
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+_DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def default_extensions_dir() -> None:
+    """DeepSpeed JIT-compiles a comm op on first init (~35 s on CPU); keep it in one cached place."""
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "matrix" / "torch_extensions"))
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def process_group(on_cuda: bool) -> Iterator[None]:
+    """Initialise a one-rank group (loopback only) and tear it down; a group made by a launcher is reused.
+
+    The rendezvous variables are restored afterwards so that a later call (tests train several
+    times in one process) picks a fresh port instead of a stale one.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() != 1:
+            raise NotImplementedError("methods.trainer runs one process; multi-rank data sharding is not implemented")
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in _DIST_ENV}
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    default_extensions_dir()
+    try:
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="nccl" if on_cuda else "gloo")
+        yield
+    finally:
+        if dist.is_initialized():
+            import deepspeed.comm
+
+            # DeepSpeed's wrapper also drops the groups it cached (world clone, data-parallel group);
+            # with torch's alone the next run in this process would reuse dead groups.
+            deepspeed.comm.destroy_process_group()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def engine_config(hp: dict) -> dict:
+    """DeepSpeed config from the trainer's hyper-parameters (client optimizer and scheduler)."""
+    stage = int(hp["deepspeed"]["stage"])
+    zero: dict = {"stage": stage}
+    if stage == 3:
+        # Without it a ZeRO-3 save writes only sharded optimizer states (STACK_NOTES §2); we also gather
+        # full fp32 tensors ourselves, but keep the engine's own save usable.
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    return {
+        "train_batch_size": hp["batch_size"],
+        "train_micro_batch_size_per_gpu": hp["micro_batch_size"],
+        "gradient_accumulation_steps": hp["batch_size"] // hp["micro_batch_size"],
+        "gradient_clipping": float(hp["max_grad_norm"] or 0.0),
+        "bf16": {"enabled": bool(hp["bf16"])},
+        "zero_optimization": zero,
+        # ZeRO refuses optimizers it has not tested unless told; torch AdamW needs no compiled op.
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }

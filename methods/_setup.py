@@ -1,0 +1,102 @@
+"""What the trainer sets up before its loop: trainable parameters, optimizer groups, lr schedule."""
+from __future__ import annotations
+
+import math
+
+# REFERENCE §0: LLaVA's LoRA wraps every Linear of the LLM except lm_head; the anchor on
+# `language_model` keeps the CLIP tower's same-named projections out (STACK_NOTES §4).
+LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+def submodule(model, suffix: str):
+    for name, module in model.named_modules():
+        if name == suffix or name.endswith("." + suffix):
+            return module
+    raise AttributeError(f"model has no {suffix!r} module")
+
+
+def disable_dropout(model) -> None:
+    """SeVa's disable_dropout: DPO log-prob ratios must not be noised by dropout."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        for attr in ("attention_dropout", "dropout"):  # attention modules keep a float, not a module
+            if isinstance(getattr(module, attr, None), float):
+                setattr(module, attr, 0.0)
+
+
+def prepare_model(model, hp: dict, objective: str):
+    """Freeze the vision tower; LoRA on the LLM (or the whole LLM trainable); projector per hp.
+
+    Returns the model to train: a PEFT wrapper under LoRA, `model` itself for a full fine-tune.
+    """
+    model.requires_grad_(False)
+    if objective == "dpo":
+        disable_dropout(model)
+    if hp.get("gradient_checkpointing"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    lora = hp.get("lora")
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(
+            r=int(lora["r"]),
+            lora_alpha=lora["alpha"],
+            lora_dropout=0.0 if objective == "dpo" else float(lora.get("dropout", 0.0)),
+            target_modules=LORA_TARGETS,
+            bias="none",
+        )
+        wrapped = get_peft_model(model, config)
+    else:
+        # LLaVA's full fine-tune trains the whole LLM, embeddings and lm_head included.
+        submodule(model, "language_model").requires_grad_(True)
+        model.get_output_embeddings().requires_grad_(True)
+        wrapped = model
+    # LLaVA re-enables the projector after LoRA froze it ("in case it is frozen by LoRA", REFERENCE §0).
+    if hp.get("train_projector", True):
+        submodule(model, "multi_modal_projector").requires_grad_(True)
+    return wrapped
+
+
+def param_groups(model, weight_decay: float) -> list[dict]:
+    """HF Trainer's convention: no weight decay on biases and norm weights (the 1-D tensors)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def lr_lambda(scheduler: str, warmup: int, total: int):
+    """Multiplier of the peak lr at optimizer step `s` (0-based): linear warmup from 0, then decay to 0."""
+    if scheduler not in ("cosine", "linear", "constant"):
+        raise ValueError(f"unknown scheduler {scheduler!r}; known: cosine, linear, constant")
+
+    def factor(s: int) -> float:
+        if s < warmup:
+            return s / max(1, warmup)
+        progress = min(1.0, (s - warmup) / max(1, total - warmup))
+        if scheduler == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - progress if scheduler == "linear" else 1.0
+
+    return factor
+
+
+def gather_trainable(model, use_deepspeed: bool) -> dict:
+    """Full fp32 copies of the trained tensors (PEFT names): the optimizer's fp32 masters under
+    DeepSpeed (ZeRO shards and bf16 copies reassembled), the parameters themselves otherwise."""
+    out = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        full = None
+        if use_deepspeed:
+            from deepspeed.utils import safe_get_full_fp32_param
+
+            full = safe_get_full_fp32_param(p)  # None for stage 0 without bf16: p is the master
+        out[name] = (p.detach() if full is None else full).float().cpu().clone()
+    return out

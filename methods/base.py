@@ -1,0 +1,118 @@
+"""The method plug-in contract and the LLaVA-JSON helpers every method's construction uses.
+
+A method turns dataset records (LLaVA JSON: `{"id", "image", "conversations": [...]}`) and the
+base model's responses into training examples, and names the objective that trains on them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from matrix.models.conversation import IMAGE_PLACEHOLDER
+from matrix.registry import Registry
+
+METHODS: Registry["type[Method]"] = Registry("method", "methods")
+
+Responses = dict[str, dict[str, str]]  # generation kind -> item_id -> the model's answer
+
+
+@dataclass(frozen=True)
+class Item:
+    """One question of a record: the unit that generation answers and pair-building methods use."""
+
+    item_id: str
+    record_id: str
+    image: str  # relative to the dataset's image root; "" for a text-only record
+    question: str  # without the image placeholder; keeps a short-answer suffix
+    answer: str  # the ground-truth answer (the gpt turn that follows)
+
+
+def record_id(record: dict, index: int) -> str:
+    return str(record["id"]) if "id" in record else str(index)
+
+
+def clean_question(value: str) -> str:
+    """Drop the image placeholder and the newline that joins it (LLaVA puts it first or last)."""
+    return value.replace(IMAGE_PLACEHOLDER, "").strip()
+
+
+def question_items(records: list[dict]) -> list[Item]:
+    """One item per human turn that has an answer; item_id = "<record id>:<question number>".
+
+    The question number counts human turns (0-based), so it stays stable however a record's
+    turns are rendered. Duplicate record ids would make item ids ambiguous, so they are an error.
+    """
+    items: list[Item] = []
+    seen: set[str] = set()
+    for index, record in enumerate(records):
+        rid = record_id(record, index)
+        if rid in seen:
+            raise ValueError(f"duplicate record id {rid!r}: item ids would collide")
+        seen.add(rid)
+        turns = record.get("conversations", [])
+        question_no = 0
+        for pos, turn in enumerate(turns):
+            if turn.get("from") != "human":
+                continue
+            nxt = turns[pos + 1] if pos + 1 < len(turns) else None
+            if nxt is not None and nxt.get("from") == "gpt":
+                image = record.get("image") or ""
+                items.append(Item(f"{rid}:{question_no}", rid, image, clean_question(turn["value"]), nxt["value"]))
+            question_no += 1
+    return items
+
+
+def single_turn(question: str, answer: str, with_image: bool) -> list[dict]:
+    """A one-question conversation, image placeholder first as in SeVa/SIMA pair files."""
+    prompt = f"{IMAGE_PLACEHOLDER}\n{question}" if with_image else question
+    return [{"from": "human", "value": prompt}, {"from": "gpt", "value": answer}]
+
+
+def preference_example(item: Item, chosen: str, rejected: str) -> dict:
+    """SIMA's pair layout: shared human turn, chosen in `conversations`, rejected beside it."""
+    ex: dict[str, Any] = {"id": item.item_id}
+    if item.image:
+        ex["image"] = item.image
+    ex["conversations"] = single_turn(item.question, chosen, bool(item.image))
+    ex["rejected_conversations"] = single_turn(item.question, rejected, bool(item.image))
+    return ex
+
+
+class Method:
+    """Base class of a method plug-in; subclasses set the class attributes and `construct`.
+
+    Use: `METHODS.get(name)().construct(records, responses, params)`.
+    """
+
+    id: ClassVar[str] = ""
+    objective: ClassVar[str] = "none"  # "none" | "sft" | "dpo"
+    responses: ClassVar[tuple[str, ...]] = ()  # generation kinds construct needs, e.g. ("greedy",)
+    defaults: ClassVar[dict[str, Any]] = {}  # the paper's training hyper-parameters (spec `training` keys)
+    version: ClassVar[str] = "1"  # bump when construct's output changes: part of the construct stage key
+
+    def construct(self, records: list[dict], responses: Responses, params: dict) -> tuple[list[dict], dict]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<method {self.id} objective={self.objective}>"
+
+
+# The schedule SeVa trains with (REFERENCE §1.1) and which GT-DPO / continual SFT reuse (§1.2, §1.5):
+# LoRA 1024/2048 on the LLM with the projector trained in full, global batch 128 (8 GPUs x 16),
+# lr 2e-6 cosine, warmup ratio 0.03, no weight decay, clip 1.0, length 2048, ZeRO-3 + bf16, seed 42.
+SEVA_SCHEDULE: dict[str, Any] = {
+    "lr": 2e-6,
+    "epochs": 1,
+    "batch_size": 128,
+    "micro_batch_size": 16,
+    "warmup_ratio": 0.03,
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+    "scheduler": "cosine",
+    "max_length": 2048,
+    "seed": 42,
+    "bf16": True,
+    "lora": {"r": 1024, "alpha": 2048, "dropout": 0.05},
+    "train_projector": True,
+    "deepspeed": {"stage": 3},
+}

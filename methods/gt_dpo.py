@@ -1,0 +1,45 @@
+"""`gt-dpo`: DPO with chosen = ground-truth answer, rejected = the base model's greedy answer.
+
+No public code exists (REFERENCE §1.2); this follows the faithful reconstruction: SeVa's greedy
+generation without augmentation gives the rejected answer, SeVa's trainer settings train it.
+Our decision (the paper is silent): pairs whose rejected answer equals the chosen one after
+stripping whitespace are dropped and counted, as SeVa does for its own pairs — such a pair has a
+zero DPO gradient and only dilutes the batch. Set `params.drop_equal: false` to keep them.
+"""
+from __future__ import annotations
+
+import copy
+
+from methods.base import METHODS, SEVA_SCHEDULE, Method, Responses, preference_example, question_items
+
+
+@METHODS.register("gt-dpo")
+class GTDPO(Method):
+    id = "gt-dpo"
+    objective = "dpo"
+    responses = ("greedy",)
+    defaults = {**copy.deepcopy(SEVA_SCHEDULE), "beta": 0.1}
+
+    def construct(self, records: list[dict], responses: Responses, params: dict) -> tuple[list[dict], dict]:
+        greedy = responses.get("greedy", {})
+        drop_equal = bool(params.get("drop_equal", True))
+        items = question_items(records)
+        examples: list[dict] = []
+        equal = missing = 0
+        for item in items:
+            if item.item_id not in greedy:
+                missing += 1
+                continue
+            chosen, rejected = item.answer.strip(), greedy[item.item_id].strip()
+            if drop_equal and chosen == rejected:
+                equal += 1
+                continue
+            examples.append(preference_example(item, chosen, rejected))
+        stats = {
+            "records": len(records),
+            "items": len(items),
+            "examples": len(examples),
+            "dropped_equal": equal,
+            "missing_response": missing,
+        }
+        return examples, stats

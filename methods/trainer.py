@@ -1,0 +1,300 @@
+"""One training run: SFT or DPO on a LLaVA model, LoRA on the language model, plain PyTorch or DeepSpeed.
+
+`train(...)` is the whole train stage: load the base model, tokenise (loss on answer tokens only),
+for DPO precompute the reference log-probs, train, save the checkpoint (`methods.checkpoint`), and
+return the costs the paper's Fig. 2 compares. Both paths share one loop; the DeepSpeed path only
+swaps the backward/step calls for the engine's, so their semantics are the same:
+  * a global batch is `batch_size` examples (DPO: pairs) fed in `micro_batch_size` chunks, each
+    chunk's loss weighted by its share of the batch, so a short last batch is still a proper mean;
+  * one optimizer step per global batch, `ceil(epochs * ceil(N / batch_size))` steps in all;
+  * torch AdamW (no decay on biases and norms), clipping at `max_grad_norm`, warmup + schedule.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import resource
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from matrix.models.handle import load
+from methods import checkpoint
+from methods._data import BatchMaker, Encoded, encode_examples
+from methods._dist import default_extensions_dir, engine_config, process_group
+from methods._setup import LORA_TARGETS, gather_trainable, lr_lambda, param_groups, prepare_model  # noqa: F401
+from methods.objectives import dpo_loss, sequence_logps, sft_loss
+
+
+@dataclass
+class _Loop:
+    objective: str
+    hp: dict
+    encoded: list[tuple[Encoded, ...]]
+    module: Any  # what forward runs through: the DeepSpeed engine or the model itself
+    engine: Any  # None on the plain path
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    make_batch: BatchMaker
+    autocast: Callable[[], Any]
+    ref: Any = None  # (N, 2) reference log-probs of chosen / rejected, DPO only
+    tokens: int = 0
+    log: list[dict] = field(default_factory=list)
+
+    def logits(self, seqs: list[Encoded]):
+        batch = self.make_batch(seqs)
+        with self.autocast():
+            out = self.module(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                pixel_values=batch["pixel_values"],
+                use_cache=False,
+            )
+        return out.logits, batch
+
+    def _pairs(self, idxs: list[int]) -> list[Encoded]:
+        """Chosen then rejected in one batch of 2m (SeVa's layout): one forward per micro-batch."""
+        return [self.encoded[i][0] for i in idxs] + [self.encoded[i][1] for i in idxs]
+
+    def reference(self) -> None:
+        """Before the first step the policy IS the un-adapted model (LoRA B = 0, nothing trained yet),
+        so one no-grad pass over it gives the reference log-probs, in training's own precision,
+        without a second resident model."""
+        import torch
+
+        self.module.eval()
+        self.ref = torch.zeros(len(self.encoded), 2)
+        mbs = self.hp["micro_batch_size"]
+        with torch.no_grad():
+            for s in range(0, len(self.encoded), mbs):
+                idxs = list(range(s, min(s + mbs, len(self.encoded))))
+                logits, batch = self.logits(self._pairs(idxs))
+                self.ref[idxs] = sequence_logps(logits, batch["labels"]).view(2, -1).t().float().cpu()
+        self.module.train()
+
+    def _micro(self, idxs: list[int]):
+        import torch
+
+        if self.objective == "sft":
+            logits, batch = self.logits([self.encoded[i][0] for i in idxs])
+            loss, rewards = sft_loss(logits, batch["labels"]), None
+        else:
+            logits, batch = self.logits(self._pairs(idxs))
+            chosen, rejected = sequence_logps(logits, batch["labels"]).view(2, -1)
+            ref_chosen, ref_rejected = self.ref[idxs].t().to(chosen.device)
+            loss, cr, rr = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.hp["beta"])
+            rewards = torch.stack([cr, rr], 1).float().cpu()
+        self.tokens += int(batch["attention_mask"].sum())
+        return loss, rewards
+
+    def step(self, idxs: list[int], epoch: int) -> None:
+        """One optimizer step over the global batch `idxs`."""
+        import torch
+
+        mbs = self.hp["micro_batch_size"]
+        micro = [idxs[i : i + mbs] for i in range(0, len(idxs), mbs)]
+        lr = self.scheduler.get_last_lr()[0]
+        total, rewards = 0.0, []
+        for k, mi in enumerate(micro):
+            loss, r = self._micro(mi)
+            weighted = loss * (len(mi) / len(idxs))
+            total += float(weighted.detach())
+            if r is not None:
+                rewards.append(r)
+            if self.engine is not None:
+                # We own the accumulation boundary, so a short last batch still makes exactly one step.
+                self.engine.set_gradient_accumulation_boundary(k == len(micro) - 1)
+                self.engine.backward(weighted, scale_wrt_gas=False)
+                self.engine.step()
+            else:
+                weighted.backward()
+        if self.engine is None:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.hp["max_grad_norm"] or math.inf)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            norm = self.engine.get_global_grad_norm()
+        entry = {"step": len(self.log) + 1, "epoch": epoch, "lr": lr, "loss": total, "examples": len(idxs)}
+        entry["grad_norm"] = None if norm is None else float(norm)
+        if rewards:
+            r = torch.cat(rewards)
+            entry.update(
+                chosen_reward=float(r[:, 0].mean()),
+                rejected_reward=float(r[:, 1].mean()),
+                margin=float((r[:, 0] - r[:, 1]).mean()),
+                accuracy=float((r[:, 0] > r[:, 1]).float().mean()),
+            )
+        self.log.append(entry)
+
+    def run(self, total_steps: int) -> None:
+        order = list(range(len(self.encoded)))
+        epoch = 0
+        while len(self.log) < total_steps:
+            random.Random(self.hp["seed"] + epoch).shuffle(order)  # a fresh, reproducible order per epoch
+            for b in range(0, len(order), self.hp["batch_size"]):
+                if len(self.log) >= total_steps:  # fractional epochs stop mid-epoch
+                    break
+                self.step(order[b : b + self.hp["batch_size"]], epoch)
+            epoch += 1
+
+
+def _peak_mem_mb(on_cuda: bool) -> float:
+    import torch
+
+    if on_cuda:
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def train(
+    base_model_dir: Path,
+    examples: list[dict],
+    image_root: Path,
+    objective: str,
+    hp: dict,
+    out_dir: Path,
+    template: str | None = None,
+) -> dict:
+    """Train and save to `out_dir`; returns timings, memory, loss (and DPO reward margins).
+
+    `template` names the conversation template when the model directory does not (llava-hf models).
+    """
+    result, _ = train_model(base_model_dir, examples, image_root, objective, hp, out_dir, template)
+    return result
+
+
+def train_model(
+    base_model_dir: Path,
+    examples: list[dict],
+    image_root: Path,
+    objective: str,
+    hp: dict,
+    out_dir: Path,
+    template: str | None = None,
+) -> tuple[dict, Any]:
+    """`train`, also returning the trained model (PEFT-wrapped under LoRA) for in-process checks.
+
+    Under ZeRO-3 the returned model's parameters are left partitioned: reload the checkpoint instead.
+    """
+    with warnings.catch_warnings():
+        # torch.distributed deprecation notices fire on every ZeRO collective; peft's on every wrap.
+        warnings.filterwarnings(
+            "ignore", category=FutureWarning, message=r".*(torch\.distributed|is_gradient_checkpointing)"
+        )
+        return _train(Path(base_model_dir), examples, Path(image_root), objective, hp, Path(out_dir), template)
+
+
+def _train(
+    base_model_dir: Path,
+    examples: list[dict],
+    image_root: Path,
+    objective: str,
+    hp: dict,
+    out_dir: Path,
+    template: str | None,
+) -> tuple[dict, Any]:
+    import numpy as np
+    import torch
+
+    start = time.perf_counter()
+    if objective not in ("sft", "dpo"):
+        raise ValueError(f"objective {objective!r} trains nothing; expected 'sft' or 'dpo'")
+    if hp.get("kl_lambda"):
+        raise NotImplementedError("the per-token KL term (-kl methods) is not implemented by this trainer")
+    if hp["batch_size"] % hp["micro_batch_size"]:
+        raise ValueError("batch_size must be a multiple of micro_batch_size")
+    use_ds = hp.get("deepspeed") is not None
+    on_cuda = torch.cuda.is_available()
+    random.seed(hp["seed"])
+    np.random.seed(hp["seed"] % 2**32)
+    torch.manual_seed(hp["seed"])  # also fixes the LoRA A initialisation
+    if use_ds:
+        default_extensions_dir()
+
+    handle = load(base_model_dir, template=template)
+    encoded, dropped = encode_examples(handle, examples, objective, hp["max_length"])
+    if not encoded:
+        raise ValueError(f"no trainable examples ({len(examples)} given, {dropped} dropped by max_length)")
+    model = prepare_model(handle.model, hp, objective)
+    optimizer = torch.optim.AdamW(param_groups(model, hp["weight_decay"]), lr=hp["lr"])
+    total_steps = max(1, math.ceil(hp["epochs"] * math.ceil(len(encoded) / hp["batch_size"])))
+    factor = lr_lambda(hp["scheduler"], math.ceil(hp["warmup_ratio"] * total_steps), total_steps)
+    bf16 = bool(hp["bf16"])
+
+    with process_group(on_cuda) if use_ds else contextlib.nullcontext():
+        if use_ds:
+            import deepspeed
+
+            engine, _, _, scheduler = deepspeed.initialize(
+                model=model,
+                optimizer=optimizer,
+                lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, factor),
+                config=engine_config(hp),
+            )
+            module, device = engine, engine.device
+            dtype = torch.bfloat16 if bf16 else torch.float32  # the engine cast the weights
+            autocast = contextlib.nullcontext
+        else:
+            device = torch.device("cuda", 0) if on_cuda else torch.device("cpu")
+            model.to(device)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            engine, module, dtype = None, model, torch.float32
+            # fp32 weights, bf16 matmuls: mixed precision without a master-weight copy
+            autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+        loop = _Loop(
+            objective, hp, encoded, module, engine, model, optimizer, scheduler,
+            BatchMaker(handle, image_root, hp["max_length"], device, dtype), autocast,
+        )
+        ref_s = 0.0
+        if objective == "dpo":
+            t = time.perf_counter()
+            loop.reference()
+            ref_s = time.perf_counter() - t
+        module.train()
+        t = time.perf_counter()
+        loop.run(total_steps)
+        train_s = time.perf_counter() - t
+        named = gather_trainable(model, use_ds)
+        checkpoint.save(out_dir, model, named)
+        if engine is not None:
+            engine.destroy()
+
+    log = loop.log
+    result = {
+        "wall_s": time.perf_counter() - start,
+        "train_s": train_s,
+        "peak_mem_mb": _peak_mem_mb(on_cuda),
+        "tokens_per_s": loop.tokens / train_s if train_s > 0 else 0.0,
+        "tokens": loop.tokens,
+        "steps": len(log),
+        "final_loss": log[-1]["loss"],
+        "examples": len(encoded),
+        "dropped_truncated": dropped,
+        "trainable_params": sum(t.numel() for t in named.values()),
+        "deepspeed_stage": hp["deepspeed"]["stage"] if use_ds else None,
+    }
+    if objective == "dpo":
+        result.update(
+            ref_s=ref_s,
+            reward_margin_first=log[0]["margin"],
+            reward_margin_final=log[-1]["margin"],
+            reward_accuracy_final=log[-1]["accuracy"],
+            chosen_reward_final=log[-1]["chosen_reward"],
+            rejected_reward_final=log[-1]["rejected_reward"],
+        )
+    record = {
+        "objective": objective,
+        "base_model_dir": str(base_model_dir),
+        "template": handle.template.name,
+        "hp": hp,
+        "steps": log,
+        "result": result,
+    }
+    (out_dir / checkpoint.TRAIN_LOG).write_text(json.dumps(record, indent=1, default=str))
+    return result, model

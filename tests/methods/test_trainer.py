@@ -1,0 +1,136 @@
+"""Training on a random tiny LLaVA: plain PyTorch (SFT, DPO, full fine-tune) and DeepSpeed ZeRO-2/3 on CPU."""
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from matrix.models.handle import load
+from methods import checkpoint
+from methods._data import BatchMaker, encode_examples
+from methods.base import METHODS
+from methods.checkpoint import load_trained
+from methods.objectives import sequence_logps, sft_loss
+from methods.trainer import lr_lambda, train, train_model
+
+
+def _batch(handle, examples, image_root, objective) -> dict:
+    """All examples in one padded batch; DPO: the chosen sequences, then the rejected ones."""
+    encoded, dropped = encode_examples(handle, examples, objective, 256)
+    assert dropped == 0
+    seqs = [e[0] for e in encoded] + ([e[1] for e in encoded] if objective == "dpo" else [])
+    return BatchMaker(handle, image_root, 256, "cpu", torch.float32)(seqs)
+
+
+@torch.no_grad()
+def _logits(model, batch):
+    model.eval()
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"]).logits
+
+
+def _sft_set_loss(model, handle, examples, image_root) -> float:
+    batch = _batch(handle, examples, image_root, "sft")
+    return sft_loss(_logits(model, batch), batch["labels"]).item()
+
+
+def _dpo_margin(model, handle, examples, image_root) -> float:
+    """Mean of log p(chosen) − log p(rejected) over the pairs."""
+    batch = _batch(handle, examples, image_root, "dpo")
+    chosen, rejected = sequence_logps(_logits(model, batch), batch["labels"]).view(2, -1)
+    return (chosen - rejected).mean().item()
+
+
+@pytest.fixture(scope="module")
+def sft_run(tiny_world, tmp_path_factory, hp):
+    examples, _ = METHODS.get("cont-sft")().construct(tiny_world.records, {}, {})
+    out = tmp_path_factory.mktemp("sft")
+    result, model = train_model(tiny_world.base, examples, tiny_world.image_root, "sft", hp(), out)
+    return examples, out, result, model
+
+
+def test_sft_lowers_training_loss_and_checkpoint_reloads(tiny_world, sft_run):
+    examples, out, result, model = sft_run
+    assert result["steps"] == 3 * math.ceil(16 / 8) and result["examples"] == 16
+    assert {"wall_s", "peak_mem_mb", "tokens_per_s", "final_loss"} <= set(result) and result["tokens_per_s"] > 0
+    log = json.loads((out / checkpoint.TRAIN_LOG).read_text())
+    assert len(log["steps"]) == result["steps"] and log["steps"][-1]["loss"] < log["steps"][0]["loss"]
+    assert (out / "adapter" / "adapter_config.json").exists()
+    saved = load_file(str(out / checkpoint.NON_LORA_FILE))
+    assert saved and all(".multi_modal_projector." in k for k in saved)  # LoRA: only the projector
+
+    base = load(tiny_world.base)
+    trained = load_trained(tiny_world.base, out)
+    before = _sft_set_loss(base.model, base, examples, tiny_world.image_root)
+    after = _sft_set_loss(trained.model, trained, examples, tiny_world.image_root)
+    assert after < before - 0.3
+
+    batch = _batch(base, examples[:4], tiny_world.image_root, "sft")
+    reloaded, in_memory, untouched = _logits(trained.model, batch), _logits(model, batch), _logits(base.model, batch)
+    assert torch.allclose(reloaded, in_memory, atol=1e-4)
+    assert not torch.allclose(reloaded, untouched, atol=1e-2)
+    # the vision tower is frozen; LoRA stays off the CLIP projections
+    for (name, p), (_, q) in zip(base.model.named_parameters(), trained.model.named_parameters()):
+        if "vision_tower" in name:
+            assert torch.equal(p, q), name
+
+
+def test_dpo_raises_chosen_minus_rejected_margin(tiny_world, tmp_path, hp, wrong_answers):
+    examples, stats = METHODS.get("gt-dpo")().construct(tiny_world.records, {"greedy": wrong_answers(tiny_world.records)}, {})
+    assert stats["examples"] == 32
+    result = train(tiny_world.base, examples, tiny_world.image_root, "dpo", hp(epochs=2, lr=1e-3), tmp_path)
+    assert result["reward_margin_first"] == pytest.approx(0.0, abs=1e-5)  # policy == reference at step 1
+    assert result["reward_margin_final"] > 0
+    base = load(tiny_world.base)
+    trained = load_trained(tiny_world.base, tmp_path)
+    before = _dpo_margin(base.model, base, examples, tiny_world.image_root)
+    after = _dpo_margin(trained.model, trained, examples, tiny_world.image_root)
+    assert after > before + 0.5
+
+
+def test_full_fine_tune_saves_the_language_model(tiny_world, tmp_path, hp):
+    examples, _ = METHODS.get("cont-sft")().construct(tiny_world.records[:8], {}, {})
+    train(tiny_world.base, examples, tiny_world.image_root, "sft", hp(lora=None, epochs=1, lr=1e-3), tmp_path)
+    assert not (tmp_path / "adapter").exists()
+    saved = load_file(str(tmp_path / checkpoint.NON_LORA_FILE))
+    assert any(".language_model." in k for k in saved) and any("lm_head" in k for k in saved)
+    assert not any("vision_tower" in k for k in saved)
+    base, trained = load(tiny_world.base), load_trained(tiny_world.base, tmp_path)
+    key = next(k for k in saved if k.endswith("layers.0.mlp.up_proj.weight"))
+    assert not torch.equal(base.model.state_dict()[key], trained.model.state_dict()[key])
+
+
+def test_lr_schedule_warmup_and_decay():
+    f = lr_lambda("cosine", warmup=2, total=10)
+    assert [f(0), f(1), f(2)] == [0.0, 0.5, 1.0]
+    assert f(6) == pytest.approx(0.5) and f(10) == pytest.approx(0.0)
+    assert lr_lambda("linear", 0, 4)(2) == 0.5 and lr_lambda("constant", 0, 4)(3) == 1.0
+
+
+def test_deepspeed_zero2_matches_the_plain_loop(tiny_world, sft_run, tmp_path, hp):
+    """Pays DeepSpeed's one-time comm-op compile (~35 s, cached in TORCH_EXTENSIONS_DIR)."""
+    examples, plain_out, _, _ = sft_run
+    result = train(tiny_world.base, examples, tiny_world.image_root, "sft", hp(deepspeed={"stage": 2}), tmp_path)
+    assert result["deepspeed_stage"] == 2
+    plain = [s["loss"] for s in json.loads((plain_out / checkpoint.TRAIN_LOG).read_text())["steps"]]
+    ds = [s["loss"] for s in json.loads((tmp_path / checkpoint.TRAIN_LOG).read_text())["steps"]]
+    assert ds == pytest.approx(plain, abs=1e-3)  # same batches, accumulation, clipping and schedule
+    assert not torch.distributed.is_initialized()  # the group is torn down after the run
+
+
+def test_deepspeed_zero3_bf16_saves_a_loadable_checkpoint(tiny_world, tmp_path, hp, wrong_answers):
+    examples, _ = METHODS.get("gt-dpo")().construct(tiny_world.records[:4], {"greedy": wrong_answers(tiny_world.records)}, {})
+    cfg = hp(deepspeed={"stage": 3}, bf16=True, epochs=1, batch_size=4, micro_batch_size=2, lr=1e-3)
+    result = train(tiny_world.base, examples, tiny_world.image_root, "dpo", cfg, tmp_path)
+    assert result["steps"] == 2 and math.isfinite(result["final_loss"])
+    saved = load_file(str(tmp_path / checkpoint.NON_LORA_FILE))
+    assert all(v.dtype == torch.float32 and v.numel() > 0 for v in saved.values())  # gathered, not shards
+    base, trained = load(tiny_world.base), load_trained(tiny_world.base, tmp_path)
+    batch = _batch(base, examples, tiny_world.image_root, "dpo")
+    after = _logits(trained.model, batch)
+    assert torch.isfinite(after).all() and not torch.allclose(after, _logits(base.model, batch), atol=1e-3)
+
+
+def test_objective_none_is_refused(tiny_world, tmp_path, hp):
+    with pytest.raises(ValueError, match="trains nothing"):
+        train(tiny_world.base, [], tiny_world.image_root, "none", hp(), tmp_path)
