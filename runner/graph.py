@@ -133,7 +133,8 @@ class _Builder:
         deps = {"data": self.dataset(cell.dataset), "subset": self.subset(cell.dataset, cell.scale)}
         for mode in method.responses:
             deps[f"responses.{mode}"] = self.generate(cell.base_model, cell.dataset, mode, cell.seed)
-        construct = self.add(Stage("construct", {"method": cell.method, "params": entry.params}, deps,
+        construct = self.add(Stage("construct", {"method": cell.method, "version": method.version,
+                                                "params": entry.params}, deps,
                                    label=f"construct {cell.label}"))
         hp = training_params(self.spec, cell.method)
         if self.spec.seeds:
