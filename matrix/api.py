@@ -59,7 +59,7 @@ def check_files(spec: Spec, spec_path: str | Path) -> None:
         problems.append(Problem(file, line, format_path(path), msg))
 
     for name, entry in spec.base_models.items():
-        for msg in FAMILIES.get(entry.family).missing_files(entry):
+        for msg in FAMILIES.get(entry.family)().missing_files(entry):
             add(("base_models", name, "path"), msg)
     for name, ds in spec.datasets.items():
         if ds.source == "llava-json":

@@ -80,7 +80,7 @@ class _Builder:
 
     def model(self, name: str) -> Stage:
         entry = self.spec.base_models[name]
-        family = FAMILIES.get(entry.family)
+        family = FAMILIES.get(entry.family)()
         params = {"family": entry.family, "template": template_for(entry), **family.stage_params(entry)}
         return self.add(Stage("model", params, label=f"model {name}"))
 

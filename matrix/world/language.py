@@ -74,3 +74,34 @@ def absent_object(scene: Scene, rng: random.Random, adversarial: bool) -> tuple[
 
 def absent_shape(scene: Scene, rng: random.Random) -> str:
     return rng.choice([s for s in SHAPES if s not in scene.shapes()])
+
+
+# ---- yes/no checks of an attribute (MME-style position / colour / count questions) -----------------
+YES_NO_SUFFIX = " Please answer yes or no."
+
+
+def position_check_question(obj: Obj, position: str) -> str:
+    """E.g. "Is the red circle at the top left?"; true when `position == obj.position`."""
+    return f"Is the {obj.name} at the {position}?"
+
+
+def colour_check_question(obj: Obj, colour: str) -> str:
+    """E.g. "Is the circle at the top left red?"; true when `colour == obj.colour`."""
+    return f"Is the {obj.shape} at the {obj.position} {colour}?"
+
+
+def count_check_question(shape: str, n: int) -> str:
+    """E.g. "Are there exactly two circles in the image?"; true when the scene holds `n` of `shape`."""
+    if n == 1:
+        return f"Is there exactly one {shape} in the image?"
+    return f"Are there exactly {NUMBER_WORDS[n]} {plural(shape, n)} in the image?"
+
+
+# ---- caption requests -----------------------------------------------------------------------------
+# TextCaps' LLaVA prompt, and the "describe in detail" prompts of CHAIR/SHR-style evaluations.
+CAPTION_PROMPTS = (
+    "Provide a one-sentence caption for the provided image.",
+    "Describe this image briefly.",
+    "Describe this image in detail.",
+    "Please describe this image in detail.",
+)

@@ -12,7 +12,7 @@ class ModelStage(StageKind):
     VERSION = 1
 
     def run(self, params, inputs, out: Path, ctx):
-        family = FAMILIES.get(params["family"])
+        family = FAMILIES.get(params["family"])()
         result = family.materialise(params, out)
         model_dir = family.model_dir(params, out)
         # Relative when inside the artifact (it is renamed into place after this returns).

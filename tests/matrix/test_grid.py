@@ -12,7 +12,7 @@ base_models:
   b: {family: tiny, recipe: {seed: 7}}
 datasets:
   d1: {source: synthetic, kind: ocrvqa, size: 100}
-  d2: {source: synthetic, kind: ocrvqa, size: 100}
+  d2: {source: synthetic, kind: ocrvqa, size: 120}
 scales: [20, 40]
 methods: [baseline, cont-sft, gt-dpo]
 benchmarks:
