@@ -1,0 +1,204 @@
+"""Reports: a table declared in the spec, rendered as Markdown, LaTeX, CSV or JSON.
+
+`render(spec, store, fmt, table_id)` collects the run's results, builds the table (`matrix.table`) and
+formats it. The formatters only print what `build_table` computed:
+
+- markdown: a pipe table; the header row holds the row-axis titles and column-group labels, the first
+  body row the metric labels (↓ marks lower-is-better), then one line per row with the row-group label
+  on its group's first line; best values in **bold**; totals `(+1.4)`; `—` missing, `failed` failed,
+  blank total on the baseline.
+- latex: a booktabs `tabular` fragment built by hand (grouped header with \\multicolumn + \\cmidrule,
+  \\midrule between row groups, \\textbf best values, `$\\downarrow$` on lower-is-better labels, labels
+  escaped); `---` (an em dash) missing, `failed` failed.
+- csv / json: one record per row: the row axes (ids, scale as an int), a number per metric column
+  (rounded to its decimals), `<group id>_total`, then `<column>_status` per cell and total; missing
+  and failed numbers are empty / null.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from matrix.errors import UserError
+from matrix.spec import Spec, TableSpec
+from matrix.table import (TOTAL_DECIMALS, ReportTable, build_table, format_number, format_total,
+                          headline_metric, round_half_up)
+
+__all__ = ["FORMATS", "ReportTable", "build_table", "headline_metric", "pick_table", "render",
+           "to_csv", "to_frame", "to_json", "to_latex", "to_markdown"]
+
+
+def pick_table(spec: Spec, table_id: str | None) -> TableSpec:
+    if not spec.tables:
+        raise UserError(f"spec {spec.name!r} declares no tables; add one under 'tables:'")
+    if table_id is None:
+        return spec.tables[0]
+    for t in spec.tables:
+        if t.id == table_id:
+            return t
+    raise UserError(f"unknown table {table_id!r}; known: {', '.join(t.id for t in spec.tables)}")
+
+
+def render(spec: Spec, store, fmt: str, table_id: str | None = None) -> str:
+    """Collect the run's metrics and print table `table_id` (default: the spec's first) in `fmt`."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown report format {fmt!r}; known: {', '.join(FORMATS)}")
+    table = pick_table(spec, table_id)
+    from matrix.results import collect
+
+    return FORMATS[fmt](build_table(table, collect(spec, store), spec))
+
+
+# ---- cell text -----------------------------------------------------------------------------------
+def _cell(rt: ReportTable, i: int, key: tuple[str, str], missing: str) -> tuple[str, bool]:
+    """(text, is best) of one metric cell."""
+    status = rt.status.iloc[i][key]
+    if status == "ok":
+        return format_number(rt.values.iloc[i][key], rt.column(*key).decimals), bool(rt.best.iloc[i][key])
+    return ("failed" if status == "failed" else missing), False
+
+
+def _total_cell(rt: ReportTable, i: int, group_id: str, missing: str) -> str:
+    status = rt.total_status.iloc[i][group_id]
+    if status == "ok":
+        return format_total(rt.totals.iloc[i][group_id])
+    return {"baseline": "", "failed": "failed"}.get(status, missing)
+
+
+def _row_groups(rt: ReportTable) -> list[tuple[str, list[int]]]:
+    """(row group label, row positions) in display order."""
+    out: dict[str, list[int]] = {}
+    for i, label in enumerate(rt.values.index.get_level_values("group")):
+        out.setdefault(label, []).append(i)
+    return list(out.items())
+
+
+def _grid(rt: ReportTable, missing: str, bold, arrow: str,
+          escape) -> tuple[list[str], list[str], list[list[str]]]:
+    """Shared layout of markdown and latex: group header cells, metric header cells, body rows."""
+    with_group = bool(rt.group_axes)
+    group_title, row_title = rt.axis_titles
+    lead = [group_title, row_title] if with_group else [row_title]
+    heads, subs = [""] * len(lead), [escape(t) for t in lead]
+    for g in rt.groups:
+        span = len(g.metrics) + (g.id in rt.total_groups)
+        heads += [escape(g.label or g.id)] + [""] * (span - 1)
+        subs += [escape(c.label or c.id) + ("" if c.higher_is_better else arrow) for c in g.metrics]
+        subs += ["total"] if g.id in rt.total_groups else []
+    body = []
+    for label, positions in _row_groups(rt):
+        for n, i in enumerate(positions):
+            row = ([escape(label) if n == 0 else ""] if with_group else []) + [escape(rt.values.index[i][1])]
+            for g in rt.groups:
+                for c in g.metrics:
+                    text, is_best = _cell(rt, i, (g.id, c.id), missing)
+                    row.append(bold(text) if is_best else text)
+                if g.id in rt.total_groups:
+                    row.append(_total_cell(rt, i, g.id, missing))
+            body.append(row)
+    return heads, subs, body
+
+
+# ---- markdown ------------------------------------------------------------------------------------
+def _md_escape(text: str) -> str:
+    return text.replace("|", r"\|")
+
+
+def to_markdown(rt: ReportTable) -> str:
+    heads, subs, body = _grid(rt, "—", lambda t: f"**{t}**", " ↓", _md_escape)
+    n_lead = 2 if rt.group_axes else 1
+    heads, subs = subs[:n_lead] + heads[n_lead:], heads[:n_lead] + subs[n_lead:]  # axis titles on top
+    lines = [heads, subs] + body
+    widths = [max(3, *(len(line[j]) for line in lines)) for j in range(len(heads))]
+    rule = [":" + "-" * (w + 1) if j < n_lead else "-" * (w + 1) + ":" for j, w in enumerate(widths)]
+
+    def fmt(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) if j < n_lead else c.rjust(w)
+                                 for j, (c, w) in enumerate(zip(cells, widths))) + " |"
+
+    return "\n".join([fmt(heads), "|" + "|".join(rule) + "|"] + [fmt(r) for r in [subs] + body])
+
+
+# ---- latex ---------------------------------------------------------------------------------------
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def to_latex(rt: ReportTable) -> str:
+    heads, subs, body = _grid(rt, "---", lambda t: rf"\textbf{{{t}}}", r" $\downarrow$", latex_escape)
+    n_lead = 2 if rt.group_axes else 1
+    spans, start = [], n_lead + 1
+    for g in rt.groups:
+        width = len(g.metrics) + (g.id in rt.total_groups)
+        spans.append((start, start + width - 1, heads[start - 1]))
+        start += width
+    out = [r"\begin{tabular}{" + "l" * n_lead + "r" * (len(heads) - n_lead) + "}", r"\toprule"]
+    multi = [rf"\multicolumn{{{b - a + 1}}}{{c}}{{{label}}}" for a, b, label in spans]
+    out.append(" & ".join([""] * n_lead + multi) + r" \\")
+    out.append(" ".join(rf"\cmidrule(lr){{{a}-{b}}}" for a, b, _ in spans))
+    out.append(" & ".join(subs) + r" \\")
+    first_rows = {positions[0] for _, positions in _row_groups(rt)}
+    for i, row in enumerate(body):
+        if i in first_rows:
+            out.append(r"\midrule")
+        out.append(" & ".join(row) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(out)
+
+
+# ---- csv / json ----------------------------------------------------------------------------------
+def to_frame(rt: ReportTable) -> pd.DataFrame:
+    """One record per row: row axes, numbers rounded as printed (missing: NA), totals, statuses."""
+    out = pd.DataFrame(index=range(len(rt.keys)))
+    for axis in rt.row_axes:
+        raw = list(rt.keys[axis])
+        out[axis] = pd.array(raw, dtype="Int64") if axis == "scale" else pd.Series(raw, dtype=object)
+    statuses: dict[str, list[str]] = {}
+    for g in rt.groups:
+        for c in g.metrics:
+            key = (g.id, c.id)
+            out[c.id] = _numbers(rt.values[key], rt.status[key], c.decimals)
+            statuses[f"{c.id}_status"] = list(rt.status[key])
+        if g.id in rt.total_groups:
+            out[f"{g.id}_total"] = _numbers(rt.totals[g.id], rt.total_status[g.id], TOTAL_DECIMALS)
+            statuses[f"{g.id}_total_status"] = list(rt.total_status[g.id])
+    names = list(out.columns) + list(statuses)
+    if len(set(names)) != len(names):
+        clash = sorted({n for n in names if names.count(n) > 1})
+        raise UserError(f"table {rt.table.id!r}: output columns clash: {clash}")
+    for name, vals in statuses.items():
+        out[name] = pd.Series(vals, dtype=object)
+    return out
+
+
+def _numbers(values: pd.Series, status: pd.Series, decimals: int) -> pd.Series:
+    nums = [float(round_half_up(v, decimals)) if s == "ok" else None for v, s in zip(values, status)]
+    if decimals == 0:
+        return pd.Series(pd.array([None if v is None else int(v) for v in nums], dtype="Int64"))
+    return pd.Series(nums, dtype=float)
+
+
+def to_csv(rt: ReportTable) -> str:
+    return to_frame(rt).to_csv(index=False, lineterminator="\n").rstrip("\n")
+
+
+def to_json(rt: ReportTable) -> str:
+    """The `to_frame` records, numbers written by Python's shortest repr (66.8, not 66.799999999999997)."""
+    def plain(v):
+        if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+            return None
+        if isinstance(v, (int, np.integer)):
+            return int(v)
+        return float(v) if isinstance(v, (float, np.floating)) else v
+
+    records = [{k: plain(v) for k, v in r.items()} for r in to_frame(rt).astype(object).to_dict("records")]
+    return json.dumps(records, indent=2, ensure_ascii=False)
+
+
+FORMATS = {"markdown": to_markdown, "latex": to_latex, "csv": to_csv, "json": to_json}
