@@ -24,7 +24,7 @@ def collect(spec: Spec, store: Store) -> pd.DataFrame:
     for key, _bench, metric, value in store.metrics():
         values.setdefault(key, []).append((metric, value))
     rows = []
-    for cs in planned.cells:
+    for cs in planned.graph.cells:
         c = cs.cell
         base = {"base_model": c.base_model, "dataset": c.dataset, "scale": c.scale, "method": c.method, "seed": c.seed}
         for bench, stage in cs.evaluate.items():
@@ -54,7 +54,7 @@ def train_costs(spec: Spec, store: Store) -> pd.DataFrame:
     planned = api.plan(spec)
     records = store.stages()
     rows = []
-    for cs in planned.cells:
+    for cs in planned.graph.cells:
         if cs.train is None:
             continue
         rec = records.get(cs.train.key)

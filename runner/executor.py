@@ -71,7 +71,7 @@ def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[st
     ctx = StageContext(Path(run_dir), num_cpus, num_gpus, key, label)
     start = time.time()
     with open(tmp / "stage.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        result = KINDS.get(kind).run(params, {n: StageInput(Path(d), r) for n, (d, r) in inputs.items()}, tmp, ctx)
+        result = KINDS.get(kind)().run(params, {n: StageInput(Path(d), r) for n, (d, r) in inputs.items()}, tmp, ctx)
     wall = time.time() - start
     payload = {"result": result, "wall_s": wall, "peak_mem_mb": _peak_memory_mb(), "host": socket.gethostname()}
     (tmp / "result.json").write_text(json.dumps(payload, default=str))
@@ -143,6 +143,8 @@ class Executor:
 
         summary = RunSummary()
         remote = ray.remote(execute_stage)
+        # A fresh worker process per run for kinds that hold process-wide state (max_calls is not an .options()).
+        remote_fresh = ray.remote(max_calls=1)(execute_stage)
         order = self.graph.ordered()
         records = self.store.stages()
         pending: dict[str, Stage] = {}
@@ -188,9 +190,8 @@ class Executor:
                                                "max_retries": req.max_retries, "retry_exceptions": False}
                     if req.memory_gb:
                         options["memory"] = int(req.memory_gb * 2**30)
-                    if KINDS.get(stage.kind).FRESH_PROCESS:
-                        options["max_calls"] = 1
-                    ref = remote.options(**options).remote(
+                    fn = remote_fresh if KINDS.get(stage.kind).FRESH_PROCESS else remote
+                    ref = fn.options(**options).remote(
                         stage.kind, stage.key, stage.label, stage.params, self._inputs(stage, records),
                         str(self._final_dir(stage)), str(self.store.tmp), str(self.store.run_dir), req.cpus, req.gpus)
                     running[ref] = stage
