@@ -17,8 +17,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Declarative experiment-matrix runner for vision-language-model alignment research.",
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 SpecArg = typer.Argument(..., help="the spec YAML file", exists=False)
 SetOpt = typer.Option(None, "--set", help="override a spec value, e.g. --set training.lr=1e-6 (repeatable)")
