@@ -1,9 +1,13 @@
 """The benchmark plug-in contract: read official files, phrase prompts, score by the official rules.
 
-Each benchmark is one file in this package, registered by name. It reads its files in LLaVA's
-`playground/data/eval` layout (a spec points `benchmarks[].path` at that folder), can write a
-synthetic version of them in the same layout, and scores answers into the numbers the papers print,
-keeping a per-sample row for every answer so each number traces back to its answers.
+Each benchmark is one file in this package, registered by name with `@BENCHMARKS.register("id")`.
+It reads its files in LLaVA's `playground/data/eval` layout (a spec's `benchmarks[].path` points at
+that eval folder), can write a synthetic version of the same files from the shapes world, and scores
+answers into the numbers the papers print, keeping one row per answer so every number traces back.
+
+Use: `bench = BENCHMARKS.get("pope")(); samples = bench.load(root, limit)`, answer
+`s.question` about `s.image` for each sample with `bench.max_new_tokens`, then
+`bench.score(samples, answers)`.
 """
 from __future__ import annotations
 
@@ -14,9 +18,7 @@ from typing import Any, ClassVar
 
 from matrix.registry import Registry
 
-BENCHMARKS: Registry[type["Benchmark"]] = Registry("benchmark", "benchmarks")
-
-SHORT_ANSWER_SUFFIX = "\nAnswer the question using a single word or phrase."
+BENCHMARKS: Registry[type[Benchmark]] = Registry("benchmark", "benchmarks")
 
 
 class BenchmarkFileError(Exception):
@@ -28,29 +30,46 @@ class Sample:
     question_id: str
     image: Path
     question: str  # exactly what the model is asked, official suffix included, without "<image>"
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # ground truth and grouping (split, subtask...)
 
 
 @dataclass
 class Scored:
-    metrics: dict[str, float]
-    per_sample: list[dict[str, Any]]
+    metrics: dict[str, float]  # in the units the paper prints (POPE F1 85.9, MME perception 1510.7)
+    per_sample: list[dict[str, Any]]  # one row per answer: question_id, answer, parsed, label, correct
 
 
 class Benchmark:
+    """Base class of a benchmark plug-in.
+
+    `limit` in `load` keeps the first `limit` questions (file order) of each group the headline
+    averages or sums over (POPE's splits, MME's subtasks), so a shortened run still covers them all.
+    """
+
     id: ClassVar[str] = ""
     headline: ClassVar[str] = ""  # the metric the paper prints
-    max_new_tokens: ClassVar[int] = 128  # LLaVA's model_vqa_loader default
+    max_new_tokens: ClassVar[int] = 128  # the official decode setting (LLaVA model_vqa_loader: 128)
 
     def synthesize(self, root: Path, size: int, seed: int) -> None:
-        """Write a synthetic version (about `size` images) of the official files under `root`."""
+        """Write a synthetic version of `size` images in the official file layout under `root`."""
         raise NotImplementedError
 
     def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+        """Read the official files under `root` (LLaVA's eval folder) into samples."""
         raise NotImplementedError
 
     def score(self, samples: list[Sample], answers: list[str]) -> Scored:
+        """Score `answers[i]` for `samples[i]` by the official rules."""
         raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<benchmark {self.id} headline={self.headline}>"
+
+
+def check_answers(samples: list[Sample], answers: list[str]) -> None:
+    """A length mismatch would silently shift every answer onto the wrong question."""
+    if len(samples) != len(answers):
+        raise ValueError(f"{len(answers)} answers for {len(samples)} questions")
 
 
 def require(path: Path, what: str) -> Path:
@@ -60,21 +79,27 @@ def require(path: Path, what: str) -> Path:
 
 
 def read_jsonl(path: Path, what: str) -> list[dict]:
+    """One JSON object per line (blank lines skipped); errors name the file, line and expected content."""
     require(path, what)
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise BenchmarkFileError(f"{path}:{n}: not a JSON line ({e.msg}); expected {what}") from None
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BenchmarkFileError(f"{path}:{n}: not a JSON line ({e.msg}); expected {what}") from None
+        if not isinstance(row, dict):
+            raise BenchmarkFileError(f"{path}:{n}: expected a JSON object per line ({what})")
+        rows.append(row)
     return rows
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
 def ratio(num: float, den: float) -> float:
+    """num/den, 0 when den is 0 (the official scripts would divide by zero there)."""
     return num / den if den else 0.0

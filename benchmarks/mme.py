@@ -1,157 +1,220 @@
-"""MME: paired yes/no questions per image; a subtask scores 100*acc + 100*acc+ (both answers right).
+"""MME: two yes/no questions per image; a subtask scores 100*acc + 100*acc+ (acc+: both answers right).
 
-Files (LLaVA layout, under the eval folder): `MME/llava_mme.jsonl` (question_id "category/file",
-image relative to the release folder, text with LLaVA's short-answer suffix in place of MME's
-"Please answer yes or no.") and the official ground truth in `MME/MME_Benchmark_release_version/
-<category>/`: `<image stem>.txt` beside the image, or in `questions_answers_YES_or_NO/` next to an
-`images/` folder, each line `question<TAB>answer`. Perception = sum over the ten perception subtasks
-present (max 2000), cognition = sum over the four cognition subtasks present (max 800).
+Files, under the eval folder (LLaVA's `scripts/v1_5/eval/mme.sh` layout):
+
+- `MME/llava_mme.jsonl`: `{"question_id": "<subtask>/<file>", "image", "text", "category"}` per line;
+  `image` is relative to the release folder; `text` is MME's question with its "Please answer yes or
+  no." replaced by LLaVA's short-answer suffix;
+- `MME/MME_Benchmark_release_version/<subtask>/`: the official ground truth, `<image stem>.txt` next to
+  each image, or (artwork, celebrity, ...) `images/` beside `questions_answers_YES_or_NO/`; each line
+  `question<TAB>Yes|No` with MME's own instruction in the question.
+
+Ground truth is looked up as LLaVA's `convert_answer_to_mme.py` does (restore MME's prompt from the
+asked text), and answers are scored by MME's `eval_tool/calculation.py` rules. Perception = sum over
+the perception subtasks present (all ten: max 2000), cognition = sum over the cognition subtasks
+present (max 800). The synthetic version writes the four coarse perception subtasks in the flat
+layout, plus `MME/ground_truth.json` (`{question_id: scene}`), which loading does not read.
 """
 from __future__ import annotations
 
+import json
 import random
-from collections import defaultdict
+from collections import Counter
 from pathlib import Path
 
 from benchmarks.base import (
     BENCHMARKS,
-    SHORT_ANSWER_SUFFIX,
     Benchmark,
     BenchmarkFileError,
     Sample,
     Scored,
+    check_answers,
     ratio,
     read_jsonl,
     require,
     write_jsonl,
 )
-from matrix.world import language as L
-from matrix.world.scene import COLOURS, ROWS, COLS, draw_scene, render
+from matrix.world import language
+from matrix.world.datasets import unique_named
+from matrix.world.scene import COLOURS, GRID, Obj, Scene, draw_scene, render
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark",
               "artwork", "OCR")
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
-MME_SUFFIX = " Please answer yes or no."
+SYNTHETIC_SUBTASKS = ("existence", "count", "position", "color")
+QUESTION_FILE = "llava_mme.jsonl"
 RELEASE = "MME_Benchmark_release_version"
+MME_INSTRUCTION = language.YES_NO_SUFFIX.strip()  # "Please answer yes or no."
+LLAVA_INSTRUCTION = language.SHORT_ANSWER_SUFFIX.strip()
+POSITIONS = tuple(Obj("circle", "red", r, c).position for r in range(GRID) for c in range(GRID))
+MAX_COUNT = 3  # scenes hold at most three objects
 
 
+# ---- scoring ------------------------------------------------------------------------------------
 def parse_prediction(text: str) -> str:
-    """The official rule: exactly yes/no, else yes/no within the first four characters, else other."""
-    text = text.strip().lower()
+    """calculation.py: lowercased; exactly yes/no, else "yes" then "no" within the first 4 characters,
+    else "other" (never right). No stripping: LLaVA strips answers before they reach this rule."""
+    text = text.lower()
     if text in ("yes", "no"):
         return text
-    head = text[:4]
-    if "yes" in head:
+    if "yes" in text[:4]:
         return "yes"
-    if "no" in head:
+    if "no" in text[:4]:
         return "no"
     return "other"
 
 
-def _synthetic_pair(category: str, scene, rng: random.Random) -> list[tuple[str, str]]:
+def official_prompts(text: str) -> list[str]:
+    """The MME question(s) an asked text came from, as convert_answer_to_mme.py restores them
+    (some official files put two spaces before the instruction)."""
+    prompt = text.replace(LLAVA_INSTRUCTION, "").strip() if LLAVA_INSTRUCTION in text else text
+    if MME_INSTRUCTION in prompt:
+        return [prompt]
+    return [f"{prompt} {MME_INSTRUCTION}", f"{prompt}  {MME_INSTRUCTION}"]
+
+
+# ---- synthetic questions: (true question, false question) about one scene ------------------------
+def _pair(subtask: str, scene: Scene, rng: random.Random) -> tuple[str, str] | None:
     obj = rng.choice(scene.objects)
-    if category == "existence":
-        shape, colour = L.absent_object(scene, rng, adversarial=True)
-        yes, no = L.existence_question(obj.shape, obj.colour), L.existence_question(shape, colour)
-    elif category == "count":
+    if subtask == "existence":
+        absent = language.absent_shape(scene, rng)
+        return language.existence_question(obj.shape), language.existence_question(absent)
+    if subtask == "count":
         n = scene.count(obj.shape)
-        wrong = rng.choice([k for k in (1, 2, 3) if k != n])
-        yes, no = L.count_check_question(obj.shape, n), L.count_check_question(obj.shape, wrong)
-    elif category == "position":
-        positions = [f"{r} {c}" if (r, c) != ("middle", "center") else "center" for r in ROWS for c in COLS]
-        wrong = rng.choice([p for p in positions if p != obj.position])
-        yes, no = L.position_check_question(obj, obj.position), L.position_check_question(obj, wrong)
-    else:  # color
-        wrong = rng.choice([c for c in COLOURS if c != obj.colour])
-        yes, no = L.colour_check_question(obj, obj.colour), L.colour_check_question(obj, wrong)
-    # MME phrases "in this image"; our world phrases "in the image": keep MME's wording.
-    return [(yes.replace("in the image", "in this image"), "Yes"), (no.replace("in the image", "in this image"), "No")]
+        wrong = rng.choice([k for k in range(1, MAX_COUNT + 1) if k != n])
+        return language.count_check_question(obj.shape, n), language.count_check_question(obj.shape, wrong)
+    if subtask == "position":  # asked by name, so only objects whose name is unique in the scene
+        named = unique_named(scene)
+        if not named:
+            return None
+        obj = rng.choice(named)
+        wrong = rng.choice([p for p in POSITIONS if p != obj.position])
+        return (language.position_check_question(obj, obj.position),
+                language.position_check_question(obj, wrong))
+    wrong = rng.choice([c for c in COLOURS if c != obj.colour])
+    return language.colour_check_question(obj, obj.colour), language.colour_check_question(obj, wrong)
 
 
 @BENCHMARKS.register("mme")
 class MME(Benchmark):
     id = "mme"
     headline = "perception"
-    max_new_tokens = 128
+    max_new_tokens = 128  # mme.sh runs model_vqa_loader with its default
 
     def synthesize(self, root: Path, size: int, seed: int) -> None:
-        """`size` images per subtask for existence, count, position and color."""
+        """`size` images in all, dealt in turn to existence, count, position and color; two questions
+        per image, the true one (Yes) first as in MME's files."""
         rng = random.Random(f"mme:{seed}")
         base = Path(root) / "MME"
-        rows = []
-        for category in ("existence", "count", "position", "color"):
-            folder = base / RELEASE / category
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(size):
+        rows: dict[str, list[dict]] = {t: [] for t in SYNTHETIC_SUBTASKS}
+        truth = {}
+        for i in range(size):
+            subtask = SYNTHETIC_SUBTASKS[i % len(SYNTHETIC_SUBTASKS)]
+            pair = None
+            while pair is None:  # a scene without a uniquely named object cannot serve `position`
                 scene = draw_scene(rng)
-                name = f"{i:06d}.png"
-                render(scene).save(folder / name)
-                pairs = _synthetic_pair(category, scene, rng)
-                (folder / f"{i:06d}.txt").write_text("".join(f"{q}{MME_SUFFIX}\t{a}\n" for q, a in pairs))
-                for q, _ in pairs:
-                    rows.append({"question_id": f"{category}/{name}", "image": f"{category}/{name}",
-                                 "text": q + SHORT_ANSWER_SUFFIX, "category": category})
-        write_jsonl(base / "llava_mme.jsonl", rows)
-
-    def _ground_truth(self, release: Path, image: str) -> dict[str, str]:
-        """question (without MME's suffix) -> answer, for one image."""
-        path = release / image
-        stem = path.stem
-        for candidate in (path.with_suffix(".txt"), path.parent.parent / "questions_answers_YES_or_NO" / f"{stem}.txt"):
-            if candidate.exists():
-                out = {}
-                for n, line in enumerate(candidate.read_text().splitlines(), 1):
-                    if line.strip():
-                        if "\t" not in line:
-                            raise BenchmarkFileError(f"{candidate}:{n}: expected 'question<TAB>answer'")
-                        q, a = line.split("\t", 1)
-                        out[_question_key(q)] = a.strip()
-                return out
-        raise BenchmarkFileError(f"{path.with_suffix('.txt')} not found: expected the MME ground truth for {image} "
-                                 f"(question<TAB>answer lines) beside the image or in questions_answers_YES_or_NO/")
+                pair = _pair(subtask, scene, rng)
+            folder = base / RELEASE / subtask
+            folder.mkdir(parents=True, exist_ok=True)
+            stem = f"{len(rows[subtask]) // 2:04d}"
+            render(scene).save(folder / f"{stem}.png")
+            lines = [(pair[0], "Yes"), (pair[1], "No")]
+            truth_lines = [f"{q}{language.YES_NO_SUFFIX}\t{a}\n" for q, a in lines]
+            (folder / f"{stem}.txt").write_text("".join(truth_lines))
+            qid = f"{subtask}/{stem}.png"
+            rows[subtask] += [{"question_id": qid, "image": qid, "text": q + language.SHORT_ANSWER_SUFFIX,
+                               "category": subtask} for q, _ in lines]
+            truth[qid] = scene.to_json()
+        write_jsonl(base / QUESTION_FILE, [r for t in SYNTHETIC_SUBTASKS for r in rows[t]])
+        (base / "ground_truth.json").write_text(json.dumps(truth, indent=1))
 
     def load(self, root: Path, limit: int | None = None) -> list[Sample]:
         base = Path(root) / "MME"
-        rows = read_jsonl(base / "llava_mme.jsonl", "MME questions (question_id, image, text, category)")
-        release = require(base / RELEASE, "the official MME_Benchmark_release_version folder")
-        truth: dict[str, dict[str, str]] = {}
+        qfile = base / QUESTION_FILE
+        rows = read_jsonl(qfile, 'MME questions, one {"question_id": "<subtask>/<file>", "image", "text"} '
+                                 'per line')
+        release = require(base / RELEASE, "the official MME ground-truth folder (one folder per subtask)")
+        truth: dict[Path, dict[str, str]] = {}
+        seen: Counter = Counter()
         samples = []
-        for row in rows[:limit] if limit else rows:
-            image = row["image"]
-            if image not in truth:
-                truth[image] = self._ground_truth(release, image)
-            key = _question_key(row["text"])
-            if key not in truth[image]:
-                raise BenchmarkFileError(f"{release / image}: no ground truth for question {row['text']!r}")
-            category = row.get("category") or row["question_id"].split("/")[0]
-            samples.append(Sample(str(row["question_id"]), release / image, row["text"],
-                                  {"category": category, "image": image, "label": truth[image][key]}))
+        for n, row in enumerate(rows, 1):
+            missing = [k for k in ("question_id", "image", "text") if k not in row]
+            if missing:
+                raise BenchmarkFileError(f"{qfile}: question {n} lacks {', '.join(missing)}")
+            qid = row["question_id"]
+            subtask = qid.split("/")[0]  # as convert_answer_to_mme.py derives it
+            seen[subtask] += 1
+            if limit is not None and seen[subtask] > limit:
+                continue
+            path = truth_file(release, qid)
+            if path not in truth:
+                truth[path] = read_truth(path, qid)
+            prompt = next((p for p in official_prompts(row["text"]) if p in truth[path]), None)
+            if prompt is None:
+                wanted = official_prompts(row["text"])[0]
+                raise BenchmarkFileError(f"{path}: no line for the question {wanted!r} ({qfile}, "
+                                         f"question {n}); expected 'question<TAB>Yes|No' lines")
+            image = require(release / row["image"], f"the MME image of {qid}")
+            meta = {"category": subtask, "label": truth[path][prompt], "mme_question": prompt}
+            samples.append(Sample(qid, image, row["text"], meta))
         return samples
 
     def score(self, samples: list[Sample], answers: list[str]) -> Scored:
-        per_sample = []
-        by_image: dict[tuple[str, str], list[bool]] = defaultdict(list)
-        for s, a in zip(samples, answers):
-            pred = parse_prediction(a)
-            correct = pred == s.meta["label"].strip().lower()
-            by_image[(s.meta["category"], s.meta["image"])].append(correct)
-            per_sample.append({"question_id": s.question_id, "category": s.meta["category"], "answer": a,
-                               "parsed": pred, "label": s.meta["label"], "correct": correct})
+        check_answers(samples, answers)
+        per_sample: list[dict] = []
+        # subtask -> image (question_id is "<subtask>/<file>", shared by an image's two questions)
+        results: dict[str, dict[str, list[bool]]] = {}
+        for s, answer in zip(samples, answers):
+            parsed, label = parse_prediction(answer), s.meta["label"]
+            correct = parsed == label.lower()
+            results.setdefault(s.meta["category"], {}).setdefault(s.question_id, []).append(correct)
+            per_sample.append({"question_id": s.question_id, "category": s.meta["category"],
+                               "question": s.question, "answer": answer, "parsed": parsed, "label": label,
+                               "correct": correct})
+        other = Counter(r["category"] for r in per_sample if r["parsed"] == "other")
         metrics: dict[str, float] = {}
-        for category in sorted({c for c, _ in by_image}):
-            images = [v for (c, _), v in by_image.items() if c == category]
+        for subtask in _ordered(results):
+            images = list(results[subtask].values())
             acc = ratio(sum(sum(v) for v in images), sum(len(v) for v in images))
+            # acc+: an image counts when all its answers are right (MME: both of its two)
             acc_plus = ratio(sum(all(v) for v in images), len(images))
-            metrics[category] = 100 * acc + 100 * acc_plus
-            metrics[f"{category}_acc"] = 100 * acc
-            metrics[f"{category}_acc_plus"] = 100 * acc_plus
-        metrics["perception"] = sum(metrics.get(c, 0.0) for c in PERCEPTION)
-        metrics["cognition"] = sum(metrics.get(c, 0.0) for c in COGNITION)
+            metrics[subtask] = 100 * acc + 100 * acc_plus
+            metrics[f"{subtask}_acc"] = 100 * acc
+            metrics[f"{subtask}_acc_plus"] = 100 * acc_plus
+            metrics[f"{subtask}_other"] = float(other[subtask])  # answers neither yes nor no
+        # A group with none of its subtasks present is left out: a missing number, not a zero.
+        for group, subtasks in (("perception", PERCEPTION), ("cognition", COGNITION)):
+            present = [t for t in subtasks if t in results]
+            if present:
+                metrics[group] = sum(metrics[t] for t in present)
         return Scored(metrics, per_sample)
 
 
-def _question_key(text: str) -> str:
-    """A question without either suffix, so LLaVA's file and MME's ground truth meet."""
-    for suffix in (SHORT_ANSWER_SUFFIX, MME_SUFFIX, "Please answer yes or no."):
-        text = text.replace(suffix, "")
-    return text.strip()
+def truth_file(release: Path, question_id: str) -> Path:
+    """The ground-truth .txt of a question, in either official layout."""
+    subtask = question_id.split("/")[0]
+    name = question_id.split("/")[-1].split(".")[0] + ".txt"
+    folder = release / subtask
+    if (folder / "images").is_dir():
+        return folder / "questions_answers_YES_or_NO" / name
+    return folder / name
+
+
+def read_truth(path: Path, question_id: str) -> dict[str, str]:
+    """MME question (with its instruction) -> "Yes"/"No", from one ground-truth file."""
+    require(path, f"the MME ground truth of {question_id}: 'question<TAB>Yes|No' lines, next to the image or "
+                  "in questions_answers_YES_or_NO/ when the subtask keeps its images in images/")
+    out: dict[str, str] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.strip().split("\t")
+        if len(parts) != 2 or parts[1].lower() not in ("yes", "no"):
+            raise BenchmarkFileError(f"{path}:{n}: expected 'question<TAB>Yes|No', got {line!r}")
+        out[parts[0]] = parts[1]
+    return out
+
+
+def _ordered(subtasks) -> list[str]:
+    known = PERCEPTION + COGNITION
+    return [t for t in known if t in subtasks] + sorted(t for t in subtasks if t not in known)
