@@ -75,8 +75,8 @@ class DatasetSpec(Strict):
 class BenchmarkSpec(Strict):
     id: str
     path: Path | None = Field(None, description="folder in LLaVA's playground/data/eval layout")
-    synthetic: int | None = Field(None, gt=0, description="generate a synthetic version of this many images")
-    limit: int | None = Field(None, gt=0, description="evaluate only the first N questions")
+    synthetic: int | None = Field(None, gt=0, description="generate a synthetic version with this many images")
+    limit: int | None = Field(None, gt=0, description="evaluate only the first N questions of each split or subtask")
     max_new_tokens: int | None = Field(None, gt=0)
     batch_size: int | None = Field(None, gt=0)
 
