@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -37,6 +38,14 @@ class RunSummary:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.blocked and not self.interrupted
+
+
+class StageError(Exception):
+    """A stage raised: carries the worker-side traceback text, which is what the store records."""
+
+    def __init__(self, traceback_text: str):
+        super().__init__(traceback_text)
+        self.traceback_text = traceback_text
 
 
 def _peak_memory_mb() -> float:
@@ -71,7 +80,13 @@ def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[st
     ctx = StageContext(Path(run_dir), num_cpus, num_gpus, key, label)
     start = time.time()
     with open(tmp / "stage.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        result = KINDS.get(kind)().run(params, {n: StageInput(Path(d), r) for n, (d, r) in inputs.items()}, tmp, ctx)
+        try:
+            result = KINDS.get(kind)().run(params, {n: StageInput(Path(d), r) for n, (d, r) in inputs.items()},
+                                           tmp, ctx)
+        except Exception:  # noqa: BLE001 - re-raised with the traceback as text (picklable, recordable)
+            text = traceback.format_exc()
+            log.write(text)
+            raise StageError(text) from None
     wall = time.time() - start
     payload = {"result": result, "wall_s": wall, "peak_mem_mb": _peak_memory_mb(), "host": socket.gethostname()}
     (tmp / "result.json").write_text(json.dumps(payload, default=str))
@@ -235,9 +250,9 @@ class Executor:
 
 
 def _error_text(exc: BaseException) -> str:
-    """The remote traceback for a Ray task error, else the local one."""
+    """The stage's own traceback when it raised; else Ray's description (worker died, cancelled...)."""
     cause = getattr(exc, "cause", None)
-    text = str(exc)
-    if cause is not None and not text.strip():
-        text = "".join(traceback.format_exception(cause))
-    return text or "".join(traceback.format_exception(exc))
+    if isinstance(cause, StageError):
+        return cause.traceback_text
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Ray colours its messages
+    return text.strip() or "".join(traceback.format_exception(exc))

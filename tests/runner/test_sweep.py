@@ -18,7 +18,7 @@ SPEC = """\
 name: small
 output_dir: {out}
 base_models:
-  tiny: {{family: tiny}}
+  tiny: {{family: tiny, recipe: {{steps: 30, train_scenes: 200, eval_scenes: 10}}}}  # plumbing only: a short bootstrap
 datasets:
   shapes: {{source: synthetic, kind: ocrvqa, size: 80, label: Shapes}}
 scales: {scales}
@@ -31,6 +31,7 @@ training: {{lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 128, lor
 ray: {{num_cpus: 2}}
 tables:
   - id: main
+    rows: [dataset, scale, method]
     groups:
       - id: all
         metrics:
