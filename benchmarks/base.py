@@ -49,6 +49,7 @@ class Benchmark:
     id: ClassVar[str] = ""
     headline: ClassVar[str] = ""  # the metric the paper prints
     max_new_tokens: ClassVar[int] = 128  # the official decode setting (LLaVA model_vqa_loader: 128)
+    needs_judge: ClassVar[bool] = False  # judged benchmarks get a `benchmarks.judge.Judge` in `score`
 
     def synthesize(self, root: Path, size: int, seed: int) -> None:
         """Write a synthetic version of `size` images in the official file layout under `root`."""
@@ -58,8 +59,8 @@ class Benchmark:
         """Read the official files under `root` (LLaVA's eval folder) into samples."""
         raise NotImplementedError
 
-    def score(self, samples: list[Sample], answers: list[str]) -> Scored:
-        """Score `answers[i]` for `samples[i]` by the official rules."""
+    def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:
+        """Score `answers[i]` for `samples[i]` by the official rules (`judge`: set when `needs_judge`)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

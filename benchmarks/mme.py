@@ -159,7 +159,7 @@ class MME(Benchmark):
             samples.append(Sample(qid, image, row["text"], meta))
         return samples
 
-    def score(self, samples: list[Sample], answers: list[str]) -> Scored:
+    def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:
         check_answers(samples, answers)
         per_sample: list[dict] = []
         # subtask -> image (question_id is "<subtask>/<file>", shared by an image's two questions)

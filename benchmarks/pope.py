@@ -178,7 +178,7 @@ class Pope(Benchmark):
             out.append(label["label"])
         return out
 
-    def score(self, samples: list[Sample], answers: list[str]) -> Scored:
+    def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:
         check_answers(samples, answers)
         per_sample: list[dict] = []
         by_split: dict[str, tuple[list[str], list[str]]] = {}

@@ -428,6 +428,8 @@ def _check_references(spec: Spec, data: dict, lines: LineMap) -> list[Problem]:
             add(("benchmarks", i), f"unknown benchmark {b.id!r}; known: {', '.join(BENCHMARKS.names())}")
         if b.id in seen_benchmarks:
             add(("benchmarks", i), f"benchmark {b.id!r} listed twice")
+        if b.id in BENCHMARKS and BENCHMARKS.get(b.id).needs_judge and spec.judge is None:
+            add(("benchmarks", i), f"benchmark {b.id!r} is scored by a judge LLM: add a 'judge' section")
         seen_benchmarks.add(b.id)
     needs_data = any(m.id in METHODS and METHODS.get(m.id).objective != "none" for m in spec.methods)
     if needs_data and (not spec.datasets or not spec.scales):

@@ -62,7 +62,8 @@ def _peak_memory_mb() -> float:
 
 
 def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[str, tuple[str, dict]],
-                  final_dir: str, tmp_root: str, run_dir: str, num_cpus: float, num_gpus: float) -> dict[str, Any]:
+                  final_dir: str, tmp_root: str, run_dir: str, num_cpus: float, num_gpus: float,
+                  runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     """Body of the Ray task: compute into a private temporary folder, then rename it into place."""
     import contextlib
 
@@ -77,7 +78,7 @@ def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[st
     final = Path(final_dir)
     tmp = Path(tmp_root) / f"{key[:16]}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
-    ctx = StageContext(Path(run_dir), num_cpus, num_gpus, key, label)
+    ctx = StageContext(Path(run_dir), num_cpus, num_gpus, key, label, runtime or {})
     start = time.time()
     with open(tmp / "stage.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
@@ -119,13 +120,15 @@ def describe_nodes(nodes: list[dict[str, float]]) -> str:
 
 class Executor:
     def __init__(self, store: Store, graph: StageGraph, resources: ResourcesSpec, nodes: list[dict[str, float]],
-                 fail_fast: bool = False, on_event: Callable[[str, Stage, str], None] | None = None):
+                 fail_fast: bool = False, on_event: Callable[[str, Stage, str], None] | None = None,
+                 runtime: dict[str, Any] | None = None):
         self.store = store
         self.graph = graph
         self.resources = resources
         self.nodes = nodes
         self.fail_fast = fail_fast
         self.on_event = on_event or (lambda event, stage, detail: None)
+        self.runtime = runtime or {}
 
     def _request(self, stage: Stage) -> ResourceSpec:
         return self.resources.for_kind(stage.kind)
@@ -208,7 +211,8 @@ class Executor:
                     fn = remote_fresh if KINDS.get(stage.kind).FRESH_PROCESS else remote
                     ref = fn.options(**options).remote(
                         stage.kind, stage.key, stage.label, stage.params, self._inputs(stage, records),
-                        str(self._final_dir(stage)), str(self.store.tmp), str(self.store.run_dir), req.cpus, req.gpus)
+                        str(self._final_dir(stage)), str(self.store.tmp), str(self.store.run_dir), req.cpus, req.gpus,
+                        self.runtime)
                     running[ref] = stage
                     self.on_event("started", stage, "")
                 if not running:

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.base import BENCHMARKS
 from matrix.grid import Cell
 from matrix.models.family import FAMILIES, template_for
 from matrix.spec import Spec, training_params
@@ -146,6 +147,9 @@ class _Builder:
     def evaluate(self, cell: Cell, train: Stage | None, bench_id: str) -> Stage:
         b = self.spec.benchmark(bench_id)
         params = {"benchmark": bench_id, "limit": b.limit, "max_new_tokens": b.max_new_tokens}
+        if BENCHMARKS.get(bench_id).needs_judge:
+            # The judge model changes the score; its server address and concurrency do not.
+            params["judge"] = self.spec.judge.model if self.spec.judge else None
         deps = {"model": self.model(cell.base_model), "bench": self.benchmark_data(bench_id)}
         if train is not None:
             deps["checkpoint"] = train

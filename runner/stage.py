@@ -61,6 +61,7 @@ class StageContext:
     num_gpus: float
     key: str
     label: str
+    runtime: dict[str, Any] = field(default_factory=dict)  # settings outside keys (judge server, ...)
 
 
 class StageKind:

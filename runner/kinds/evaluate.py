@@ -34,7 +34,13 @@ class EvaluateStage(StageKind):
         answers = handle.generate(images, [s.question for s in samples],
                                   max_new_tokens=params.get("max_new_tokens") or bench.max_new_tokens, batch_size=16)
         elapsed = time.time() - start
-        scored = bench.score(samples, answers)
+        judge = None
+        if bench.needs_judge:
+            from benchmarks.judge import Judge
+            from matrix.spec import JudgeSpec
+
+            judge = Judge(JudgeSpec.model_validate(ctx.runtime["judge"]))
+        scored = bench.score(samples, answers, judge=judge)
         with open(out / "answers.jsonl", "w") as f:
             for s, a in zip(samples, answers):
                 f.write(json.dumps({"question_id": s.question_id, "prompt": s.question, "text": a}) + "\n")
@@ -42,4 +48,7 @@ class EvaluateStage(StageKind):
             for row in scored.per_sample:
                 f.write(json.dumps(row, default=str) + "\n")
         (out / "metrics.json").write_text(json.dumps(scored.metrics, indent=1))
-        return {"metrics": scored.metrics, "questions": len(samples), "answers_per_s": len(samples) / max(elapsed, 1e-9)}
+        result = {"metrics": scored.metrics, "questions": len(samples), "answers_per_s": len(samples) / max(elapsed, 1e-9)}
+        if judge is not None:
+            result["judge"] = {**judge.describe(), **judge.usage()}
+        return result
