@@ -105,3 +105,111 @@ CAPTION_PROMPTS = (
     "Describe this image in detail.",
     "Please describe this image in detail.",
 )
+
+
+# ---- multiple-choice questions (ScienceQA-IMG, MMBench, SEED-Bench style) --------------------------
+MULTIPLE_CHOICE_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
+MULTIPLE_CHOICE_SUFFIX_CN = "\n请直接回答选项字母。"
+OPTION_LETTERS = "ABCDE"
+SHAPES_CN = {"circle": "圆形", "square": "正方形", "triangle": "三角形", "star": "星形", "cross": "十字形",
+             "diamond": "菱形"}
+COLOURS_CN = {"red": "红色", "green": "绿色", "blue": "蓝色", "yellow": "黄色", "purple": "紫色", "orange": "橙色"}
+POSITIONS_CN = {"top": "上", "middle": "中", "bottom": "下", "left": "左", "center": "中", "right": "右"}
+
+
+def options_text(options: list[str]) -> str:
+    """LLaVA's option lines: "A. red\\nB. blue"."""
+    return "\n".join(f"{OPTION_LETTERS[i]}. {o}" for i, o in enumerate(options))
+
+
+def position_cn(obj: Obj) -> str:
+    if obj.position == "center":
+        return "正中间"
+    row, col = obj.position.split()
+    return POSITIONS_CN[col] + POSITIONS_CN[row]  # Chinese names the side first: 左上 = top left
+
+
+def colour_question_cn(obj: Obj) -> str:
+    """E.g. "图中左上的圆形是什么颜色？"."""
+    return f"图中{position_cn(obj)}的{SHAPES_CN[obj.shape]}是什么颜色？"
+
+
+def shape_question_cn(obj: Obj) -> str:
+    return f"图中{position_cn(obj)}是什么形状？"
+
+
+def count_question_cn(shape: str) -> str:
+    return f"图中有几个{SHAPES_CN[shape]}？"
+
+
+def choice_item(scene: Scene, rng: random.Random, k: int, cn: bool = False) -> tuple[str, list[str], int]:
+    """A multiple-choice question about `scene` with `k` options (one right, k-1 wrong, shuffled):
+    (question, options, index of the right option). Colour, shape or count, from the exact scene."""
+    kind = rng.choice(("colour", "shape", "count"))
+    obj = rng.choice(scene.objects)
+    if kind == "colour":
+        names = COLOURS_CN if cn else {c: c for c in COLOURS}
+        question = colour_question_cn(obj) if cn else colour_question(obj)
+        right, pool = names[obj.colour], [names[c] for c in COLOURS if c != obj.colour]
+    elif kind == "shape":
+        names = SHAPES_CN if cn else {s: s for s in SHAPES}
+        question = shape_question_cn(obj) if cn else shape_question(obj)
+        right, pool = names[obj.shape], [names[s] for s in SHAPES if s != obj.shape]
+    else:
+        question = count_question_cn(obj.shape) if cn else count_question(obj.shape)
+        n = scene.count(obj.shape)
+        right, pool = str(n), [str(m) for m in range(0, 6) if m != n]
+    options = [right] + rng.sample(pool, k - 1)
+    rng.shuffle(options)
+    return question, options, options.index(right)
+
+
+# ---- other names for the shapes (CHAIR's synonym table, varied reference captions) -------------------
+# Each shape's alternative names, two-word ones included so caption parsing has phrases to merge.
+SHAPE_SYNONYMS = {
+    "circle": ("disc", "disk"),
+    "square": (),
+    "triangle": (),
+    "star": ("five-pointed star", "pentagram"),
+    "cross": ("plus sign",),
+    "diamond": ("rhombus", "lozenge"),
+}
+DETAIL_PROMPT = "Describe this image in detail."
+
+
+def count_phrase(shape: str, n: int, name: str | None = None) -> str:
+    """E.g. "two circles", "a plus sign"; `name` replaces the shape's own word (a synonym)."""
+    word = name or shape
+    if n == 1:
+        return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+    head, _, last = word.rpartition(" ")
+    return f"{NUMBER_WORDS.get(n, str(n))} {head + ' ' if head else ''}{plural(last, n)}"
+
+
+def inventory(scene: Scene, names: dict[str, str] | None = None) -> str:
+    """E.g. "The image shows two circles and a plus sign." (shapes in SHAPES order, optional synonyms)."""
+    names = names or {}
+    parts = []
+    for shape in SHAPES:
+        n = scene.count(shape)
+        if n:
+            parts.append(count_phrase(shape, n, names.get(shape)))
+    body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"The image shows {body}."
+
+
+def reference_captions(scene: Scene, rng: random.Random, k: int = 5) -> list[str]:
+    """`k` true captions of a scene (COCO gives five per image): the plain caption, inventories, some
+    naming shapes by a synonym, and per-object sentences."""
+    out = [caption(scene)]
+    while len(out) < k:
+        style = len(out) % 3
+        if style == 1:
+            out.append(inventory(scene))
+        elif style == 2:
+            names = {s: rng.choice(SHAPE_SYNONYMS[s]) for s in scene.shapes() if SHAPE_SYNONYMS[s]}
+            out.append(inventory(scene, names))
+        else:
+            o = rng.choice(scene.objects)
+            out.append(f"There is {describe(o)} on a light background.")
+    return out
