@@ -1,0 +1,162 @@
+"""CHAIR: caption parsing (plurals, two-word objects, repeats), CHAIR_i / CHAIR_s / their mean by hand,
+ground truth from instances ∪ reference captions, and the synthetic files round trip."""
+import json
+
+import pytest
+
+from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
+from benchmarks.chair import (
+    DEFAULT_SYNONYMS,
+    Chair,
+    Synonyms,
+    chair_metrics,
+    caption_scores,
+    singularize,
+    tokenize,
+    write_questions,
+)
+from matrix.world.scene import SHAPES
+
+
+@pytest.fixture(scope="module")
+def syn():
+    return Synonyms.read(DEFAULT_SYNONYMS)
+
+
+@pytest.mark.parametrize("word,singular", [
+    ("circles", "circle"), ("crosses", "cross"), ("cross", "cross"), ("stars", "star"),
+    ("diamonds", "diamond"), ("boxes", "box"), ("berries", "berry"), ("people", "person"),
+    ("bus", "bus"), ("glasses", "glass"), ("plus", "plus"), ("five-pointed", "five-pointed"),
+    ("is", "is"), ("dishes", "dish"), ("knives", "knife"),
+])
+def test_singularize(word, singular):
+    assert singularize(word) == singular
+
+
+def test_tokenize_keeps_hyphenated_words_and_drops_punctuation():
+    assert tokenize("A Five-Pointed star, two discs.") == ["a", "five-pointed", "star", "two", "discs"]
+
+
+def test_the_table_maps_every_shape_and_two_word_names(syn):
+    assert set(syn.objects) == set(SHAPES)
+    assert syn.table["plus sign"] == "cross" and syn.table["five-pointed star"] == "star"
+
+
+def test_mentions_merge_two_word_phrases_and_singularize(syn):
+    caption = "Two Plus Signs, a five-pointed star and three stars; a disc. Signs and pointed stars."
+    assert syn.mentions(caption) == [
+        ("plus sign", "cross"),            # plural two-word phrase: singularised, then merged
+        ("five-pointed star", "star"),     # one mention, not "star" again on its own
+        ("star", "star"), ("disc", "circle"),
+        ("star", "star"),                  # "pointed stars": "pointed" is no phrase, "stars" counts
+    ]                                      # "signs" alone is no object
+
+
+def test_golden_captions_by_hand(syn):
+    truth = {"circle", "cross", "star"}
+    captions = [
+        # circle, cross (plus sign), circle, star (stars), diamond -> 5 mentions, 1 hallucinated (diamond)
+        "There are two red circles and a plus sign. The circles sit above three stars and a blue diamond.",
+        # circle x3 (repeated mentions all count): 3 mentions, 0 hallucinated
+        "A circle. Another circle. The circle is red.",
+        # square, square, five-pointed star: 3 mentions, 2 hallucinated (a repeated hallucination counts twice)
+        "A square next to a square and a five-pointed star.",
+        # no object words at all: 0 mentions, not hallucinated
+        "A colourful picture.",
+    ]
+    rows = [caption_scores(syn.mentions(c), truth) for c in captions]
+    assert [r["n_mentions"] for r in rows] == [5, 3, 3, 0]
+    assert [r["hallucinated"] for r in rows] == [["diamond"], [], ["square", "square"], []]
+    m = chair_metrics(rows)
+    # CHAIR_i = (1 + 0 + 2 + 0) / (5 + 3 + 3 + 0) = 3/11 = 27.27; CHAIR_s = 2/4 = 50; chair = 38.64
+    assert m["chair_i"] == pytest.approx(300 / 11)
+    assert m["chair_s"] == pytest.approx(50.0)
+    assert m["chair"] == pytest.approx((300 / 11 + 50) / 2)
+    assert (m["mentions"], m["hallucinated_mentions"], m["captions"], m["hallucinated_captions"]) == (11, 3, 4, 2)
+
+
+def test_score_uses_each_samples_truth(syn):
+    samples = [Sample("1", None, "Describe this image in detail.", {"objects": ["cross"]}),
+               Sample("2", None, "Describe this image in detail.", {"objects": ["diamond", "square"]})]
+    answers = ["A plus sign and a rhombus.", "Two rhombi? No: two diamonds and a square."]
+    scored = Chair().score(samples, answers, synonyms=syn)
+    # caption 1: cross ok, diamond (rhombus) hallucinated: 2 mentions, 1 bad; caption 2: "rhombi" is no
+    # word of the table (the singulariser leaves it), diamond + square: 2 mentions, 0 bad
+    # CHAIR_i = 1/4 = 25, CHAIR_s = 1/2 = 50, chair = 37.5
+    assert scored.metrics["chair_i"] == pytest.approx(25.0)
+    assert scored.metrics["chair_s"] == pytest.approx(50.0)
+    assert scored.metrics["chair"] == pytest.approx(37.5)
+    assert scored.per_sample[0]["hallucinated"] == ["rhombus"] and scored.per_sample[1]["correct"]
+    with pytest.raises(ValueError):
+        Chair().score(samples, answers[:1], synonyms=syn)
+
+
+def test_synthetic_round_trip_and_truth_from_instances_and_captions(tmp_path):
+    bench = BENCHMARKS.get("chair")()
+    bench.synthesize(tmp_path, size=6, seed=3)
+    samples = bench.load(tmp_path)
+    truth = json.loads((tmp_path / "chair" / "ground_truth.json").read_text())
+    assert len(samples) == 6
+    for s in samples:
+        assert s.question == "Describe this image in detail." and s.image.exists()
+        assert s.meta["objects"] == sorted({o["shape"] for o in truth[s.meta["image"]]["objects"]})
+    # the true captions score 0; naming an absent shape is a hallucination
+    from matrix.world.language import caption
+    from matrix.world.scene import Obj, Scene
+    scenes = [Scene([Obj(**{k: o[k] for k in ("shape", "colour", "row", "col")}) for o in truth[s.meta["image"]]["objects"]])
+              for s in samples]
+    perfect = bench.score(samples, [caption(sc) for sc in scenes])
+    assert perfect.metrics["chair"] == 0.0 and perfect.metrics["mentions"] > 0
+    absent = [next(x for x in SHAPES if x not in s.meta["objects"]) for s in samples]
+    bad = bench.score(samples, [f"A {a}." for a in absent])
+    assert bad.metrics["chair_i"] == 100.0 and bad.metrics["chair_s"] == 100.0
+    assert len(bench.load(tmp_path, limit=2)) == 2
+
+
+def test_ground_truth_includes_objects_only_in_reference_captions(tmp_path):
+    bench = Chair()
+    bench.synthesize(tmp_path, size=1, seed=0)
+    base = tmp_path / "chair"
+    captions = json.loads((base / "annotations/captions_val2014.json").read_text())
+    captions["annotations"].append({"id": 99, "image_id": 1, "caption": "Also a plus sign and pentagrams."})
+    (base / "annotations/captions_val2014.json").write_text(json.dumps(captions))
+    [sample] = bench.load(tmp_path)
+    assert {"cross", "star"} <= set(sample.meta["objects"])
+
+
+def test_own_synonym_table_and_errors(tmp_path):
+    bench = Chair()
+    bench.synthesize(tmp_path, size=2, seed=0)
+    base = tmp_path / "chair"
+    inst = json.loads((base / "annotations/instances_val2014.json").read_text())
+    inst["annotations"].append({"id": 99, "image_id": 1, "category_id": SHAPES.index("triangle") + 1})
+    (base / "annotations/instances_val2014.json").write_text(json.dumps(inst))
+    (base / "synonyms.txt").write_text("circle, round thing here\n")
+    with pytest.raises(BenchmarkFileError, match="more than two words"):
+        bench.load(tmp_path)
+    (base / "synonyms.txt").write_text("circle\nsquare\n")
+    with pytest.raises(BenchmarkFileError, match="category '[a-z]+' is not in the synonym table"):
+        bench.load(tmp_path)
+    (base / "synonyms.txt").write_text("triangle, wedge\n")  # the root's own table replaces ours
+    (base / "annotations/instances_val2014.json").write_text(json.dumps(
+        {**inst, "annotations": [a for a in inst["annotations"] if a["id"] == 99]}))
+    (base / "annotations/captions_val2014.json").write_text(json.dumps({"annotations": []}))
+    samples = bench.load(tmp_path)
+    assert samples[0].meta["objects"] == ["triangle"] and samples[1].meta["objects"] == []
+    scored = bench.score(samples, ["A wedge and a circle.", "A wedge."])
+    # "circle" is no word of this table; wedge is right for image 1, hallucinated for image 2
+    assert scored.metrics["chair_i"] == pytest.approx(50.0) and scored.metrics["chair_s"] == pytest.approx(50.0)
+    (base / "questions.jsonl").unlink()
+    with pytest.raises(BenchmarkFileError, match="questions.jsonl"):
+        bench.load(tmp_path)
+
+
+def test_write_questions_is_a_fixed_seeded_sample(tmp_path):
+    images = [{"id": i, "file_name": f"COCO_val2014_{i:012d}.jpg"} for i in range(1, 41)]
+    (tmp_path / "inst.json").write_text(json.dumps({"images": images, "annotations": [], "categories": []}))
+    write_questions(tmp_path / "inst.json", tmp_path / "a.jsonl", n=10)
+    write_questions(tmp_path / "inst.json", tmp_path / "b.jsonl", n=10)
+    a = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+    assert len(a) == 10 and [r["question_id"] for r in a] == sorted(r["question_id"] for r in a)
+    assert all(r["text"] == "Describe this image in detail." for r in a)
