@@ -5,7 +5,8 @@ base model's responses into training examples, and names the objective that trai
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from matrix.models.conversation import IMAGE_PLACEHOLDER
@@ -78,10 +79,43 @@ def preference_example(item: Item, chosen: str, rejected: str) -> dict:
     return ex
 
 
+@dataclass
+class Env:
+    """What a construction step may use beyond records and responses (the construct stage fills it).
+
+    `model()` loads the base model once (SIMA's self-critic); `judge` is a `benchmarks.judge.Judge`
+    (nSFT's LLM path). Both are None/absent unless the method declares them in `needs`.
+    """
+
+    image_root: Path | None = None
+    model_dir: Path | None = None
+    template: str | None = None
+    judge: Any = None
+    seed: int = 0
+    _handle: Any = field(default=None, repr=False)
+
+    def model(self):
+        if self._handle is None:
+            if self.model_dir is None:
+                raise ValueError("this construction step needs the base model, but none was given")
+            from matrix.models.handle import load
+
+            self._handle = load(self.model_dir, template=self.template)
+        return self._handle
+
+    def image(self, rel: str):
+        from PIL import Image
+
+        if self.image_root is None:
+            raise ValueError("this construction step needs the images, but no image root was given")
+        with Image.open(Path(self.image_root) / rel) as im:
+            return im.convert("RGB")
+
+
 class Method:
     """Base class of a method plug-in; subclasses set the class attributes and `construct`.
 
-    Use: `METHODS.get(name)().construct(records, responses, params)`.
+    Use: `METHODS.get(name)().construct(records, responses, params, env)`.
     """
 
     id: ClassVar[str] = ""
@@ -89,8 +123,20 @@ class Method:
     responses: ClassVar[tuple[str, ...]] = ()  # generation kinds construct needs, e.g. ("greedy",)
     defaults: ClassVar[dict[str, Any]] = {}  # the paper's training hyper-parameters (spec `training` keys)
     version: ClassVar[str] = "1"  # bump when construct's output changes: part of the construct stage key
+    # What construct needs besides records and responses: "model" (the base model), "judge" (the LLM judge).
+    needs: ClassVar[tuple[str, ...]] = ()
 
-    def construct(self, records: list[dict], responses: Responses, params: dict) -> tuple[list[dict], dict]:
+    def generation_params(self, mode: str, params: dict, base_model: str) -> dict:
+        """Extra parameters of the `generate` stage of response kind `mode` (e.g. SeVa's augmentation)."""
+        return {}
+
+    def uses_judge(self, params: dict) -> bool:
+        """Whether construct with these params may call the judge (then its model joins the stage key)."""
+        return "judge" in self.needs
+
+    def construct(
+        self, records: list[dict], responses: Responses, params: dict, env: Env | None = None
+    ) -> tuple[list[dict], dict]:
         raise NotImplementedError
 
     def __repr__(self) -> str:

@@ -11,5 +11,5 @@ class Baseline(Method):
     responses = ()
     defaults: dict = {}
 
-    def construct(self, records: list[dict], responses: Responses, params: dict) -> tuple[list[dict], dict]:
+    def construct(self, records: list[dict], responses: Responses, params: dict, env=None) -> tuple[list[dict], dict]:
         return [], {"records": len(records), "examples": 0}

@@ -18,7 +18,7 @@ class ContSFT(Method):
     # "The same data and schedule as DPO" (paper): SeVa's schedule; beta does not apply.
     defaults = copy.deepcopy(SEVA_SCHEDULE)
 
-    def construct(self, records: list[dict], responses: Responses, params: dict) -> tuple[list[dict], dict]:
+    def construct(self, records: list[dict], responses: Responses, params: dict, env=None) -> tuple[list[dict], dict]:
         examples: list[dict] = []
         no_answer = 0
         for index, record in enumerate(records):
@@ -32,3 +32,12 @@ class ContSFT(Method):
             ex["conversations"] = copy.deepcopy(turns)
             examples.append(ex)
         return examples, {"records": len(records), "examples": len(examples), "dropped_no_answer": no_answer}
+
+
+@METHODS.register("cont-sft-kl")
+class ContSFTKL(ContSFT):
+    """Continual SFT + λ·per-token KL to the frozen base model (the nSFT paper's KL ablation applied
+    to plain SFT); λ = 0.1 is our choice (LLaVA-RLHF's KL coefficient; the paper gives none)."""
+
+    id = "cont-sft-kl"
+    defaults = {**copy.deepcopy(SEVA_SCHEDULE), "kl_lambda": 0.1}

@@ -20,7 +20,7 @@ class GTDPO(Method):
     responses = ("greedy",)
     defaults = {**copy.deepcopy(SEVA_SCHEDULE), "beta": 0.1}
 
-    def construct(self, records: list[dict], responses: Responses, params: dict) -> tuple[list[dict], dict]:
+    def construct(self, records: list[dict], responses: Responses, params: dict, env=None) -> tuple[list[dict], dict]:
         greedy = responses.get("greedy", {})
         drop_equal = bool(params.get("drop_equal", True))
         items = question_items(records)

@@ -116,9 +116,11 @@ class _Builder:
     def largest_scale(self, base_model: str, dataset: str) -> int:
         return max(c.scale for c in self.all_cells if c.dataset == dataset and c.base_model == base_model and c.scale)
 
-    def generate(self, base_model: str, dataset: str, mode: str, seed: int) -> Stage:
+    def generate(self, base_model: str, dataset: str, mode: str, seed: int, extra: dict | None = None) -> Stage:
+        """One stage per (base model, dataset, mode, extra): `extra` holds mode settings such as SeVa's
+        augmentation, so equal settings share a stage across methods and a greedy stage is one."""
         n = self.largest_scale(base_model, dataset)
-        params = {"mode": mode, "max_new_tokens": self.spec.generation.max_new_tokens}
+        params = {"mode": mode, "max_new_tokens": self.spec.generation.max_new_tokens, **(extra or {})}
         if mode != "greedy":
             params["seed"] = seed  # only sampled or augmented answers depend on the seed
         deps = {"model": self.model(base_model), "data": self.dataset(dataset), "subset": self.subset(dataset, n)}
@@ -131,12 +133,20 @@ class _Builder:
         if method.objective == "none":
             return None
         entry = self.spec.method(cell.method)
+        plugin = method()
         deps = {"data": self.dataset(cell.dataset), "subset": self.subset(cell.dataset, cell.scale)}
         for mode in method.responses:
-            deps[f"responses.{mode}"] = self.generate(cell.base_model, cell.dataset, mode, cell.seed)
-        construct = self.add(Stage("construct", {"method": cell.method, "version": method.version,
-                                                "params": entry.params}, deps,
-                                   label=f"construct {cell.label}"))
+            extra = plugin.generation_params(mode, entry.params, cell.base_model)
+            deps[f"responses.{mode}"] = self.generate(cell.base_model, cell.dataset, mode, cell.seed, extra)
+        construct_params = {"method": cell.method, "version": method.version, "params": entry.params}
+        if "model" in method.needs:  # SIMA's self-critic runs the base model itself
+            deps["model"] = self.model(cell.base_model)
+        if plugin.uses_judge(entry.params):
+            # The judge model changes what is constructed; its server address and concurrency do not.
+            construct_params["judge"] = self.spec.judge.model if self.spec.judge else None
+        if "model" in method.needs or construct_params.get("judge"):
+            construct_params["seed"] = cell.seed
+        construct = self.add(Stage("construct", construct_params, deps, label=f"construct {cell.label}"))
         hp = training_params(self.spec, cell.method)
         if self.spec.seeds:
             hp["seed"] = cell.seed

@@ -16,12 +16,14 @@ MODES = {
     "greedy": {"do_sample": False},
     # SIMA's sampled half: temperature 0.8, top-p 0.9.
     "sampled": {"do_sample": True, "temperature": 0.8, "top_p": 0.9},
+    # SeVa's rejected half: greedy on the augmented image (params name the augmentation and its settings).
+    "augmented": {"do_sample": False},
 }
 
 
 @KINDS.register("generate")
 class GenerateStage(StageKind):
-    VERSION = 1
+    VERSION = 1  # new modes add keys, they do not change what an existing key computes
 
     def run(self, params, inputs, out: Path, ctx):
         from matrix.models.handle import load
@@ -35,9 +37,16 @@ class GenerateStage(StageKind):
         items = question_items(records)
         image_root = resolve(inputs["data"], "image_root")
         images = [Image.open(image_root / it.image).convert("RGB") for it in items]
+        transform = None
+        if mode == "augmented":
+            from methods.augmentations import make
+
+            proc = handle.image_processor
+            transform = make(params["augmentation"], params.get("augmentation_params"),
+                             proc.image_mean, proc.image_std, seed=params.get("seed", 0))
         start = time.time()
         answers = handle.generate(images, [it.question for it in items], max_new_tokens=params["max_new_tokens"],
-                                  batch_size=16, seed=params.get("seed"), **MODES[mode])
+                                  batch_size=16, seed=params.get("seed"), pixel_transform=transform, **MODES[mode])
         elapsed = time.time() - start
         (out / "responses.json").write_text(json.dumps({it.item_id: a for it, a in zip(items, answers)}, indent=0))
         return {"items": len(items), "answers_per_s": len(items) / max(elapsed, 1e-9)}

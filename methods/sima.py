@@ -1,0 +1,183 @@
+"""`sima`: DPO on the model's own greedy and sampled answers, ranked by the model itself (REFERENCE §1.3).
+
+Step 1 is two shared generate stages: `greedy` (the same one GT-DPO, nSFT and SeVa's chosen use) and
+`sampled` (temperature 0.8, top-p 0.9). Step 2 is the self-critic, run here inside construct: the
+BASE MODEL ITSELF (never a rule) reads the image and a critic prompt holding the question, the ground
+truth and both answers (response 1 = the sampled one, response 2 = the greedy one, as SIMA orders
+them), judges object, relation and attribute accuracy and ends with a verdict `[[1]]` or `[[2]]`,
+parsed as SIMA does (the last `[[...]]`). "1" -> chosen = sampled, rejected = greedy; "2" -> the
+reverse; anything else drops the sample, counted. Identical answers are kept, as SIMA keeps them
+(`params.drop_equal: true` drops them instead).
+
+The critic prompt is ours. A real LLaVA follows it zero-shot (SIMA adds two in-context examples; ours
+asks for the verdict format directly); the tiny world's base model learns it from `critic_examples`,
+which the bootstrap mix can include.
+"""
+from __future__ import annotations
+
+import copy
+import random
+
+from benchmarks.judge import parse_verdict
+from methods.base import METHODS, Env, Item, Method, Responses, preference_example, question_items
+
+CRITERIA = (
+    ("Objects", "are the objects it mentions really in the image, and does it miss none that matter?"),
+    ("Relations", "are the positions of objects in the image and relative to each other right?"),
+    ("Attributes", "are colours, shapes and counts right?"),
+)
+
+
+def critic_prompt(question: str, ground_truth: str, answer1: str, answer2: str) -> str:
+    """The self-critic's user text (the image placeholder is added by the model handle)."""
+    criteria = " ".join(f"{name}: {what}" for name, what in CRITERIA)
+    return (
+        "Two answers to a question about this image follow. Judge which one is more accurate, using the "
+        f"ground truth. {criteria}\n"
+        f"Question: {question}\n"
+        f"Ground truth: {ground_truth}\n"
+        f"Answer 1: {answer1}\n"
+        f"Answer 2: {answer2}\n"
+        "End your reply with [[1]] if Answer 1 is better or [[2]] if Answer 2 is better."
+    )
+
+
+def parse_critic(text: str | None) -> int | None:
+    """1 or 2 from the last `[[...]]` of the critic's reply; None for anything else."""
+    return parse_verdict(text, (1, 2))
+
+
+def critic_reply(better: int) -> str:
+    """The reply the critic is taught: a short justification and the verdict."""
+    other = 2 if better == 1 else 1
+    return (f"Answer {better} agrees with the ground truth on objects, relations and attributes; "
+            f"Answer {other} does not. [[{better}]]")
+
+
+# ---- teaching the critic format to the tiny base model --------------------------------------------
+def _wrong_caption(scene, rng: random.Random) -> str:
+    from matrix.world import language
+    from matrix.world.scene import COLOURS, SHAPES, Obj, Scene
+
+    objs = list(scene.objects)
+    i = rng.randrange(len(objs))
+    o = objs[i]
+    kind = rng.choice(("colour", "shape", "position"))
+    if kind == "colour":
+        objs[i] = Obj(o.shape, rng.choice([c for c in COLOURS if c != o.colour]), o.row, o.col)
+    elif kind == "shape":
+        objs[i] = Obj(rng.choice([s for s in SHAPES if s != o.shape]), o.colour, o.row, o.col)
+    else:
+        taken = {(x.row, x.col) for x in objs}
+        free = [(r, c) for r in range(3) for c in range(3) if (r, c) not in taken]
+        if not free:
+            objs[i] = Obj(o.shape, rng.choice([c for c in COLOURS if c != o.colour]), o.row, o.col)
+        else:
+            r, c = rng.choice(free)
+            objs[i] = Obj(o.shape, o.colour, r, c)
+    return language.caption(Scene(objs))
+
+
+def _short_pair(scene, rng: random.Random) -> tuple[str, str, str]:
+    """(question, truth, a wrong answer of the same type) for a short-answer question."""
+    from matrix.world import language
+    from matrix.world.scene import COLOURS, SHAPES
+
+    o = rng.choice(scene.objects)
+    kind = rng.choice(("colour", "shape", "count", "existence"))
+    if kind == "colour":
+        return language.colour_question(o), o.colour, rng.choice([c for c in COLOURS if c != o.colour])
+    if kind == "shape":
+        return language.shape_question(o), o.shape, rng.choice([s for s in SHAPES if s != o.shape])
+    if kind == "count":
+        n = scene.count(o.shape)
+        return language.count_question(o.shape), str(n), str(rng.choice([k for k in range(4) if k != n]))
+    present = rng.random() < 0.5
+    shape = o.shape if present else language.absent_shape(scene, rng)
+    truth = language.yes_no(present)
+    return language.existence_question(shape), truth, language.yes_no(not present)
+
+
+def critic_examples(scene_records, rng: random.Random) -> list[list[dict]]:
+    """One critic conversation per scene: LLaVA JSON turns `[human, gpt]` for the bootstrap mix.
+
+    `scene_records`: `Scene` objects, scene JSON dicts (`Scene.to_json()`), or dicts holding one under
+    "scene". Each conversation asks about the scene (a short-answer question or a caption request),
+    gives the ground truth, one answer equal to it and one wrong in an object, relation or attribute,
+    in random order, and the reply ends with the verdict naming the right one.
+    """
+    from matrix.world import language
+    from matrix.world.scene import Obj, Scene
+
+    out: list[list[dict]] = []
+    for rec in scene_records:
+        scene = rec
+        if isinstance(rec, dict):
+            raw = rec.get("scene", rec)
+            scene = Scene([Obj(o["shape"], o["colour"], o["row"], o["col"]) for o in raw["objects"]])
+        if rng.random() < 0.5:
+            question = rng.choice(language.CAPTION_PROMPTS)
+            truth, wrong = language.caption(scene), _wrong_caption(scene, rng)
+        else:
+            question, truth, wrong = _short_pair(scene, rng)
+        better = rng.choice((1, 2))
+        a1, a2 = (truth, wrong) if better == 1 else (wrong, truth)
+        prompt = critic_prompt(question, truth, a1, a2)
+        out.append([{"from": "human", "value": f"<image>\n{prompt}"}, {"from": "gpt", "value": critic_reply(better)}])
+    return out
+
+
+@METHODS.register("sima")
+class SIMA(Method):
+    id = "sima"
+    objective = "dpo"
+    responses = ("greedy", "sampled")
+    needs = ("model",)
+    version = "1"
+    # scripts/run_dpo.sh: LoRA 128/256, lr 1e-7, 3 epochs, cosine, warmup 0.03, per-device bs 1 on
+    # 8 GPUs (global 8), ZeRO-2, bf16, length 2048, beta 0.1 (trl default). Its projector lr 2e-5 is a
+    # separate param group our trainer does not have: the projector trains at lr here (deviation).
+    defaults = {
+        "lr": 1e-7, "epochs": 3, "batch_size": 8, "micro_batch_size": 1, "warmup_ratio": 0.03,
+        "weight_decay": 0.0, "max_grad_norm": 1.0, "scheduler": "cosine", "max_length": 2048, "seed": 42,
+        "bf16": True, "lora": {"r": 128, "alpha": 256, "dropout": 0.05}, "train_projector": True,
+        "deepspeed": {"stage": 2}, "beta": 0.1,
+    }
+
+    def construct(self, records: list[dict], responses: Responses, params: dict, env: Env | None = None):
+        greedy, sampled = responses.get("greedy", {}), responses.get("sampled", {})
+        items = question_items(records)
+        ready: list[Item] = [it for it in items if it.item_id in greedy and it.item_id in sampled]
+        stats = {"records": len(records), "items": len(items), "missing_response": len(items) - len(ready),
+                 "judged": 0, "verdict_1": 0, "verdict_2": 0, "dropped_unparseable": 0, "identical": 0,
+                 "dropped_equal": 0}
+        if not ready:
+            return [], {**stats, "examples": 0}
+        if env is None:
+            raise ValueError("sima: the self-critic needs the base model (construct env)")
+        handle = env.model()
+        prompts = [critic_prompt(it.question, it.answer, sampled[it.item_id], greedy[it.item_id]) for it in ready]
+        images = [env.image(it.image) for it in ready]
+        replies = handle.generate(images, prompts, max_new_tokens=int(params.get("critic_max_new_tokens", 256)),
+                                  batch_size=int(params.get("critic_batch_size", 16)), do_sample=False)
+        stats["judged"] = len(replies)
+        drop_equal = bool(params.get("drop_equal", False))
+        examples, verdicts = [], []
+        for it, reply in zip(ready, replies):
+            verdict = parse_critic(reply)
+            verdicts.append({"id": it.item_id, "reply": reply, "verdict": verdict})
+            if verdict is None:
+                stats["dropped_unparseable"] += 1
+                continue
+            stats[f"verdict_{verdict}"] += 1
+            s, g = sampled[it.item_id].strip(), greedy[it.item_id].strip()
+            chosen, rejected = (s, g) if verdict == 1 else (g, s)
+            if chosen == rejected:
+                stats["identical"] += 1
+                if drop_equal:
+                    stats["dropped_equal"] += 1
+                    continue
+            examples.append(preference_example(it, chosen, rejected))
+        stats["examples"] = len(examples)
+        self.last_verdicts = copy.deepcopy(verdicts)  # for the stage to keep beside the examples
+        return examples, stats
