@@ -1,0 +1,135 @@
+"""MM-Vet against the scripted loopback judge: hand-computed totals and capabilities, MM-Vet's
+retry-with-higher-temperature rule for unreadable replies, errors propagate, the cache answers reruns."""
+import json
+from types import SimpleNamespace
+
+import pytest
+from judge_server import JudgeServer, error
+
+from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
+from benchmarks.judge import Judge, JudgeError
+from benchmarks.mmvet import RETRY_SUFFIX, TEMPLATE, MMVet, judge_line
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("MATRIX_JUDGE_API_KEY", "test-key")
+
+
+@pytest.fixture
+def make_judge(tmp_path):
+    judges = []
+
+    def make(server, concurrency=1):
+        spec = SimpleNamespace(provider="openai", model="judge-model", base_url=server.url,
+                               max_concurrency=concurrency, cache=True)
+        judges.append(Judge(spec, tmp_path / "judge-cache", max_retries=0, timeout=5.0))
+        return judges[-1]
+
+    yield make
+    for j in judges:
+        j.close()
+
+
+def _samples():
+    caps = [["rec"], ["rec", "math"], ["rec", "spat"], ["rec", "math"], ["spat"]]
+    return [Sample(str(i), None, f"question {i}?", {"key": f"v1_{i}", "question": f"question {i}?",
+                                                    "answer": f"gt{i}<OR>alt{i}", "capability": c})
+            for i, c in enumerate(caps)]
+
+
+ANSWERS = ["answer 0", "answer 1", "answer 2", "answer 3", "answer 4"]
+# In request order (one request in flight at a time): the first round for all five samples, then the
+# retries of samples 3 and 4, then 3 is done and only 4 is asked again.
+SCRIPT = ["1.0", "0.5 because it is half right", "0.0", "Score:", "x",   # first round, temperature 0
+          "no idea", "x",                                                # retry 1: temperature 0.0
+          "0.6", "x",                                                    # retry 2: temperature 0.5
+          "x",                                                           # retry 3: temperature 1.0
+          "x"]                                                           # retry 4: temperature 1.5
+
+
+def test_totals_capabilities_and_the_retry_rule_by_hand(make_judge):
+    with JudgeServer(list(SCRIPT)) as server:
+        scored = MMVet().score(_samples(), ANSWERS, judge=make_judge(server))
+        requests = [r.body for r in server.chat_requests]
+    m = scored.metrics
+    # scores 1.0, 0.5, 0.0, 0.6 (third reply), 0 (five unreadable replies)
+    # total = (1 + 0.5 + 0 + 0.6 + 0) / 5 = 0.42 -> 42.0
+    assert m["total"] == pytest.approx(42.0)
+    # rec: samples 0-3 -> (1 + 0.5 + 0 + 0.6) / 4 = 52.5; math: 1, 3 -> 1.1 / 2 = 55; spat: 2, 4 -> 0
+    assert m["cap_rec"] == pytest.approx(52.5)
+    assert m["cap_math"] == pytest.approx(55.0)
+    assert m["cap_spat"] == pytest.approx(0.0)
+    assert "cap_ocr" not in m
+    assert m["unparsed"] == 1.0 and m["runs"] == 1.0
+    assert [r["score"] for r in scored.per_sample] == [1.0, 0.5, 0.0, 0.6, 0.0]
+    assert scored.per_sample[3]["judge_replies"] == ["Score:", "no idea", "0.6"]
+    assert scored.per_sample[4]["unparsed"] and len(scored.per_sample[4]["judge_replies"]) == 5
+    # 5 + 2 + 2 + 1 + 1 requests; temperatures as MM-Vet raises them; max_tokens 3
+    assert len(requests) == 11
+    assert [r["temperature"] for r in requests] == [0.0] * 7 + [0.5, 0.5, 1.0, 1.5]
+    assert all(r["max_tokens"] == 3 for r in requests)
+    first = requests[0]["messages"][0]["content"]
+    assert first == TEMPLATE + "\n" + "question 0? | gt0 <OR> alt0 | answer 0 | "
+    assert all(r["messages"][0]["content"].endswith(RETRY_SUFFIX) for r in requests[5:])
+    assert not requests[4]["messages"][0]["content"].endswith(RETRY_SUFFIX)
+
+
+def test_a_second_identical_run_asks_the_server_nothing(make_judge):
+    with JudgeServer(list(SCRIPT)) as server:
+        judge = make_judge(server)
+        first = MMVet().score(_samples(), ANSWERS, judge=judge)
+        calls = len(server.chat_requests)
+        second = MMVet().score(_samples(), ANSWERS, judge=judge)
+        assert len(server.chat_requests) == calls == 11
+    assert second.metrics == first.metrics
+    assert judge.usage()["cached_hits"] == 11
+
+
+def test_a_judge_error_propagates(make_judge):
+    with JudgeServer([error(400, "bad request")]) as server:
+        with pytest.raises(JudgeError, match="HTTP 400"):
+            MMVet().score(_samples()[:1], ANSWERS[:1], judge=make_judge(server))
+    with pytest.raises(ValueError, match="judge"):
+        MMVet().score(_samples()[:1], ANSWERS[:1])
+
+
+def test_a_template_file_replaces_ours(make_judge, tmp_path):
+    path = tmp_path / "official.txt"
+    path.write_text("OFFICIAL PROMPT TEXT\n")
+    with JudgeServer(["1"]) as server:
+        scored = MMVet(template_path=path).score(_samples()[:1], ANSWERS[:1], judge=make_judge(server))
+        content = server.chat_requests[0].body["messages"][0]["content"]
+    assert content == "OFFICIAL PROMPT TEXT\n" + judge_line("question 0?", "gt0<OR>alt0", "answer 0")
+    assert scored.metrics["total"] == 100.0
+    with pytest.raises(BenchmarkFileError, match="missing.txt"):
+        MMVet(template_path=tmp_path / "missing.txt").template()
+
+
+def _grade_exact(body):
+    """A judge that reads the sample line and gives 1.0 when the prediction is one of the <OR> answers."""
+    line = body["messages"][0]["content"].rsplit("\n", 1)[-1]
+    _, truth, prediction, _ = line.split(" | ")
+    return "1.0" if prediction in [t.strip() for t in truth.split("<OR>")] else "0.0"
+
+
+def test_synthetic_round_trip(tmp_path, make_judge):
+    bench = BENCHMARKS.get("mmvet")()
+    bench.synthesize(tmp_path, size=10, seed=1)
+    samples = bench.load(tmp_path)
+    assert len(samples) == 10 and all(s.image.exists() for s in samples)
+    truth = json.loads((tmp_path / "mm-vet" / "mm-vet.json").read_text())
+    assert [s.meta["key"] for s in samples] == [f"v1_{i}" for i in range(10)]
+    assert {c for s in samples for c in s.meta["capability"]} == {"rec", "math", "spat"}
+    right = [s.meta["answer"].split("<OR>")[0] for s in samples]
+    with JudgeServer(_grade_exact) as server:
+        judge = make_judge(server, concurrency=3)
+        assert bench.score(samples, right, judge=judge).metrics["total"] == 100.0
+        wrong = bench.score(samples, ["banana"] * 10, judge=judge).metrics
+    assert wrong["total"] == 0.0 and wrong["unparsed"] == 0.0
+    assert truth["v1_2"]["capability"] == ["rec", "math"]
+    assert len(bench.load(tmp_path, limit=3)) == 3
+    (tmp_path / "mm-vet" / "mm-vet.json").write_text(json.dumps({"v1_0": truth["v1_0"]}))
+    with pytest.raises(BenchmarkFileError, match="no v1_1"):
+        bench.load(tmp_path)
