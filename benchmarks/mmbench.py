@@ -1,0 +1,252 @@
+"""MMBench and MMBench-CN (dev): multiple-choice questions, scored with CircularEval.
+
+Files, under the eval folder (LLaVA's `scripts/v1_5/eval/mmbench.sh` / `mmbench_cn.sh` layout):
+
+- `mmbench/mmbench_dev_20230712.tsv` (CN: `mmbench/mmbench_dev_cn_20231003.tsv`): one row per question
+  with the columns index, question, hint, A, B, C, D, answer, category, image (base64), source,
+  l2-category, comment, split. Missing cells (no hint, fewer options) are empty, "nan" or "none".
+  Images are decoded once into `mmbench/<tsv stem>_images/` (a temporary folder when that one cannot
+  be written); an image cell that is a short row index instead of base64 means that row's image.
+
+Prompts follow `model_vqa_mmbench.py --single-pred-prompt`: "[hint\\n]question\\nA. ...\\nB. ..." (the
+options up to the first missing one) + the multiple-choice suffix (CN: "\\n请直接回答选项字母。");
+max_new_tokens 1024.
+
+CircularEval, as we read the OpenCompass files and VLMEvalKit's scorer: the TSV carries each question
+once per rotation of its options. The rotated copies are rows of their own whose index is the original
+index + k * 1,000,000 (k = 1, 2, 3; the options and the answer letter rotated), so a row belongs to the
+question `index % 1,000,000`. A question counts as right only when every one of its rows is answered
+right. When no index reaches 1,000,000 the file has no copies and accuracy is plain per-row accuracy
+(`circular` = 0 in the metrics says which was done). `limit` keeps the first `limit` questions with all
+their copies.
+
+Answers are read by the rule-based step of VLMEvalKit-style matching, reimplemented: the single option
+letter standing alone in the answer (punctuation counts as space), else the single option whose text
+the answer contains; otherwise the answer is unreadable and wrong (the official scorer would then ask
+a GPT judge; this plug-in has none, and `unparsed` counts those answers).
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import random
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks.base import (
+    BENCHMARKS,
+    Benchmark,
+    BenchmarkFileError,
+    Sample,
+    Scored,
+    check_answers,
+    ratio,
+    require,
+)
+from matrix.world import language
+from matrix.world.scene import draw_scene, render
+
+LETTERS = ("A", "B", "C", "D")
+COPY_STRIDE = 1_000_000
+COLUMNS = ("index", "question", "hint", "A", "B", "C", "D", "answer", "category", "image", "source",
+           "l2-category", "comment", "split")
+_PUNCT = re.compile(r"[.()\[\],:;!*#{}\"'<>/?，。：；！（）]")
+
+
+def is_none(value: str | None) -> bool:
+    return value is None or value.strip() == "" or value.strip().lower() in ("nan", "none")
+
+
+def build_prompt(row: dict, suffix: str) -> tuple[str, dict[str, str]]:
+    """model_vqa_mmbench.py's prompt and the options it shows ({letter: text})."""
+    options = {}
+    for letter in LETTERS:
+        if is_none(row.get(letter)):
+            break
+        options[letter] = row[letter]
+    question = row["question"]
+    if not is_none(row.get("hint")):
+        question = row["hint"] + "\n" + question
+    for letter, text in options.items():
+        question += f"\n{letter}. {text}"
+    return question + suffix, options
+
+
+def extract_letter(answer: str, options: dict[str, str]) -> str | None:
+    """The option an answer picks: one option letter standing alone, else one option's text inside
+    the answer; None when neither is unambiguous."""
+    words = _PUNCT.sub(" ", answer).split()
+    letters = {w for w in words if w in options}
+    if len(letters) == 1:
+        return letters.pop()
+    if not letters:
+        lowered = answer.lower()
+        by_text = [k for k, text in options.items() if text.lower() in lowered]
+        if len(by_text) == 1:
+            return by_text[0]
+    return None
+
+
+def _category(question: str) -> tuple[str, str]:
+    if "color" in question or "颜色" in question:
+        return "attribute_recognition", "FP-S"
+    if "How many" in question or "几个" in question:
+        return "object_counting", "FP-C"  # synthetic labels; MMBench's own names differ per skill
+    return "object_localization", "FP-S"
+
+
+class _MMBench(Benchmark):
+    headline = "accuracy"
+    max_new_tokens = 1024  # model_vqa_mmbench.py
+    tsv: str = ""
+    suffix: str = ""
+    cn: bool = False
+
+    def synthesize(self, root: Path, size: int, seed: int) -> None:
+        """`size` questions with 4 options, some with a hint, each written 4 times: the original
+        (index i) and its 3 rotations (index i + k * 1,000,000), originals first, as the dev TSVs do."""
+        rng = random.Random(f"{self.id}:{seed}")
+        path = Path(root) / "mmbench" / self.tsv
+        path.parent.mkdir(parents=True, exist_ok=True)
+        originals = []
+        for i in range(size):
+            scene = draw_scene(rng)
+            question, options, answer = language.choice_item(scene, rng, 4, cn=self.cn)
+            buf = _png(render(scene))
+            hint = ("图中有若干彩色形状。" if self.cn else "The image shows coloured shapes on a grid.") \
+                if i % 3 == 0 else "nan"
+            category, l2 = _category(question)
+            originals.append({"index": str(i), "question": question, "hint": hint, **dict(zip(LETTERS, options)),
+                              "answer": LETTERS[answer], "category": category, "image": buf,
+                              "source": "synthetic", "l2-category": l2, "comment": "nan", "split": "dev"})
+        rows = list(originals)
+        for k in range(1, len(LETTERS)):
+            for row in originals:
+                shown = [row[letter] for letter in LETTERS]
+                rotated = shown[k:] + shown[:k]  # option k becomes A
+                right = row[row["answer"]]
+                copy = {**row, "index": str(int(row["index"]) + k * COPY_STRIDE), **dict(zip(LETTERS, rotated)),
+                        "answer": LETTERS[rotated.index(right)],
+                        "image": row["index"]}  # a short index: the original row's image
+                rows.append(copy)
+        with path.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS, delimiter="\t", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+        path = require(Path(root) / "mmbench" / self.tsv,
+                       f"the {self.id} dev TSV from OpenCompass (index, question, hint, A-D, answer, category, "
+                       "base64 image, ...)")
+        rows = _read_tsv(path)
+        images = _image_folder(path)
+        by_index = {row["index"]: row for row in rows}
+        order: dict[int, int] = {}  # question id (index % 1e6) -> its rank of first appearance
+        samples = []
+        for n, row in enumerate(rows, 2):
+            try:
+                index = int(float(row["index"]))
+            except ValueError:
+                raise BenchmarkFileError(f"{path}: line {n}: index {row['index']!r} is not a number") from None
+            group = index % COPY_STRIDE
+            order.setdefault(group, len(order))
+            if limit is not None and order[group] >= limit:
+                continue
+            if is_none(row.get("answer")):
+                raise BenchmarkFileError(f"{path}: line {n}: question {index} has no answer (dev split expected)")
+            question, options = build_prompt(row, self.suffix)
+            if row["answer"] not in options:
+                raise BenchmarkFileError(f"{path}: line {n}: answer {row['answer']!r} is not one of the options "
+                                         f"{', '.join(options)}")
+            image = _decode_image(row, by_index, images, path, n)
+            samples.append(Sample(str(index), image, question, {
+                "label": row["answer"], "options": options, "group": group, "circular_copy": index >= COPY_STRIDE,
+                "category": row.get("category"), "l2_category": row.get("l2-category")}))
+        return samples
+
+    def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:
+        check_answers(samples, answers)
+        per_sample = []
+        groups: dict[int, list[bool]] = {}
+        for s, answer in zip(samples, answers):
+            parsed = extract_letter(answer, s.meta["options"])
+            correct = parsed == s.meta["label"]
+            groups.setdefault(s.meta["group"], []).append(correct)
+            per_sample.append({"question_id": s.question_id, "group": s.meta["group"],
+                               "category": s.meta.get("category"), "question": s.question, "answer": answer,
+                               "parsed": parsed, "label": s.meta["label"], "correct": correct})
+        circular = any(s.meta["circular_copy"] for s in samples)
+        main = [r for r, s in zip(per_sample, samples) if not s.meta["circular_copy"]]
+        metrics = {
+            # CircularEval when the file has the copies: a question is right only if all its rows are
+            "accuracy": 100 * ratio(sum(all(v) for v in groups.values()), len(groups)),
+            "plain_accuracy": 100 * ratio(sum(r["correct"] for r in main), len(main)),
+            "circular": float(circular),
+            "unparsed": float(sum(r["parsed"] is None for r in per_sample)),
+        }
+        return Scored(metrics, per_sample)
+
+
+@BENCHMARKS.register("mmbench")
+class MMBench(_MMBench):
+    id = "mmbench"
+    tsv = "mmbench_dev_20230712.tsv"
+    suffix = language.MULTIPLE_CHOICE_SUFFIX
+
+
+@BENCHMARKS.register("mmbench-cn")
+class MMBenchCN(_MMBench):
+    id = "mmbench-cn"
+    tsv = "mmbench_dev_cn_20231003.tsv"
+    suffix = language.MULTIPLE_CHOICE_SUFFIX_CN
+    cn = True
+
+
+# ---- files --------------------------------------------------------------------------------------
+def _png(image) -> str:
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _read_tsv(path: Path) -> list[dict]:
+    csv.field_size_limit(sys.maxsize)
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t")  # pandas quotes cells holding tabs, quotes or newlines
+        missing = [c for c in ("index", "question", "A", "B", "answer", "image") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise BenchmarkFileError(f"{path}: the header lacks the column(s) {', '.join(missing)}")
+        return list(reader)
+
+
+def _image_folder(tsv: Path) -> Path:
+    folder = tsv.parent / f"{tsv.stem}_images"
+    try:
+        folder.mkdir(exist_ok=True)
+        probe = folder / ".write-test"
+        probe.touch()
+        probe.unlink()
+        return folder
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix=f"{tsv.stem}_images_"))
+
+
+def _decode_image(row: dict, by_index: dict, folder: Path, path: Path, line: int) -> Path:
+    data, name = row["image"], row["index"]
+    if len(data) <= 64 and data in by_index:  # a reference to another row's image
+        data, name = by_index[data]["image"], data
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        raise BenchmarkFileError(f"{path}: line {line}: the image cell is neither base64 nor a row index") from None
+    ext = ".png" if raw[:8] == b"\x89PNG\r\n\x1a\n" else ".jpg"
+    target = folder / f"{name}{ext}"
+    if not target.exists() or target.stat().st_size != len(raw):
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_bytes(raw)
+        tmp.replace(target)
+    return target
