@@ -69,3 +69,63 @@ def dpo_loss(
     chosen_reward = beta * (policy_chosen - ref_chosen).detach()
     rejected_reward = beta * (policy_rejected - ref_rejected).detach()
     return loss, chosen_reward, rejected_reward
+
+
+def topk_reference(logits: "torch.Tensor", labels: "torch.Tensor", k: int) -> list[tuple["torch.Tensor", "torch.Tensor"]]:
+    """Per sequence, at each labelled (shifted) position: the reference's top-k token ids and their
+    log-probs, as ((P, k) int32 ids, (P, k) float32 log-probs) on the CPU.
+
+    The full next-token distributions of a training set do not fit in memory (N x T x V floats), so
+    the reference pass keeps the k most likely tokens per supervised position; `topk_kl` then puts
+    all remaining mass into one "rest" bin.
+    """
+    import torch
+
+    logits, labels = _shift(logits, labels)
+    mask = labels != IGNORE_INDEX
+    out = []
+    for b in range(logits.size(0)):
+        logp = torch.log_softmax(logits[b][mask[b]], dim=-1)
+        values, ids = logp.topk(min(k, logp.size(-1)), dim=-1)
+        out.append((ids.to(torch.int32).cpu(), values.float().cpu()))
+    return out
+
+
+def _log_rest(top_logp: "torch.Tensor") -> "torch.Tensor":
+    """log(1 - sum(exp(top_logp))) along the last axis, kept finite when the top-k hold all the mass."""
+    import torch
+
+    total = torch.logsumexp(top_logp, dim=-1).clamp(max=-1e-7)
+    return torch.log(-torch.expm1(total))
+
+
+def topk_kl(
+    logits: "torch.Tensor", labels: "torch.Tensor", ref: list[tuple["torch.Tensor", "torch.Tensor"]]
+) -> "torch.Tensor":
+    """Mean over the batch's labelled tokens of KL(pi_theta || pi_ref), both distributions coarsened to
+    the reference's top-k tokens plus one bin for the rest of the vocabulary.
+
+    Coarsening can only lose divergence (data-processing inequality), so this is a lower bound of the
+    full per-token KL, exact when the top-k carry all the reference mass; it is >= 0, zero when the
+    policy equals the reference, and differentiable in the policy's logits at every position. (The
+    one-sample estimator log pi_theta(y_t) - log pi_ref(y_t) on the supervised tokens would need
+    tokens drawn from pi_theta; on ground-truth tokens it is biased and, minimised, fights the SFT term.)
+    """
+    import torch
+
+    logits, labels = _shift(logits, labels)
+    mask = labels != IGNORE_INDEX
+    terms = []
+    for b in range(logits.size(0)):
+        ids, ref_logp = ref[b]
+        logq = torch.log_softmax(logits[b][mask[b]], dim=-1)
+        if logq.size(0) != ids.size(0):
+            raise ValueError(f"reference has {ids.size(0)} supervised positions, the batch {logq.size(0)}")
+        ids, ref_logp = ids.to(logq.device).long(), ref_logp.to(logq.device)
+        q_top = logq.gather(-1, ids)
+        q_rest, p_rest = _log_rest(q_top), _log_rest(ref_logp)
+        kl = (q_top.exp() * (q_top - ref_logp)).sum(-1) + q_rest.exp() * (q_rest - p_rest)
+        terms.append(kl)
+    if not terms or sum(t.numel() for t in terms) == 0:
+        return logits.sum() * 0.0
+    return torch.cat(terms).mean()

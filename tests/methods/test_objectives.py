@@ -64,3 +64,44 @@ def test_sft_loss_without_labels_is_zero_and_differentiable():
     loss = sft_loss(logits, torch.full((1, 4), IGNORE_INDEX))
     loss.backward()
     assert loss.item() == 0.0 and logits.grad is not None
+
+
+def test_topk_kl_matches_hand_computation():
+    import math
+
+    import torch
+
+    from matrix.models.conversation import IGNORE_INDEX
+    from methods.objectives import topk_kl
+
+    # One supervised position (label at t=1 is predicted by the logits at t=0); policy uniform over 3
+    # tokens; reference keeps top-1 = token 0 with p = 0.5, so its rest bin holds 0.5.
+    logits = torch.zeros(1, 2, 3, requires_grad=True)
+    labels = torch.tensor([[IGNORE_INDEX, 2]])
+    ref = [(torch.tensor([[0]], dtype=torch.int32), torch.tensor([[math.log(0.5)]]))]
+    kl = topk_kl(logits, labels, ref)
+    # KL = 1/3 ln((1/3)/0.5) + 2/3 ln((2/3)/0.5) = -0.135155 + 0.191788 = 0.056633
+    assert kl.item() == pytest.approx(1 / 3 * math.log(2 / 3) + 2 / 3 * math.log(4 / 3), abs=1e-6)
+    assert kl.item() == pytest.approx(0.056633, abs=1e-6)
+    kl.backward()
+    assert logits.grad[0, 0].abs().sum() > 0 and logits.grad[0, 1].abs().sum() == 0  # only the supervised position
+
+
+def test_topk_kl_is_exact_with_the_whole_vocabulary_and_a_lower_bound_otherwise():
+    import torch
+
+    from matrix.models.conversation import IGNORE_INDEX
+    from methods.objectives import topk_kl, topk_reference
+
+    g = torch.Generator().manual_seed(0)
+    ref_logits, pol_logits = torch.randn(2, 5, 7, generator=g), torch.randn(2, 5, 7, generator=g)
+    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 1, 2, 3], [IGNORE_INDEX, 4, 5, IGNORE_INDEX, IGNORE_INDEX]])
+    mask = labels[:, 1:] != IGNORE_INDEX
+    logq, logp = pol_logits[:, :-1].log_softmax(-1)[mask], ref_logits[:, :-1].log_softmax(-1)[mask]
+    exact = (logq.exp() * (logq - logp)).sum(-1).mean()
+    full = topk_kl(pol_logits, labels, topk_reference(ref_logits, labels, 7))
+    assert full.item() == pytest.approx(exact.item(), abs=1e-5)
+    partial = topk_kl(pol_logits, labels, topk_reference(ref_logits, labels, 2))
+    assert 0.0 <= partial.item() <= exact.item() + 1e-6
+    same = topk_kl(ref_logits, labels, topk_reference(ref_logits, labels, 2))
+    assert same.item() == pytest.approx(0.0, abs=1e-6)

@@ -134,3 +134,19 @@ def test_deepspeed_zero3_bf16_saves_a_loadable_checkpoint(tiny_world, tmp_path, 
 def test_objective_none_is_refused(tiny_world, tmp_path, hp):
     with pytest.raises(ValueError, match="trains nothing"):
         train(tiny_world.base, [], tiny_world.image_root, "none", hp(), tmp_path)
+
+
+def test_sft_with_kl_starts_at_zero_and_a_large_lambda_stays_closer_to_the_reference(tiny_world, tmp_path, hp):
+    """The top-k KL is precomputed before training (policy = reference then: KL of step 1 is 0), and
+    a large λ keeps the trained model closer to the base model than a negligible one."""
+    examples, _ = METHODS.get("cont-sft")().construct(tiny_world.records, {}, {})
+    loose = train(tiny_world.base, examples, tiny_world.image_root, "sft", hp(kl_lambda=1e-9, epochs=2), tmp_path / "a")
+    tight = train(tiny_world.base, examples, tiny_world.image_root, "sft", hp(kl_lambda=50.0, epochs=2), tmp_path / "b")
+    for r in (loose, tight):
+        assert r["kl_first"] == pytest.approx(0.0, abs=1e-5) and r["kl_topk"] == 16 and r["ref_s"] > 0
+    assert loose["kl_final"] > 1e-3
+    assert tight["kl_final"] < 0.5 * loose["kl_final"]
+    log = json.loads((tmp_path / "b" / checkpoint.TRAIN_LOG).read_text())
+    assert all("kl" in step for step in log["steps"])
+    with pytest.raises(ValueError, match="applies to SFT"):
+        train(tiny_world.base, [], tiny_world.image_root, "dpo", hp(kl_lambda=0.1), tmp_path / "c")
