@@ -102,6 +102,53 @@ def ocrvqa(scene: Scene, rng: random.Random) -> list[QA]:
     return turns
 
 
+# ---- captions (TextCaps-like) and detailed descriptions (LLaVA-detail-like) -------------------------
+TEXTCAPS_PROMPT = language.CAPTION_PROMPTS[0]  # "Provide a one-sentence caption for the provided image."
+DETAIL_PROMPTS = language.CAPTION_PROMPTS[2:]  # "Describe this image in detail." and its variant
+
+
+@dataset_kind("textcaps")
+def textcaps(scene: Scene, rng: random.Random) -> list[QA]:
+    """TextCaps-like: one short caption naming every object with its colour and position."""
+    return [(TEXTCAPS_PROMPT, language.caption(scene))]
+
+
+def _relation(a: Obj, b: Obj) -> str | None:
+    """"the red circle is to the left of the blue star" for objects in one row or one column."""
+    if a.row == b.row and a.col < b.col:
+        return f"the {a.name} is to the left of the {b.name}"
+    if a.col == b.col and a.row < b.row:
+        return f"the {a.name} is above the {b.name}"
+    return None
+
+
+def detailed_description(scene: Scene) -> str:
+    """A multi-sentence description: how many objects, counts per shape, each object with colour and
+    position, and the row/column relations between named objects. Every sentence is true of the scene."""
+    objs = sorted(scene.objects, key=lambda o: (o.row, o.col))
+    n = len(objs)
+    noun = "object" if n == 1 else "objects"
+    sentences = [f"The image shows {language.NUMBER_WORDS[n]} {noun} on a plain light background"]
+    shapes = sorted(scene.shapes(), key=lambda s: [o.shape for o in objs].index(s))
+    counts = [f"{language.NUMBER_WORDS[scene.count(s)]} {language.plural(s, scene.count(s))}" for s in shapes]
+    sentences.append("There " + ("is " if scene.count(shapes[0]) == 1 else "are ") +
+                     (counts[0] if len(counts) == 1 else ", ".join(counts[:-1]) + " and " + counts[-1]))
+    sentences += [f"There is {language.describe(o)}" for o in objs]
+    named = unique_named(scene)
+    for a in named:
+        for b in named:
+            rel = _relation(a, b)
+            if rel:
+                sentences.append(rel[0].upper() + rel[1:])
+    return ". ".join(sentences) + "."
+
+
+@dataset_kind("detail")
+def detail(scene: Scene, rng: random.Random) -> list[QA]:
+    """LLaVA-detail-like: one request for a detailed description, answered at length."""
+    return [(rng.choice(DETAIL_PROMPTS), detailed_description(scene))]
+
+
 def conversations(turns: list[QA]) -> list[dict]:
     """LLaVA JSON turns; the image placeholder opens the first human turn only."""
     out: list[dict] = []

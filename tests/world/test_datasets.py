@@ -97,7 +97,7 @@ def test_deterministic_per_seed(tmp_path):
 
 
 def test_unknown_kind_and_missing_or_bad_file(tmp_path):
-    with pytest.raises(ValueError, match="known: ocrvqa"):
+    with pytest.raises(ValueError, match="known: detail, ocrvqa, textcaps"):
         synthesize_dataset("nope", tmp_path, 1, 0)
     with pytest.raises(FileNotFoundError, match=r"data\.json not found"):
         load_dataset(tmp_path)
