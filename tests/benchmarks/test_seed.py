@@ -1,0 +1,69 @@
+"""SEED-Bench image accuracy: convert_seed_for_submission.py's exact match by hand, and round trip."""
+import json
+
+import pytest
+
+from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
+from benchmarks.seed import SeedBench
+from matrix.world import language
+
+
+def _s(qid, label, qtype):
+    return Sample(qid, None, "q", {"label": label, "question_type_id": qtype, "question_type": str(qtype)})
+
+
+def test_exact_letter_match_pooled_by_hand():
+    samples = [_s("1", "A", 3), _s("2", "B", 3), _s("3", "C", 3), _s("4", "D", 5), _s("5", "A", 5)]
+    answers = ["A", "B.", "c", "D", "The answer is A"]
+    scored = SeedBench().score(samples, answers)
+    # only exact letters count: 1 and 4 right -> 2/5 = 40; type 3: 1/3, type 5: 1/2 (pooled, not averaged)
+    assert scored.metrics == pytest.approx({"accuracy": 40.0, "type_3": 100 / 3, "type_5": 50.0})
+    assert [r["correct"] for r in scored.per_sample] == [True, False, False, True, False]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seed")
+    BENCHMARKS.get("seed")().synthesize(root, 15, seed=8)
+    return root
+
+
+def test_synthetic_round_trip(synthetic):
+    samples = SeedBench().load(synthetic)
+    base = synthetic / "seed_bench"
+    data = json.loads((base / "SEED-Bench.json").read_text())
+    scenes = json.loads((base / "ground_truth.json").read_text())
+    videos = [q for q in data["questions"] if q["data_type"] == "video"]
+    assert videos and not {q["question_id"] for q in videos} & {s.question_id for s in samples}
+    assert len(samples) == 15 and all(s.image.exists() for s in samples)
+    gold = {q["question_id"]: q for q in data["questions"]}
+    for s in samples:
+        q = gold[s.question_id]
+        assert s.question == (f"{q['question']}\nA. {q['choice_a']}\nB. {q['choice_b']}\nC. {q['choice_c']}"
+                              f"\nD. {q['choice_d']}{language.MULTIPLE_CHOICE_SUFFIX}")
+        right = q[f"choice_{s.meta['label'].lower()}"]
+        objs = scenes[s.question_id]["objects"]
+        if q["question"].startswith("How many"):
+            shape = next(o["shape"] for o in objs if language.count_question(o["shape"]) == q["question"])
+            assert right == str(sum(o["shape"] == shape for o in objs))
+        elif q["question"].startswith("What color"):
+            assert any(q["question"] ==
+                       f"What color is the {o['shape']} at the {o['position']}?" and o["colour"] == right
+                       for o in objs)
+    assert SeedBench().score(samples, [s.meta["label"] for s in samples]).metrics["accuracy"] == 100.0
+    limited = SeedBench().load(synthetic, limit=1)
+    assert len(limited) == len({s.meta["question_type_id"] for s in samples})
+
+
+def test_missing_files_are_named(tmp_path):
+    SeedBench().synthesize(tmp_path, 2, seed=0)
+    base = tmp_path / "seed_bench"
+    (base / "SEED-Bench-image" / "1000.png").unlink()
+    with pytest.raises(BenchmarkFileError, match=r"SEED-Bench-image/1000\.png not found"):
+        SeedBench().load(tmp_path)
+    (base / "SEED-Bench.json").unlink()
+    with pytest.raises(BenchmarkFileError, match=r"SEED-Bench\.json not found"):
+        SeedBench().load(tmp_path)
+    (base / "llava-seed-bench.jsonl").unlink()
+    with pytest.raises(BenchmarkFileError, match=r"llava-seed-bench\.jsonl not found"):
+        SeedBench().load(tmp_path)
