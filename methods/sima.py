@@ -179,5 +179,5 @@ class SIMA(Method):
                     continue
             examples.append(preference_example(it, chosen, rejected))
         stats["examples"] = len(examples)
-        self.last_verdicts = copy.deepcopy(verdicts)  # for the stage to keep beside the examples
+        self.trace = copy.deepcopy(verdicts)  # the critic replies, kept beside the examples by the stage
         return examples, stats

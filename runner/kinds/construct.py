@@ -46,6 +46,11 @@ class ConstructStage(StageKind):
         if not examples:
             raise ValueError(f"{params['method']}: construction produced no training examples ({stats})")
         (out / "examples.json").write_text(json.dumps(examples))
+        trace = getattr(method, "trace", None)  # e.g. SIMA's critic replies and verdicts, for inspection
+        if trace:
+            with open(out / "trace.jsonl", "w") as f:
+                for row in trace:
+                    f.write(json.dumps(row) + "\n")
         result = {"examples": len(examples), **stats}
         if env.judge is not None:
             result["judge"] = {**env.judge.describe(), **env.judge.usage()}

@@ -1,0 +1,87 @@
+"""The generate and construct stages on the random tiny model: SeVa's augmented mode and SIMA's critic
+run through the real model (its replies are unparseable, so every sample is dropped and counted)."""
+import json
+from pathlib import Path
+
+import pytest
+
+from runner.kinds.construct import ConstructStage
+from runner.kinds.generate import GenerateStage
+from runner.stage import StageContext, StageInput
+
+
+def _inputs(world, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "data.json").write_text(json.dumps(world.records))
+    (tmp_path / "subset").mkdir()
+    (tmp_path / "subset" / "ids.json").write_text(json.dumps([r["id"] for r in world.records[:4]]))
+    return {
+        "model": StageInput(world.base.parent, {"model_dir": world.base.name, "template": "plain_v1"}),
+        "data": StageInput(tmp_path / "data", {"data_file": "data.json", "image_root": str(world.image_root)}),
+        "subset": StageInput(tmp_path / "subset", {"n": 4}),
+    }
+
+
+def _ctx(tmp_path, runtime=None):
+    return StageContext(tmp_path, 1, 0, "k", "test", runtime or {})
+
+
+def test_augmented_generation_differs_from_greedy_under_heavy_noise(tiny_world, tmp_path):
+    inputs = _inputs(tiny_world, tmp_path)
+    outs = {}
+    for mode, extra in (("greedy", {}), ("augmented", {"augmentation": "diffusion", "augmentation_params": {"step": 999}, "seed": 0})):
+        out = tmp_path / mode
+        out.mkdir()
+        result = GenerateStage().run({"mode": mode, "max_new_tokens": 6, **extra}, inputs, out, _ctx(tmp_path))
+        assert result["items"] == 8
+        outs[mode] = json.loads((out / "responses.json").read_text())
+    assert set(outs["greedy"]) == set(outs["augmented"])
+    # ᾱ_999 ≈ 0.08: the image is mostly noise, so some answers of a random model change
+    assert any(outs["greedy"][k] != outs["augmented"][k] for k in outs["greedy"])
+
+
+def test_sima_construct_asks_the_real_model_and_drops_unparseable(tiny_world, tmp_path):
+    inputs = _inputs(tiny_world, tmp_path)
+    for mode in ("greedy", "sampled"):
+        d = tmp_path / mode
+        d.mkdir()
+        answers = {f"r{i}:{q}": f"{mode}{i}{q}" for i in range(4) for q in range(2)}
+        (d / "responses.json").write_text(json.dumps(answers))
+        inputs[f"responses.{mode}"] = StageInput(d, {})
+    out = tmp_path / "construct"
+    out.mkdir()
+    params = {"method": "sima", "version": "1", "params": {"critic_max_new_tokens": 4}, "seed": 0}
+    with pytest.raises(ValueError, match="no training examples") as err:
+        ConstructStage().run(params, inputs, out, _ctx(tmp_path))
+    # the random model never writes [[1]]/[[2]]: all 8 critic replies are dropped and counted
+    assert "'judged': 8" in str(err.value) and "'dropped_unparseable': 8" in str(err.value)
+
+
+def test_nsft_construct_stage_builds_the_judge_from_runtime_settings(tiny_world, tmp_path, monkeypatch):
+    from judge_server import JudgeServer
+
+    monkeypatch.setenv("MATRIX_JUDGE_CACHE", str(tmp_path / "cache"))
+    reply = "Errors: none\n" + "\n".join(f"User: Q{i}?\nGPT: Yes, {i}." for i in range(5))
+    records = [{"id": f"c{i}", "image": r["image"], "conversations": [
+        {"from": "human", "value": "<image>\nDescribe this image in detail."},
+        {"from": "gpt", "value": "A long and careful description of the picture."}]} for i, r in enumerate(tiny_world.records[:2])]
+    world = type(tiny_world)(tiny_world.base, tiny_world.image_root, records)
+    inputs = _inputs(world, tmp_path)
+    (tmp_path / "subset" / "ids.json").write_text(json.dumps(["c0", "c1"]))
+    (tmp_path / "greedy").mkdir()
+    (tmp_path / "greedy" / "responses.json").write_text(json.dumps({"c0:0": "A cat.", "c1:0": "A dog."}))
+    inputs["responses.greedy"] = StageInput(tmp_path / "greedy", {})
+    params = {"method": "nsft", "version": "1", "params": {}, "judge": "judge-x", "seed": 0}
+    with JudgeServer(lambda body: reply) as server:
+        runtime = {"judge": {"model": "judge-x", "base_url": server.url}}
+        for attempt in range(2):
+            out = tmp_path / f"out{attempt}"
+            out.mkdir()
+            result = ConstructStage().run(params, inputs, out, _ctx(tmp_path, runtime))
+            assert result["examples"] == 2 and result["judge"]["model"] == "judge-x"
+        assert len(server.requests) == 2  # the second run answered from the cache
+        assert result["judge"]["calls"] == 0 and result["judge"]["cached_hits"] == 2
+        with pytest.raises(ValueError, match="differs"):
+            ConstructStage().run({**params, "judge": "other"}, inputs, tmp_path / "out0", _ctx(tmp_path, runtime))
+    examples = json.loads((tmp_path / "out1" / "examples.json").read_text())
+    assert len(examples[0]["conversations"]) == 12
