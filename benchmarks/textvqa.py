@@ -58,7 +58,8 @@ _PERIOD_MAX_REPLACEMENTS = 32  # EvalAI passes re.UNICODE (= 32) where `sub` tak
 
 
 def _contractions() -> dict[str, str]:
-    """Apostrophe-less spellings -> the contraction (EvalAI restores apostrophes annotators dropped)."""
+    """Apostrophe-less spellings -> the contraction (EvalAI restores apostrophes annotators dropped).
+    Our own list; where one apostrophe of two is missing ("couldnt've"), that spelling maps too."""
     words = [
         "ain't", "aren't", "can't", "could've", "couldn't", "couldn't've", "didn't", "doesn't", "don't",
         "hadn't", "hadn't've", "hasn't", "haven't", "he'd", "he'd've", "he'll", "he's", "how'd", "how'll",
@@ -81,9 +82,13 @@ def _contractions() -> dict[str, str]:
             first, second = w.index("'"), w.rindex("'")
             out[w[:first] + w[first + 1:]] = w
             out[w[:second] + w[second + 1:]] = w
-    return out
+    return {k: v for k, v in out.items() if k not in KEEP_AS_WORDS}
 
 
+# Apostrophe-less spellings that are words of their own: never rewritten (EvalAI's table leaves these
+# out too, or keys them in a case its lowercased input never has, like "Im").
+KEEP_AS_WORDS = {"its", "were", "well", "ill", "hell", "shell", "wed", "shed", "id", "lets", "shes", "im",
+                 "ive", "whore", "twas"}
 CONTRACTIONS = _contractions()
 
 

@@ -18,7 +18,8 @@ from matrix.world import language
     ("coca-cola", "coca cola"),     # a hyphen not next to a space becomes a space
     ("hello - world", "hello world"),  # next to a space: deleted
     ("dont", "don't"), ("isnt", "isn't"), ("couldntve", "couldn't've"),  # contractions restored
-    ("it's", "it 's"),              # "'s" split off first
+    ("it's", "it 's"),
+    ("its well", "its well"), ("we were ill", "we were ill"),  # words of their own are not contractions              # "'s" split off first
     ("yes, sir!", "yes sir"),
     ("  STOP\n", "stop"),
 ])
