@@ -6,7 +6,8 @@ record's ground-truth turns followed by the constructed turns (the paper: "conca
 GT to form the total question-answer pairs for each image").
 
 Two construction paths, chosen per record (`params.path`: "auto" | "rule" | "llm"; auto = rule when
-every answer of the record is short, at most `short_words` words, as in OCRVQA):
+every question of the record has LLaVA's short-answer suffix or every answer has at most
+`short_words` (3) words, as in OCRVQA):
 
 * rule (short answers, Sec. 4.1): for each wrong answer Y to a question with truth X, two turns are
   appended: the question with X proposed, answered "Yes", and with Y proposed, answered "No" (the
@@ -185,9 +186,13 @@ class _NSFTBase(Method):
         return params.get("path", "auto") != "rule"
 
     @staticmethod
-    def _short(record: dict, short_words: int) -> bool:
-        answers = [t["value"] for t in record.get("conversations", []) if t.get("from") == "gpt"]
-        return bool(answers) and all(len(a.split()) <= short_words for a in answers)
+    def _short(items: list[Item], short_words: int) -> bool:
+        """Short-answer data: every question carries LLaVA's "single word or phrase" suffix (how
+        mix665k marks OCRVQA, whose book titles can be long), or every answer has <= short_words words."""
+        if not items:
+            return False
+        suffix = SHORT_ANSWER_SUFFIX.strip()
+        return all(suffix in it.question for it in items) or all(len(it.answer.split()) <= short_words for it in items)
 
     def construct(self, records: list[dict], responses: Responses, params: dict, env: Env | None = None):
         path = params.get("path", "auto")
@@ -207,7 +212,7 @@ class _NSFTBase(Method):
             by_record.setdefault(item.record_id, []).append(item)
         for index, record in enumerate(records):
             items = by_record.get(record_id(record, index), [])
-            use_rule = path == "rule" or (path == "auto" and self._short(record, short_words))
+            use_rule = path == "rule" or (path == "auto" and self._short(items, short_words))
             stats["rule_records" if use_rule else "llm_records"] += 1
             plans.append((index, record, items, "rule" if use_rule else "llm"))
             if use_rule:

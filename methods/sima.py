@@ -156,10 +156,16 @@ class SIMA(Method):
         if env is None:
             raise ValueError("sima: the self-critic needs the base model (construct env)")
         handle = env.model()
-        prompts = [critic_prompt(it.question, it.answer, sampled[it.item_id], greedy[it.item_id]) for it in ready]
-        images = [env.image(it.image) for it in ready]
-        replies = handle.generate(images, prompts, max_new_tokens=int(params.get("critic_max_new_tokens", 256)),
-                                  batch_size=int(params.get("critic_batch_size", 16)), do_sample=False)
+        # SIMA decodes the critic greedily with max_new_tokens 4096; generation stops at the end of the
+        # reply, so the cap only bounds a rambling critic. Images are loaded a chunk at a time.
+        max_new = int(params.get("critic_max_new_tokens", 1024))
+        batch = int(params.get("critic_batch_size", 16))
+        replies: list[str] = []
+        for start in range(0, len(ready), 256):
+            chunk = ready[start : start + 256]
+            prompts = [critic_prompt(it.question, it.answer, sampled[it.item_id], greedy[it.item_id]) for it in chunk]
+            images = [env.image(it.image) for it in chunk]
+            replies += handle.generate(images, prompts, max_new_tokens=max_new, batch_size=batch, do_sample=False)
         stats["judged"] = len(replies)
         drop_equal = bool(params.get("drop_equal", False))
         examples, verdicts = [], []

@@ -229,3 +229,15 @@ def test_critic_examples_teach_the_verdict_of_the_right_answer():
         assert (a1 == truth) == (v == 1) and human.startswith("<image>\n")
     assert verdicts == {1, 2}
     assert critic_examples([scenes[0].to_json()], random.Random(2))[0][0]["from"] == "human"
+
+
+def test_nsft_auto_path_by_suffix_or_short_answers():
+    long_title = {"id": "b", "image": "b.png", "conversations": [
+        {"from": "human", "value": "<image>\nWhat is the title of this book?" + SUFFIX},
+        {"from": "gpt", "value": "A Very Long Guide To Travelling Europe"}]}
+    examples, stats = METHODS.get("nsft")().construct([long_title], {"greedy": {"b:0": "Cooking Soup"}}, {})
+    assert stats["rule_records"] == 1 and stats["rule_turns"] == 2  # the suffix marks short-answer data
+    with pytest.raises(ValueError, match="need the judge"):
+        METHODS.get("nsft")().construct([long_title], {"greedy": {"b:0": "Cooking Soup"}}, {"path": "llm"})
+    _, stats = METHODS.get("nsft")().construct([CAP], {"greedy": {"c1:0": "x"}}, {"path": "rule"})
+    assert stats["rule_records"] == 1 and stats["judge_prompts"] == 0
