@@ -55,8 +55,12 @@ ANSWERS = [f"response {i}" for i in range(len(TYPES))]
 
 def test_score_rate_and_types_by_hand(make_judge):
     with JudgeServer(list(REPLIES)) as server:
-        scored = MMHal().score(_samples(), ANSWERS, judge=make_judge(server))
+        judge = make_judge(server)
+        scored = MMHal().score(_samples(), ANSWERS, judge=judge)
         requests = [r.body for r in server.chat_requests]
+        again = MMHal().score(_samples(), ANSWERS, judge=judge)  # a second identical run: all cached
+        assert len(server.chat_requests) == len(requests) == 6
+    assert again.metrics == scored.metrics and judge.usage()["cached_hits"] == 6
     m = scored.metrics
     assert [r["rating"] for r in scored.per_sample] == [6, 2, 4, 0, 0, 5]
     # mean = (6 + 2 + 4 + 0 + 0 + 5) / 6 = 17/6 = 2.833; below 3: 2, 0, 0 -> 3/6 = 0.5
@@ -71,15 +75,6 @@ def test_score_rate_and_types_by_hand(make_judge):
     assert len(requests) == 6 and all(r["temperature"] == 0.0 for r in requests)  # never asked again
     assert requests[0]["messages"][0]["content"] == TEMPLATE.format("red circle, star", "question 0?", "gt 0",
                                                                     "response 0")
-
-
-def test_a_second_identical_run_asks_the_server_nothing(make_judge):
-    with JudgeServer(list(REPLIES)) as server:
-        judge = make_judge(server)
-        first = MMHal().score(_samples(), ANSWERS, judge=judge)
-        second = MMHal().score(_samples(), ANSWERS, judge=judge)
-        assert len(server.chat_requests) == 6
-    assert second.metrics == first.metrics and judge.usage()["cached_hits"] == 6
 
 
 def test_a_judge_error_propagates(make_judge):

@@ -71,8 +71,12 @@ def _samples():
 
 def test_ratio_by_hand(make_judge):
     with JudgeServer(list(SCRIPT)) as server:
-        scored = SHR().score(_samples(), ANSWERS, judge=make_judge(server))
+        judge = make_judge(server)
+        scored = SHR().score(_samples(), ANSWERS, judge=judge)
         requests = [r.body for r in server.chat_requests]
+        again = SHR().score(_samples(), ANSWERS, judge=judge)  # a second identical run: all cached
+        assert len(server.chat_requests) == len(requests) == 8
+    assert again.metrics == scored.metrics and judge.usage()["cached_hits"] == 8
     rows, m = scored.per_sample, scored.metrics
     # sample 0: 3 sentences (the repeat dropped): correct, hallucination, cannot judge -> 1 of 3 judged
     # sample 1: 2 sentences, second reply: hallucination, (two labels: none) -> 1 of 1 judged
@@ -89,15 +93,6 @@ def test_ratio_by_hand(make_judge):
     assert requests[0]["messages"][0]["content"] == TEMPLATE.format(
         "regions 0", "facts 0", "1. A red circle is at the top.\n2. A square is in the middle.\n3. The sky is calm.")
     assert len(rows[2]["judge_replies"]) == 5
-
-
-def test_a_second_identical_run_asks_the_server_nothing(make_judge):
-    with JudgeServer(list(SCRIPT)) as server:
-        judge = make_judge(server)
-        first = SHR().score(_samples(), ANSWERS, judge=judge)
-        second = SHR().score(_samples(), ANSWERS, judge=judge)
-        assert len(server.chat_requests) == 8
-    assert second.metrics == first.metrics
 
 
 def test_a_judge_error_propagates(make_judge):
@@ -140,7 +135,7 @@ def test_synthetic_round_trip(tmp_path, make_judge):
         objs = [Obj(o["shape"], o["colour"], o["row"], o["col"]) for o in data[s.meta["image_id"]]["scene"]["objects"]]
         good.append(" ".join(language.describe(o).capitalize() + "." for o in objs))
     with JudgeServer(_judge_by_regions) as server:
-        judge = make_judge(server, concurrency=3)
+        judge = make_judge(server, concurrency=4)
         assert bench.score(samples, good, judge=judge).metrics["shr"] == 0.0
         bad = bench.score(samples, [g + " A purple hexagon is at the center." for g in good], judge=judge).metrics
     n = bad["judged_sentences"]
