@@ -37,7 +37,7 @@ TYPES = ["attribute", "adversarial", "comparison", "counting", "relation", "attr
 REPLIES = [
     "Accurate and well reasoned. Rating: 6",      # 6
     "Claims a colour for a missing shape.\nRating: 2",  # 2
-    "rating: 4",                                   # 4
+    "rating: 3",                                   # 3: not a hallucination (below 3 is)
     "I think it deserves a good rating.",          # no "rating: N": 0, unparsed
     "Rating: 3 at first, but on reflection Rating: 5",  # two different ratings: 0, unparsed
     "RATING: 5",                                   # 5 (the reply is lowercased first)
@@ -62,13 +62,13 @@ def test_score_rate_and_types_by_hand(make_judge):
         assert len(server.chat_requests) == len(requests) == 6
     assert again.metrics == scored.metrics and judge.usage()["cached_hits"] == 6
     m = scored.metrics
-    assert [r["rating"] for r in scored.per_sample] == [6, 2, 4, 0, 0, 5]
-    # mean = (6 + 2 + 4 + 0 + 0 + 5) / 6 = 17/6 = 2.833; below 3: 2, 0, 0 -> 3/6 = 0.5
-    assert m["score"] == pytest.approx(17 / 6)
+    assert [r["rating"] for r in scored.per_sample] == [6, 2, 3, 0, 0, 5]
+    # mean = (6 + 2 + 3 + 0 + 0 + 5) / 6 = 16/6 = 2.667; below 3: 2, 0, 0 (not the 3) -> 3/6 = 0.5
+    assert m["score"] == pytest.approx(16 / 6)
     assert m["hallucination_rate"] == pytest.approx(0.5)
-    # attribute: (6 + 5) / 2 = 5.5; adversarial 2; comparison 4; counting 0; relation 0
+    # attribute: (6 + 5) / 2 = 5.5; adversarial 2; comparison 3; counting 0; relation 0
     assert m["score_attribute"] == pytest.approx(5.5)
-    assert (m["score_adversarial"], m["score_comparison"], m["score_counting"], m["score_relation"]) == (2, 4, 0, 0)
+    assert (m["score_adversarial"], m["score_comparison"], m["score_counting"], m["score_relation"]) == (2, 3, 0, 0)
     assert "score_holistic" not in m
     assert m["unparsed"] == 2.0
     assert [r["unparsed"] for r in scored.per_sample] == [False, False, False, True, True, False]
