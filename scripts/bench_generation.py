@@ -8,7 +8,7 @@ how many answers differ (left padding must not change a greedy answer).
 The model is `matrix/assets/tiny-base/` when present, else a randomly initialised tiny LLaVA built
 here (a random model rarely stops early, so every answer runs to max_new_tokens: a worst case).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_generation.py [--n 256] [--batch-size 32]
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_generation.py [--n 256] [--batch-size 32] [--threads 1]
 """
 from __future__ import annotations
 
@@ -22,17 +22,28 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def tiny_model(work: Path) -> Path:
+TEMPLATE = "plain_v1"  # the tiny family's conversation template
+
+
+def tiny_model(work: Path, questions: list[str]) -> Path:
     shipped = ROOT / "matrix" / "assets" / "tiny-base"
     if (shipped / "config.json").exists():
         print(f"model: {shipped} (shipped tiny base)")
         return shipped
-    from matrix.models import handle, tiny
-    from matrix.models.bootstrap import TEMPLATE
-    from matrix.models.bootstrap_mix import tokenizer_corpus
+    import random
 
+    from matrix.models import handle, tiny
+    from matrix.models.conversation import get_template
+    from matrix.world import language
+    from matrix.world.scene import draw_scene
+
+    # The tokenizer is trained on the world's own text: the questions as prompted, captions, answers.
+    rng = random.Random(0)
+    template = get_template(TEMPLATE)
+    corpus = [template.prompt(q) for q in questions] + [language.caption(draw_scene(rng)) for _ in range(200)]
+    corpus = (corpus + ["Yes", "No", "Yes.", "No."]) * 4
     out = work / "tiny-random"
-    tiny.build(out, tokenizer_corpus(TEMPLATE, 0), tiny.TinyArch(), seed=0)
+    tiny.build(out, corpus, tiny.TinyArch(), seed=0)
     handle.write_meta(out, "tiny", TEMPLATE)
     print(f"model: random tiny LLaVA built in {out} ({ROOT / 'matrix/assets/tiny-base'} is absent)")
     return out
@@ -43,7 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=256, help="questions (default 256)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: POPE's official 128")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    # On a few shared cores, more OpenMP threads than free cores make every op wait on the slowest
+    # thread (batched runs slowed 30x here with 2 threads on 2 busy cores); one thread measures fairly.
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: torch's own)")
     args = parser.parse_args(argv)
 
     import torch
@@ -52,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks.pope import Pope
     from matrix.models.handle import load
 
-    if args.threads:
+    if args.threads > 0:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -66,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         images = [Image.open(s.image).convert("RGB") for s in samples]
         questions = [s.question for s in samples]
         max_new = args.max_new_tokens or bench.max_new_tokens
-        model = load(tiny_model(work))
+        model = load(tiny_model(work, questions))
         print(f"{len(samples)} POPE questions, max_new_tokens {max_new}, torch threads {torch.get_num_threads()}")
 
         model.generate(images[:2], questions[:2], max_new_tokens=4, batch_size=2)  # warm-up
@@ -82,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"batched (batch {args.batch_size}): {t_batched:8.2f} s  {rate_b:8.2f} answers/s")
     print(f"one by one (batch 1):  {t_single:8.2f} s  {rate_s:8.2f} answers/s")
     print(f"speed-up: {rate_b / rate_s:.2f}x")
+    # A random model rarely emits </s>, so its answers run to max_new_tokens (byte-level noise).
+    print(f"e.g. answer #0: {batched[0][:60]!r}")
     print(f"answers that differ: {len(differ)} of {len(samples)}")
     for i in differ[:3]:
         print(f"  #{i}: batched {batched[i][:60]!r} vs single {single[i][:60]!r}")
