@@ -57,6 +57,12 @@ def critic_reply(better: int) -> str:
 # ---- teaching the critic format to the tiny base model --------------------------------------------
 def _wrong_caption(scene, rng: random.Random) -> str:
     from matrix.world import language
+
+    return language.caption(_corrupt(scene, rng))
+
+
+def _corrupt(scene, rng: random.Random):
+    """A copy of `scene` with one object's colour, shape or cell changed (an attribute/relation error)."""
     from matrix.world.scene import COLOURS, SHAPES, Obj, Scene
 
     objs = list(scene.objects)
@@ -75,7 +81,7 @@ def _wrong_caption(scene, rng: random.Random) -> str:
         else:
             r, c = rng.choice(free)
             objs[i] = Obj(o.shape, o.colour, r, c)
-    return language.caption(Scene(objs))
+    return Scene(objs)
 
 
 def _short_pair(scene, rng: random.Random) -> tuple[str, str, str]:
@@ -115,16 +121,28 @@ def critic_examples(scene_records, rng: random.Random) -> list[list[dict]]:
         if isinstance(rec, dict):
             raw = rec.get("scene", rec)
             scene = Scene([Obj(o["shape"], o["colour"], o["row"], o["col"]) for o in raw["objects"]])
-        if rng.random() < 0.5:
-            question = rng.choice(language.CAPTION_PROMPTS)
-            truth, wrong = language.caption(scene), _wrong_caption(scene, rng)
-        else:
-            question, truth, wrong = _short_pair(scene, rng)
-        better = rng.choice((1, 2))
-        a1, a2 = (truth, wrong) if better == 1 else (wrong, truth)
-        prompt = critic_prompt(question, truth, a1, a2)
-        out.append([{"from": "human", "value": f"<image>\n{prompt}"}, {"from": "gpt", "value": critic_reply(better)}])
+        question, answer = critic_qa(scene, rng)
+        out.append([{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}])
     return out
+
+
+def critic_qa(scene, rng: random.Random) -> tuple[str, str]:
+    """One critic (prompt, reply) about `scene`, the shape of a bootstrap-mix task. Half ask about a
+    short-answer question, half about a caption (TextCaps prompt) or a detailed description."""
+    from matrix.world import language
+    from matrix.world.datasets import DETAIL_PROMPTS, TEXTCAPS_PROMPT, detailed_description
+
+    roll = rng.random()
+    if roll < 0.25:
+        question, truth, wrong = TEXTCAPS_PROMPT, language.caption(scene), _wrong_caption(scene, rng)
+    elif roll < 0.5:
+        question, truth = rng.choice(DETAIL_PROMPTS), detailed_description(scene)
+        wrong = detailed_description(_corrupt(scene, rng))
+    else:
+        question, truth, wrong = _short_pair(scene, rng)
+    better = rng.choice((1, 2))
+    a1, a2 = (truth, wrong) if better == 1 else (wrong, truth)
+    return critic_prompt(question, truth, a1, a2), critic_reply(better)
 
 
 @METHODS.register("sima")

@@ -228,6 +228,7 @@ def test_critic_examples_teach_the_verdict_of_the_right_answer():
         verdicts.add(v)
         assert (a1 == truth) == (v == 1) and human.startswith("<image>\n")
     assert verdicts == {1, 2}
+    assert any("in detail" in c[0]["value"] for c in convs) and any("one-sentence" in c[0]["value"] for c in convs)
     assert critic_examples([scenes[0].to_json()], random.Random(2))[0][0]["from"] == "human"
 
 
@@ -241,3 +242,15 @@ def test_nsft_auto_path_by_suffix_or_short_answers():
         METHODS.get("nsft")().construct([long_title], {"greedy": {"b:0": "Cooking Soup"}}, {"path": "llm"})
     _, stats = METHODS.get("nsft")().construct([CAP], {"greedy": {"c1:0": "x"}}, {"path": "rule"})
     assert stats["rule_records"] == 1 and stats["judge_prompts"] == 0
+
+
+def test_registered_methods_and_their_defaults():
+    names = set(METHODS.names())
+    assert {"seva", "sima", "nsft", "nsft-no-codebook", "nsft-no-chosen", "nsft-kl", "cont-sft-kl", "gt-dpo"} <= names
+    sima = METHODS.get("sima")
+    assert sima.responses == ("greedy", "sampled") and sima.needs == ("model",)
+    assert (sima.defaults["lr"], sima.defaults["epochs"], sima.defaults["lora"]["r"], sima.defaults["beta"]) == (1e-7, 3, 128, 0.1)
+    for m in ("nsft", "nsft-no-codebook", "nsft-no-chosen", "nsft-kl"):
+        assert METHODS.get(m).objective == "sft" and METHODS.get(m).responses == ("greedy",)
+    assert METHODS.get("nsft-kl").defaults["kl_lambda"] == METHODS.get("cont-sft-kl").defaults["kl_lambda"] == 0.1
+    assert "kl_lambda" not in METHODS.get("nsft").defaults
