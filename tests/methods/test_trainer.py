@@ -150,3 +150,14 @@ def test_sft_with_kl_starts_at_zero_and_a_large_lambda_stays_closer_to_the_refer
     assert all("kl" in step for step in log["steps"])
     with pytest.raises(ValueError, match="applies to SFT"):
         train(tiny_world.base, [], tiny_world.image_root, "dpo", hp(kl_lambda=0.1), tmp_path / "c")
+
+
+def test_nsft_kl_examples_train_end_to_end(tiny_world, tmp_path, hp, wrong_answers):
+    """nSFT's rule path on the tiny world (every answer wrong: 2 yes/no turns per question appended) trains
+    with the KL term; the 8-turn conversations are supervised in full."""
+    method = METHODS.get("nsft-kl")()
+    examples, stats = method.construct(tiny_world.records, {"greedy": wrong_answers(tiny_world.records)}, {})
+    assert stats["wrong_answers"] == 32 and all(len(e["conversations"]) == 4 + 8 for e in examples)
+    result = train(tiny_world.base, examples, tiny_world.image_root, "sft",
+                   hp(kl_lambda=method.defaults["kl_lambda"], epochs=1), tmp_path)
+    assert result["examples"] == 16 and result["dropped_truncated"] == 0 and result["kl_first"] == pytest.approx(0.0, abs=1e-5)
