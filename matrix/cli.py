@@ -145,14 +145,47 @@ def status(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
 @user_errors
 def report(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run directory or spec (default: newest run)"),
            format_: str = typer.Option("markdown", "--format", help="latex | markdown | csv | json"),
-           table: Optional[str] = typer.Option(None, "--table", help="which table of the spec (default: the first)")):
+           table: Optional[str] = typer.Option(None, "--table", help="which table of the spec (default: the first)"),
+           cost: bool = typer.Option(False, "--cost", help="add train wall time, GPU-hours and peak memory per row"),
+           significance: bool = typer.Option(False, "--significance",
+                                             help="mark deltas vs. baseline a paired t-test over seeds supports")):
     """Render a table declared in the spec from the run's stored metrics."""
     from matrix import api
     from matrix.report import render
 
     spec, store = api.open_run(run_)
-    sys.stdout.write(render(spec, store, format_, table))
+    sys.stdout.write(render(spec, store, format_, table, cost=cost, significance=significance))
     sys.stdout.write("\n")
+
+
+@app.command("import")
+@user_errors
+def import_(run_: Path = typer.Argument(..., metavar="RUN", help="run directory or spec"),
+            file: Path = typer.Argument(..., metavar="FILE.csv",
+                                        help="long format: base_model,dataset,scale,method,benchmark,value[,seed,metric]")):
+    """Bring external numbers (e.g. a paper's published rows) into a run's store, marked as imported."""
+    from matrix import api
+    from matrix.importer import import_file
+
+    spec, store = api.open_run(run_)
+    n = import_file(spec, store, file)
+    out.print(f"imported {n} numbers from {file.name} into {spec.run_dir}", markup=False, highlight=False)
+
+
+@app.command()
+@user_errors
+def plot(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run directory or spec (default: newest run)"),
+         kind: str = typer.Option("scaling", "--kind", help="scaling (Fig. 4) | cost (Fig. 2)"),
+         output: Optional[Path] = typer.Option(None, "--output", "-o", help="PNG path (a PDF is written beside it)"),
+         table: Optional[str] = typer.Option(None, "--table", help="which table's column groups (default: the first)")):
+    """Draw improvement over baseline against data scale, or training time and peak memory per method."""
+    from matrix import api
+    from matrix.plot import plot_run
+
+    spec, store = api.open_run(run_)
+    paths = plot_run(spec, store, kind, output, table)
+    for p in paths:
+        out.print(f"wrote {p}", markup=False, highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

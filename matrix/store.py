@@ -38,6 +38,20 @@ CREATE TABLE IF NOT EXISTS metrics (
     value REAL NOT NULL,
     PRIMARY KEY (stage_key, metric)
 );
+CREATE TABLE IF NOT EXISTS imported (   -- external numbers (`matrix import`), never mixed with computed ones
+    base_model TEXT NOT NULL,
+    dataset TEXT NOT NULL,             -- '' for none (the baseline)
+    scale INTEGER NOT NULL,            -- 0 for none
+    method TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    benchmark TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    source TEXT NOT NULL,              -- the imported file's name
+    line INTEGER NOT NULL,             -- its line in that file
+    imported_at REAL NOT NULL,
+    PRIMARY KEY (base_model, dataset, scale, method, seed, benchmark, metric)
+);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     started REAL NOT NULL,
@@ -174,6 +188,34 @@ class Store:
         for row in rows:
             if wanted is None or row[0] in wanted:
                 yield row
+
+    # ---- imported numbers ---------------------------------------------------------------------
+    def add_imported(self, rows: list[dict[str, Any]], source: str) -> int:
+        """Store external numbers in one transaction (all or nothing); a row for the same cell, seed,
+        benchmark and metric replaces the earlier import. Rows: base_model, dataset, scale, method, seed,
+        benchmark, metric, value, line (dataset / scale / seed may be None)."""
+        now = time.time()
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO imported (base_model, dataset, scale, method, seed, benchmark, metric, value, "
+                "source, line, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r["base_model"], r.get("dataset") or "", int(r.get("scale") or 0), r["method"],
+                  int(r.get("seed") or 0), r["benchmark"], r["metric"], float(r["value"]), source,
+                  int(r.get("line") or 0), now) for r in rows],
+            )
+        return len(rows)
+
+    def imported(self) -> list[dict[str, Any]]:
+        """Imported numbers, with None for no dataset / scale."""
+        cols = ("base_model", "dataset", "scale", "method", "seed", "benchmark", "metric", "value", "source", "line")
+        rows = self.db.execute(f"SELECT {', '.join(cols)} FROM imported ORDER BY source, line").fetchall()
+        out = []
+        for r in rows:
+            d = dict(zip(cols, r))
+            d["dataset"] = d["dataset"] or None
+            d["scale"] = d["scale"] or None
+            out.append(d)
+        return out
 
     # ---- runs ---------------------------------------------------------------------------------
     def start_run(self, command: str, spec_sha: str, provenance: dict[str, Any]) -> int:

@@ -7,10 +7,19 @@ what it computed.
 Numbers are rounded half away from zero on their decimal digits (`round_half_up`), as a person checking
 the table by hand would: the mean of 66.8 and 66.9 prints 66.9, where Python's `f"{66.85:.1f}"` prints 66.8.
 Totals are computed from the unrounded seed means, not from the printed numbers.
+
+Cell statuses: `ok` (computed), `imported` (an external number from `matrix import`; counted in totals
+and best like a computed one, but marked as imported in every format), `stale` (computed under settings
+the spec no longer has), `failed`, `missing`. A total is `imported` when any of its terms is.
+
+Seeds: a cell's value is the mean over its seeds (std: sample std). `significant` marks cells whose delta
+to the row's baseline a two-sided paired t-test over the shared seeds supports (p < `alpha`, at least
+two shared seeds); totals always use the means.
 """
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable
@@ -55,13 +64,20 @@ class ReportTable:
     values: pd.DataFrame        # mean over seeds (NaN unless status is ok)
     std: pd.DataFrame           # sample std over seeds (NaN with one seed)
     seeds: pd.DataFrame         # number of seeds averaged
-    status: pd.DataFrame        # 'ok' | 'missing' | 'failed'
+    status: pd.DataFrame        # 'ok' | 'imported' | 'stale' | 'missing' | 'failed'
     best: pd.DataFrame          # bool: best printed value of its column within its row group
     totals: pd.DataFrame        # Σ (value − baseline) × scale, sign-flipped when lower is better
     total_status: pd.DataFrame  # 'ok' | 'missing' | 'failed' | 'baseline'
     is_baseline: pd.Series
     groups: list[ColumnGroup]   # the groups with at least one column, in spec order
     total_groups: list[str]     # ids of the groups that show a total
+    per_seed: pd.DataFrame = None      # {seed: value} per cell (object)
+    significant: pd.DataFrame = None   # bool: delta vs baseline supported by a paired test over seeds
+    p_values: pd.DataFrame = None      # the test's p-value (NaN where not testable)
+    sources: list[str] = None          # files numbers were imported from
+    alpha: float = 0.05
+    show_significance: bool = False    # formatters mark `significant` cells
+    cost: pd.DataFrame = None          # train cost per row (`matrix.report.cost_frame`), when asked for
 
     def column(self, group_id: str, column_id: str) -> MetricColumn:
         group = next(g for g in self.groups if g.id == group_id)
@@ -94,7 +110,7 @@ def headline_metric(benchmark_id: str) -> str:
 
 
 def build_table(table: TableSpec, frame: pd.DataFrame, spec: Spec,
-                headline: Callable[[str], str] | None = None) -> ReportTable:
+                headline: Callable[[str], str] | None = None, alpha: float = 0.05) -> ReportTable:
     """Build `table` from `collect()`'s long frame. `headline(benchmark_id)` resolves `metric: null`
     (default: the benchmark registry)."""
     headline = headline or headline_metric
@@ -138,6 +154,7 @@ def build_table(table: TableSpec, frame: pd.DataFrame, spec: Spec,
 
     values, std = frame_of("mean", float), frame_of("std", float)
     seeds, status = frame_of("n", int), frame_of("status", object)
+    per_seed = frame_of("per_seed", object)
 
     total_groups = [g.id for g in groups if g.total and any(c.in_total for c in g.metrics)]
     # Each row's baseline: the row with the same values on every other row axis and the baseline method.
@@ -153,9 +170,54 @@ def build_table(table: TableSpec, frame: pd.DataFrame, spec: Spec,
                 _total(g, values, status, i, b, bool(is_base.iloc[i]))
 
     best = _best(values, status, groups, index)
+    p_values = pd.DataFrame(float("nan"), index=index, columns=cols)
+    for i, b in enumerate(base_pos):
+        if b is None or bool(is_base.iloc[i]):
+            continue
+        for key in cols:
+            if status.iloc[i][key] in NUMBER_STATUSES and status.iloc[b][key] in NUMBER_STATUSES:
+                p_values.iloc[i, cols.get_loc(key)] = paired_t_test(per_seed.iloc[i][key], per_seed.iloc[b][key])
+    significant = p_values.lt(alpha)
+    sources = sorted({str(x) for x in f.get("source", pd.Series(dtype=object)).dropna()
+                      if x is not None}) if "source" in f else []
     return ReportTable(table=table, row_axes=rows, keys=key_frame, values=values, std=std, seeds=seeds,
                        status=status, best=best, totals=totals, total_status=total_status,
-                       is_baseline=is_base, groups=groups, total_groups=total_groups)
+                       is_baseline=is_base, groups=groups, total_groups=total_groups, per_seed=per_seed,
+                       significant=significant, p_values=p_values, sources=sources, alpha=alpha)
+
+
+NUMBER_STATUSES = ("ok", "imported")
+
+
+def paired_t_test(a: dict, b: dict) -> float:
+    """Two-sided p-value of a paired t-test of `a` against `b` over their shared seeds; NaN with fewer
+    than two shared seeds or no difference at all; 0 when every seed differs by the same non-zero amount."""
+    shared = sorted(set(a) & set(b))
+    if len(shared) < 2:
+        return float("nan")
+    d = [a[s] - b[s] for s in shared]
+    n = len(d)
+    mean = sum(d) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    if sd <= 1e-12 * max(1.0, abs(mean)):
+        return float("nan") if abs(mean) <= 1e-12 else 0.0
+    t = abs(mean) / (sd / math.sqrt(n))
+    return _t_two_sided(t, n - 1)
+
+
+def _t_two_sided(t: float, df: int) -> float:
+    """P(|T| >= t) for Student's t with `df` degrees of freedom: 1 - 2 * integral of the density over
+    [0, t], by Simpson's rule on x = atan(u) (bounded interval, smooth integrand)."""
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+
+    def pdf(u: float) -> float:
+        return c * (1 + u * u / df) ** (-(df + 1) / 2)
+
+    top, n = math.atan(t), 2000
+    h = top / n
+    g = [pdf(math.tan(k * h)) / math.cos(k * h) ** 2 for k in range(n + 1)]
+    integral = h / 3 * (g[0] + g[-1] + 4 * sum(g[1:-1:2]) + 2 * sum(g[2:-1:2]))
+    return max(0.0, min(1.0, 1 - 2 * integral))
 
 
 # ---- steps ---------------------------------------------------------------------------------------
@@ -171,6 +233,8 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
     f["scale"] = pd.Series([None if _none(v) else int(v) for v in frame["scale"]], dtype=object)
     f["seed"] = pd.Series([None if _none(v) else int(v) for v in frame["seed"]], dtype=object)
     f["value"] = pd.to_numeric(pd.Series(list(frame["value"]), dtype=object), errors="coerce").astype(float)
+    src = frame["source"] if "source" in frame else [None] * len(frame)
+    f["source"] = pd.Series([None if _none(v) else str(v) for v in src], dtype=object)
     return f
 
 
@@ -261,30 +325,36 @@ def _group_label(key: dict[str, Any], axes: list[str], spec: Spec) -> str:
 
 
 def _column(f: pd.DataFrame, n_rows: int, col: MetricColumn, metric: str, where: str) -> dict[str, list]:
-    """One column's mean, std, seed count and status per row. A cell is ok only if every seed is."""
+    """One column's mean, std, seed count, per-seed values and status per row. A cell has a number only
+    if every seed has one; it is `imported` if any seed's number is."""
     bench = f[f["benchmark"] == col.benchmark]
-    done = bench[bench["status"] == "ok"]
+    done = bench[bench["status"].isin(NUMBER_STATUSES)]
     if not done.empty and not (done["metric"] == metric).any():
         raise UserError(f"{where}: column {col.id!r}: benchmark {col.benchmark!r} reports no metric "
                         f"{metric!r}; it reports: {', '.join(sorted(set(done['metric'].dropna())))}")
     value = done[done["metric"] == metric].groupby(["_rid", "seed"])["value"].first()
     out: dict[str, list] = {"mean": [float("nan")] * n_rows, "std": [float("nan")] * n_rows,
-                            "n": [0] * n_rows, "status": ["missing"] * n_rows}
+                            "n": [0] * n_rows, "status": ["missing"] * n_rows,
+                            "per_seed": [{} for _ in range(n_rows)]}
     for rid, sub in bench.groupby("_rid"):
-        nums, states = [], []
+        nums, states, by_seed = [], [], {}
         for seed, runs in sub.groupby("seed"):
             v, st = value.get((rid, seed), float("nan")), set(runs["status"])
-            if "ok" in st and not pd.isna(v):
+            number = next((s for s in NUMBER_STATUSES if s in st), None)
+            if number and not pd.isna(v):
                 nums.append(float(v))
-                states.append("ok")
+                by_seed[seed] = float(v)
+                states.append(number)
             else:
-                states.append("failed" if "failed" in st else "missing")
+                states.append(next((s for s in ("failed", "stale") if s in st), "missing"))
         if nums and len(nums) == len(states):
             s = pd.Series(nums, dtype=float)
-            out["mean"][rid], out["n"][rid], out["status"][rid] = float(s.mean()), len(s), "ok"
+            out["mean"][rid], out["n"][rid] = float(s.mean()), len(s)
+            out["status"][rid] = "imported" if "imported" in states else "ok"
             out["std"][rid] = float(s.std(ddof=1)) if len(s) > 1 else float("nan")
+            out["per_seed"][rid] = by_seed
         else:
-            out["status"][rid] = "failed" if "failed" in states else "missing"
+            out["status"][rid] = next((s for s in ("failed", "stale") if s in states), "missing")
     return out
 
 
@@ -302,12 +372,12 @@ def _total(group: ColumnGroup, values: pd.DataFrame, status: pd.DataFrame, i: in
             continue
         st = (status.iloc[i][(group.id, c.id)], status.iloc[b][(group.id, c.id)])
         states.extend(st)
-        if st == ("ok", "ok"):
+        if all(x in NUMBER_STATUSES for x in st):
             delta = values.iloc[i][(group.id, c.id)] - values.iloc[b][(group.id, c.id)]
             terms.append(delta * c.scale * (1 if c.higher_is_better else -1))
-    if any(s != "ok" for s in states):
-        return float("nan"), "failed" if "failed" in states else "missing"
-    return float(sum(terms)), "ok"
+    if any(s not in NUMBER_STATUSES for s in states):
+        return float("nan"), next((s for s in ("failed", "stale") if s in states), "missing")
+    return float(sum(terms)), "imported" if "imported" in states else "ok"
 
 
 def _best(values: pd.DataFrame, status: pd.DataFrame, groups: list[ColumnGroup],
@@ -320,7 +390,8 @@ def _best(values: pd.DataFrame, status: pd.DataFrame, groups: list[ColumnGroup],
         for c in g.metrics:
             key = (g.id, c.id)
             for label in dict.fromkeys(row_group):
-                rows = [i for i in range(len(index)) if row_group[i] == label and status.iloc[i][key] == "ok"]
+                rows = [i for i in range(len(index))
+                        if row_group[i] == label and status.iloc[i][key] in NUMBER_STATUSES]
                 if len(rows) < 2:
                     continue
                 printed = {i: round_half_up(values.iloc[i][key], c.decimals) for i in rows}

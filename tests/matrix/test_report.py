@@ -222,7 +222,7 @@ def test_seeds_are_averaged_and_a_failed_seed_fails_the_cell():
     assert v.loc["baseline", ("vqa", "sqa")] == pytest.approx(66.85)
     assert rt.seeds.droplevel("group").loc["baseline", ("vqa", "sqa")] == 2
     assert rt.std.droplevel("group").loc["baseline", ("vqa", "sqa")] == pytest.approx(0.1 / 2 ** 0.5)
-    assert md_row(to_markdown(rt), "baseline")[2] == "66.9"
+    assert md_row(to_markdown(rt), "baseline")[2] == "66.9 ± 0.1"  # mean ± sample std over seeds
 
     bad = make_frame({"baseline": PAPER["baseline"], "nsft": dict(PAPER["nsft"], sqa="failed")}, seed=1)
     rt = build(pd.concat([make_frame(data, seed=0), bad], ignore_index=True),
