@@ -66,36 +66,77 @@ class ModelHandle:
         """Answer each (image, question) with left-padded batches; returns decoded answers in order.
 
         `pixel_transform`, if given, maps the normalised pixel tensor of a batch to a new one (SeVa's
-        augmentations act there).
+        augmentations act there). An image of None asks the question as text only (ScienceQA has such
+        questions), batched separately from the questions with images.
         """
         import torch
 
+        if any(im is None for im in images):
+            with_image = [i for i, im in enumerate(images) if im is not None]
+            text_only = [i for i, im in enumerate(images) if im is None]
+            out: list[str] = [""] * len(questions)
+            common = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=do_sample,
+                          temperature=temperature, top_p=top_p, seed=seed)
+            if with_image:
+                answers = self.generate([images[i] for i in with_image], [questions[i] for i in with_image],
+                                        pixel_transform=pixel_transform, **common)
+                for i, a in zip(with_image, answers):
+                    out[i] = a
+            for i, a in zip(text_only, self._generate_text([questions[i] for i in text_only], **common)):
+                out[i] = a
+            return out
+
         if seed is not None:
             torch.manual_seed(seed)
+        self.model.eval()
+        return self._batches(images, questions, max_new_tokens, batch_size, do_sample, temperature, top_p,
+                             pixel_transform, self.encode_prompt)
+
+    def _generate_text(self, questions: list[str], max_new_tokens: int, batch_size: int, do_sample: bool,
+                       temperature: float, top_p: float, seed: int | None) -> list[str]:
+        def encode(q: str) -> list[int]:
+            text = self.template.prompt(q)
+            ids = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+            return ids + self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+        if seed is not None:
+            import torch
+
+            torch.manual_seed(seed)
+        return self._batches([None] * len(questions), questions, max_new_tokens, batch_size, do_sample,
+                             temperature, top_p, None, encode)
+
+    def _batches(self, images, questions, max_new_tokens, batch_size, do_sample, temperature, top_p,
+                 pixel_transform, encode) -> list[str]:
+        import torch
+
         self.model.eval()
         answers: list[str] = []
         pad = self.tokenizer.pad_token_id
         for start in range(0, len(questions), batch_size):
             qs = questions[start : start + batch_size]
             ims = images[start : start + batch_size]
-            encoded = [self.encode_prompt(q) for q in qs]
+            encoded = [encode(q) for q in qs]
             width = max(len(e) for e in encoded)
             input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
             attention = torch.zeros((len(encoded), width), dtype=torch.long)
             for i, e in enumerate(encoded):
                 input_ids[i, width - len(e) :] = torch.tensor(e)
                 attention[i, width - len(e) :] = 1
-            pixels = self.pixel_values(ims)
-            if pixel_transform is not None:
-                pixels = pixel_transform(pixels)
+            pixels = None
+            if ims[0] is not None:
+                pixels = self.pixel_values(ims)
+                if pixel_transform is not None:
+                    pixels = pixel_transform(pixels)
             kwargs = dict(do_sample=do_sample)
+            if pixels is not None:
+                kwargs["pixel_values"] = pixels.to(self.model.device)
             if do_sample:
                 kwargs.update(temperature=temperature, top_p=top_p)
             with torch.no_grad():
                 out = self.model.generate(
                     input_ids=input_ids.to(self.model.device),
                     attention_mask=attention.to(self.model.device),
-                    pixel_values=pixels.to(self.model.device),
                     max_new_tokens=max_new_tokens,
                     pad_token_id=pad,
                     eos_token_id=self.tokenizer.eos_token_id,

@@ -29,7 +29,7 @@ class EvaluateStage(StageKind):
             handle = load(model_dir(inputs["model"]), template=template)
         bench = BENCHMARKS.get(params["benchmark"])()
         samples = bench.load(resolve(inputs["bench"], "root"), limit=params.get("limit"))
-        images = [Image.open(s.image).convert("RGB") for s in samples]
+        images = [Image.open(s.image).convert("RGB") if s.image is not None else None for s in samples]
         start = time.time()
         answers = handle.generate(images, [s.question for s in samples],
                                   max_new_tokens=params.get("max_new_tokens") or bench.max_new_tokens, batch_size=16)
