@@ -351,3 +351,66 @@ def test_render_picks_table_and_rejects_unknown_ids_and_formats(monkeypatch):
     with pytest.raises(UserError, match=r"unknown report format 'html'; known: markdown, latex, csv, json"):
         render(spec, None, "html", None)
     assert set(report.FORMATS) == {"markdown", "latex", "csv", "json"}
+
+
+# ---- seeds: mean ± std, significance --------------------------------------------------------------
+def test_paired_t_test_matches_students_t():
+    from matrix.table import paired_t_test
+
+    # differences 1, 2, 3: t = 2 / (1 / sqrt 3) = 3.464, df 2 -> p = 0.0742 (scipy.stats.ttest_rel)
+    assert paired_t_test({0: 1, 1: 2, 2: 3}, {0: 0, 1: 0, 2: 0}) == pytest.approx(0.07418, abs=1e-4)
+    assert paired_t_test({0: 1.0, 1: 1.1, 2: 0.9}, {0: 0, 1: 0, 2: 0}) == pytest.approx(0.003317, abs=1e-5)
+    assert pd.isna(paired_t_test({0: 1.0}, {0: 0.0}))                # one shared seed: not testable
+    assert pd.isna(paired_t_test({0: 1.0, 1: 2.0}, {2: 0.0, 3: 0.0}))  # no shared seed
+    assert paired_t_test({0: 1.0, 1: 1.0}, {0: 0.0, 1: 0.0}) == 0.0  # the same gain on every seed
+
+
+def seeded_frame():
+    """Three seeds; nSFT's SQA gain is steady (+1.3 +- 0.1), its GQA change is noise (0, +0.4, -0.4)."""
+    data = {m: PAPER[m] for m in ("baseline", "nsft")}
+    frames = []
+    for seed, (sqa, gqa) in enumerate([(0.0, 0.0), (0.1, 0.4), (-0.1, -0.4)]):
+        f = make_frame(data, seed=seed)
+        is_nsft = f["method"] == "nsft"
+        f.loc[is_nsft & (f["benchmark"] == "sqa") & (f["metric"] == "accuracy"), "value"] += sqa
+        f.loc[is_nsft & (f["benchmark"] == "gqa") & (f["metric"] == "accuracy"), "value"] += gqa
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_significance_marks_only_supported_deltas():
+    rt = build(seeded_frame(), make_spec(methods=["baseline", "nsft"]))
+    sig = rt.significant.droplevel("group")
+    assert bool(sig.loc["nSFT", ("vqa", "sqa")]) and not bool(sig.loc["nSFT", ("vqa", "gqa")])
+    assert not sig.loc["baseline"].any()
+    rt.show_significance = True
+    row = md_row(to_markdown(rt), "nSFT")
+    assert row[2] == "**68.1 ± 0.1***" and row[3] == "62.0 ± 0.4"
+    assert "* delta vs. the baseline supported by a paired t-test over seeds (p < 0.05)" in to_markdown(rt)
+    assert r"68.1 $\pm$ 0.1}$^{*}$" in to_latex(rt)
+    csv = pd.read_csv(io.StringIO(to_csv(rt)))
+    assert csv.loc[1, "sqa_std"] == 0.1 and csv.loc[1, "sqa_seeds"] == 3 and csv.loc[1, "sqa_p"] < 0.05
+    rt.show_significance = False
+    assert "***" not in to_markdown(rt) and "sqa_p" not in to_csv(rt)
+
+
+def test_imported_and_stale_cells():
+    frame = make_frame()
+    frame["source"] = None
+    nsft = frame["method"] == "nsft"
+    frame.loc[nsft & (frame["benchmark"] == "sqa"), ["status", "source"]] = ["imported", "paper.csv"]
+    gt = (frame["method"] == "gt-dpo") & (frame["benchmark"] == "pope")
+    frame = frame[~gt | (frame["metric"] == "f1")]
+    frame.loc[gt, ["status", "metric", "value"]] = ["stale", None, None]
+    rt = build(frame, make_spec())
+    st, ts = rt.status.droplevel("group"), rt.total_status.droplevel("group")
+    assert st.loc["nSFT", ("vqa", "sqa")] == "imported" and ts.loc["nSFT", "vqa"] == "imported"
+    assert rt.totals.droplevel("group").loc["nSFT", "vqa"] == pytest.approx(1.4)
+    assert st.loc["GT-DPO", ("hal", "pope")] == "stale" and ts.loc["GT-DPO", "hal"] == "stale"
+    md = to_markdown(rt)
+    assert md_row(md, "nSFT")[2] == "**68.1**†" and md_row(md, "nSFT")[5] == "(+1.4)†"
+    assert md_row(md, "GT-DPO")[10] == "stale" and md_row(md, "GT-DPO")[13] == "stale"
+    assert "† imported from paper.csv, not computed by this run" in md and "stale: computed under" in md
+    records = json.loads(to_json(rt))
+    assert records[4]["sqa_status"] == "imported" and records[4]["sqa"] == 68.1
+    assert records[1]["pope"] is None and records[1]["pope_status"] == "stale"
