@@ -165,18 +165,18 @@ def build_table(table: TableSpec, frame: pd.DataFrame, spec: Spec,
     for g in groups:
         if g.id not in total_groups:
             continue
-        for i, b in enumerate(base_pos):
-            totals.iloc[i, total_groups.index(g.id)], total_status.iloc[i, total_groups.index(g.id)] = \
-                _total(g, values, status, i, b, bool(is_base.iloc[i]))
+        results = [_total(g, cells, i, b, bool(is_base.iloc[i])) for i, b in enumerate(base_pos)]
+        totals[g.id] = pd.Series([r[0] for r in results], index=index, dtype=float)
+        total_status[g.id] = pd.Series([r[1] for r in results], index=index, dtype=object)
 
     best = _best(values, status, groups, index)
-    p_values = pd.DataFrame(float("nan"), index=index, columns=cols)
-    for i, b in enumerate(base_pos):
-        if b is None or bool(is_base.iloc[i]):
-            continue
-        for key in cols:
-            if status.iloc[i][key] in NUMBER_STATUSES and status.iloc[b][key] in NUMBER_STATUSES:
-                p_values.iloc[i, cols.get_loc(key)] = paired_t_test(per_seed.iloc[i][key], per_seed.iloc[b][key])
+    p_cols = {}
+    for key, cell in cells.items():
+        st, ps = cell["status"], cell["per_seed"]
+        p_cols[key] = [paired_t_test(ps[i], ps[b])
+                       if b is not None and not is_base.iloc[i] and st[i] in NUMBER_STATUSES
+                       and st[b] in NUMBER_STATUSES else float("nan") for i, b in enumerate(base_pos)]
+    p_values = pd.DataFrame(p_cols, index=index, columns=cols).astype(float)
     significant = p_values.lt(alpha)
     sources = sorted({str(x) for x in f.get("source", pd.Series(dtype=object)).dropna()
                       if x is not None}) if "source" in f else []
@@ -358,8 +358,7 @@ def _column(f: pd.DataFrame, n_rows: int, col: MetricColumn, metric: str, where:
     return out
 
 
-def _total(group: ColumnGroup, values: pd.DataFrame, status: pd.DataFrame, i: int, b: int | None,
-           is_baseline: bool) -> tuple[float, str]:
+def _total(group: ColumnGroup, cells: dict, i: int, b: int | None, is_baseline: bool) -> tuple[float, str]:
     """Σ over the group's in-total columns of (value − baseline) × scale, sign-flipped when lower is
     better; missing (or failed) if any term is — never a partial sum."""
     if is_baseline:
@@ -370,10 +369,11 @@ def _total(group: ColumnGroup, values: pd.DataFrame, status: pd.DataFrame, i: in
     for c in group.metrics:
         if not c.in_total:
             continue
-        st = (status.iloc[i][(group.id, c.id)], status.iloc[b][(group.id, c.id)])
+        cell = cells[(group.id, c.id)]
+        st = (cell["status"][i], cell["status"][b])
         states.extend(st)
         if all(x in NUMBER_STATUSES for x in st):
-            delta = values.iloc[i][(group.id, c.id)] - values.iloc[b][(group.id, c.id)]
+            delta = cell["mean"][i] - cell["mean"][b]
             terms.append(delta * c.scale * (1 if c.higher_is_better else -1))
     if any(s not in NUMBER_STATUSES for s in states):
         return float("nan"), next((s for s in ("failed", "stale") if s in states), "missing")
@@ -384,21 +384,22 @@ def _best(values: pd.DataFrame, status: pd.DataFrame, groups: list[ColumnGroup],
           index: pd.MultiIndex) -> pd.DataFrame:
     """Per column and row group: the rows whose printed value is the best (ties all count); none when the
     group has fewer than two printed values or they are all equal."""
-    best = pd.DataFrame(False, index=index, columns=values.columns)
-    row_group = index.get_level_values("group")
+    flags = {}
+    row_group = list(index.get_level_values("group"))
     for g in groups:
         for c in g.metrics:
             key = (g.id, c.id)
+            st, vals = list(status[key]), list(values[key])
+            flag = [False] * len(index)
             for label in dict.fromkeys(row_group):
-                rows = [i for i in range(len(index))
-                        if row_group[i] == label and status.iloc[i][key] in NUMBER_STATUSES]
+                rows = [i for i in range(len(index)) if row_group[i] == label and st[i] in NUMBER_STATUSES]
                 if len(rows) < 2:
                     continue
-                printed = {i: round_half_up(values.iloc[i][key], c.decimals) for i in rows}
+                printed = {i: round_half_up(vals[i], c.decimals) for i in rows}
                 top = max(printed.values()) if c.higher_is_better else min(printed.values())
                 if all(v == top for v in printed.values()):
                     continue  # all equal: nothing stands out
                 for i in rows:
-                    if printed[i] == top:
-                        best.iloc[i, best.columns.get_loc(key)] = True
-    return best
+                    flag[i] = printed[i] == top
+            flags[key] = flag
+    return pd.DataFrame(flags, index=index, columns=values.columns).astype(bool)
