@@ -12,7 +12,7 @@ formats it. The formatters only print what `build_table` computed:
   escaped); `---` (an em dash) missing, `failed` failed.
 - csv / json: one record per row: the row axes (ids, scale as an int), a number per metric column
   (rounded to its decimals), `<group id>_total`, then `<column>_status` per cell and total; missing,
-  failed and stale numbers are empty / null.
+  failed and stale numbers are empty / null; `imported_from` (the files) when the table has imports.
 
 Never a number that is not what it seems: `stale` cells (computed under settings the spec no longer has)
 print `stale`; imported numbers (`matrix import`) carry a † (`$^\dagger$`) and a note naming the file
@@ -25,6 +25,7 @@ train stage's wall time (h), GPU-hours (wall time × the spec's `resources.train
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -231,9 +232,15 @@ def _latex_note(note: str) -> str:
     return latex_escape(note)
 
 
+def _latex_label(text: str) -> str:
+    """Escaped text, with `^X` written as a superscript (`VQA^T` -> `VQA$^{T}$`, as the paper prints it)."""
+    parts = re.split(r"\^(\w+)", text)
+    return "".join(latex_escape(p) if k % 2 == 0 else rf"$^{{{latex_escape(p)}}}$" for k, p in enumerate(parts))
+
+
 def to_latex(rt: ReportTable) -> str:
     marks = MARKS["latex"]
-    heads, subs, body = _grid(rt, "---", lambda t: rf"\textbf{{{t}}}", r" $\downarrow$", latex_escape, marks)
+    heads, subs, body = _grid(rt, "---", lambda t: rf"\textbf{{{t}}}", r" $\downarrow$", _latex_label, marks)
     n_lead = 2 if rt.group_axes else 1
     spans, start = [], n_lead + 1
     for g in rt.groups:
@@ -287,6 +294,8 @@ def to_frame(rt: ReportTable) -> pd.DataFrame:
             out[c] = pd.Series([None if v is None or v != v else float(round_half_up(float(v), d))
                                 for v in rt.cost[c]], dtype=float)
         statuses["cost_status"] = list(rt.cost["cost_status"])
+    if (rt.status == "imported").any().any() and rt.row_sources is not None:
+        statuses["imported_from"] = [src or None for src in rt.row_sources]
     names = list(out.columns) + list(statuses)
     if len(set(names)) != len(names):
         clash = sorted({n for n in names if names.count(n) > 1})

@@ -75,6 +75,7 @@ class ReportTable:
     significant: pd.DataFrame = None   # bool: delta vs baseline supported by a paired test over seeds
     p_values: pd.DataFrame = None      # the test's p-value (NaN where not testable)
     sources: list[str] = None          # files numbers were imported from
+    row_sources: list[str] = None      # per row: the files its imported numbers came from ('; '-joined)
     alpha: float = 0.05
     show_significance: bool = False    # formatters mark `significant` cells
     cost: pd.DataFrame = None          # train cost per row (`matrix.report.cost_frame`), when asked for
@@ -180,10 +181,16 @@ def build_table(table: TableSpec, frame: pd.DataFrame, spec: Spec,
     significant = p_values.lt(alpha)
     sources = sorted({str(x) for x in f.get("source", pd.Series(dtype=object)).dropna()
                       if x is not None}) if "source" in f else []
+    row_sources = [""] * len(keys)
+    benches = {c.benchmark for g in groups for c in g.metrics}
+    imp = f[(f["status"] == "imported") & f["benchmark"].isin(benches)] if len(f) else f
+    for rid, sub in (imp.groupby("_rid") if len(imp) else []):
+        row_sources[rid] = "; ".join(sorted(set(sub["source"].dropna())))
     return ReportTable(table=table, row_axes=rows, keys=key_frame, values=values, std=std, seeds=seeds,
                        status=status, best=best, totals=totals, total_status=total_status,
                        is_baseline=is_base, groups=groups, total_groups=total_groups, per_seed=per_seed,
-                       significant=significant, p_values=p_values, sources=sources, alpha=alpha)
+                       significant=significant, p_values=p_values, sources=sources, alpha=alpha,
+                       row_sources=row_sources)
 
 
 NUMBER_STATUSES = ("ok", "imported")

@@ -112,6 +112,7 @@ def test_imported_numbers_are_marked_in_every_format(table9_run):
     assert "OCRVQA-5k" in latex and r"\cmidrule(lr)" in latex and r"CHAIR $\downarrow$" in latex
     records = json.loads(cli("report", str(table9_run), "--format", "json").output)
     assert {r["sqa_status"] for r in records} == {"imported"}
+    assert {r["imported_from"] for r in records} == {"nsft_table9.csv"}
     # the paper's Table 1 is Table 9's 10k blocks: the table1 spec picks them with `where: {scale: 10k}`
 
 
