@@ -165,11 +165,13 @@ def import_(run_: Path = typer.Argument(..., metavar="RUN", help="run directory 
                                         help="long format: base_model,dataset,scale,method,benchmark,value[,seed,metric]")):
     """Bring external numbers (e.g. a paper's published rows) into a run's store, marked as imported."""
     from matrix import api
-    from matrix.importer import import_file
+    from matrix.importer import import_file, outside_spec
 
     spec, store = api.open_run(run_)
     n = import_file(spec, store, file)
     out.print(f"imported {n} numbers from {file.name} into {spec.run_dir}", markup=False, highlight=False)
+    for note in outside_spec(spec, file):
+        err.print(f"note: {note}", markup=False, highlight=False)
 
 
 @app.command()

@@ -123,3 +123,17 @@ def import_file(spec: Spec, store, path: Path) -> int:
     """Check `path` and store its rows, all or nothing; returns how many numbers were imported."""
     rows = read_rows(path, spec)
     return store.add_imported(rows, Path(path).name)
+
+
+def outside_spec(spec: Spec, path: Path) -> list[str]:
+    """Notes on values the spec does not declare (imported anyway: they show as rows of their own)."""
+    rows = read_rows(path, spec)
+    declared = {"base_model": set(spec.base_models), "dataset": set(spec.datasets),
+                "method": {m.id for m in spec.methods}, "benchmark": {b.id for b in spec.benchmarks}}
+    notes = []
+    for axis, known in declared.items():
+        extra = sorted({r[axis] for r in rows if r[axis] is not None} - known)
+        if extra:
+            notes.append(f"{axis} not in spec {spec.name!r}: {', '.join(extra)} (shown as rows / ignored by "
+                         f"tables that do not name them)")
+    return notes

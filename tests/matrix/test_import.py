@@ -170,3 +170,15 @@ def test_seed_and_metric_columns_and_reimport_replaces(tmp_path):
     rows = Store(run_dir).imported()
     assert len(rows) == 1 and rows[0]["value"] == 26.0 and rows[0]["seed"] == 1
     assert rows[0]["metric"] == "chair_i" and rows[0]["scale"] == 5000 and rows[0]["line"] == 2
+
+
+def test_values_outside_the_spec_are_imported_with_a_note(tmp_path):
+    run_dir = make_run(tmp_path)
+    f = write(tmp_path, "base_model,dataset,scale,method,benchmark,value\n"
+                        "llava-1.5-7b,ocrvqa,5k,csr,sqa,68.3\n")
+    res = runner.invoke(app, ["import", str(run_dir), str(f)])
+    assert res.exit_code == 0 and "imported 1 numbers" in res.output
+    assert "note: method not in spec 'table9': csr" in res.output
+    frame = pd.read_csv(__import__("io").StringIO(cli("report", str(run_dir), "--format", "csv").output))
+    csr = frame[frame["method"] == "csr"].iloc[0]
+    assert csr["sqa"] == 68.3 and csr["sqa_status"] == "imported" and csr["gqa_status"] == "missing"
