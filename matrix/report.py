@@ -210,7 +210,7 @@ def to_markdown(rt: ReportTable) -> str:
         return "| " + " | ".join(c.ljust(w) if j < n_lead else c.rjust(w)
                                  for j, (c, w) in enumerate(zip(cells, widths))) + " |"
 
-    notes = _notes(rt, marks)
+    notes = [("\\" + n if n.startswith("*") else n) for n in _notes(rt, marks)]  # not a list item
     return "\n".join([fmt(heads), "|" + "|".join(rule) + "|"] + [fmt(r) for r in [subs] + body]
                      + ([""] + notes if notes else []))
 

@@ -107,6 +107,11 @@ def test_imported_numbers_are_marked_in_every_format(table9_run):
     md = cli("report", str(table9_run), "--format", "markdown").output
     assert "| 68.1† |" in md.replace("**", "") or "68.1**†" in md
     assert "† imported from nsft_table9.csv" in md
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("commonmark").enable("table").render(md)
+    assert html.count("<table>") == 1 and html.count("<tr>") == 1 + 1 + 36  # header, metric labels, rows
+    assert "<strong>68.1</strong>†</td>" in html
     latex = cli("report", str(table9_run), "--format", "latex").output
     assert r"$^\dagger$" in latex and r"imported from nsft\_table9.csv" in latex
     assert "OCRVQA-5k" in latex and r"\cmidrule(lr)" in latex and r"CHAIR $\downarrow$" in latex

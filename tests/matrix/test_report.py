@@ -10,6 +10,7 @@ import re
 
 import pandas as pd
 import pytest
+from markdown_it import MarkdownIt
 
 from matrix import report
 from matrix.errors import UserError
@@ -386,7 +387,10 @@ def test_significance_marks_only_supported_deltas():
     rt.show_significance = True
     row = md_row(to_markdown(rt), "nSFT")
     assert row[2] == "**68.1 ± 0.1***" and row[3] == "62.0 ± 0.4"
-    assert "* delta vs. the baseline supported by a paired t-test over seeds (p < 0.05)" in to_markdown(rt)
+    assert "\\* delta vs. the baseline supported by a paired t-test over seeds (p < 0.05)" in to_markdown(rt)
+    html = MarkdownIt("commonmark").enable("table").render(to_markdown(rt))
+    assert html.count("<tr>") == 1 + 1 + 2 and "<strong>68.1 ± 0.1</strong>*</td>" in html
+    assert "<li>" not in html and "<p>* delta vs. the baseline" in html
     assert r"68.1 $\pm$ 0.1}$^{*}$" in to_latex(rt)
     csv = pd.read_csv(io.StringIO(to_csv(rt)))
     assert csv.loc[1, "sqa_std"] == 0.1 and csv.loc[1, "sqa_seeds"] == 3 and csv.loc[1, "sqa_p"] < 0.05
