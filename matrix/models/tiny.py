@@ -11,6 +11,12 @@ from pathlib import Path
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
 
+# Per-channel pixel mean/std of the synthetic world's images (light backgrounds, small shapes). CLIP's
+# defaults map those near-white images to one large constant feature that drowns the shapes, and the
+# language model then takes thousands of steps to start reading the image (a long loss plateau).
+WORLD_PIXEL_MEAN = (0.930, 0.913, 0.903)
+WORLD_PIXEL_STD = (0.159, 0.178, 0.210)
+
 
 @dataclass(frozen=True)
 class TinyArch:
@@ -23,8 +29,13 @@ class TinyArch:
     text_layers: int = 2
     text_heads: int = 4
     text_kv_heads: int = 2
+    text_mlp_ratio: int = 4
     vocab_size: int = 640
     max_positions: int = 512
+    image_mean: tuple[float, ...] = WORLD_PIXEL_MEAN
+    image_std: tuple[float, ...] = WORLD_PIXEL_STD
+    init_std: float = 0.02
+    tie_embeddings: bool = False
 
     @property
     def num_image_tokens(self) -> int:
@@ -65,6 +76,8 @@ def build_processor(tokenizer, arch: TinyArch):
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": arch.image_size},
         crop_size={"height": arch.image_size, "width": arch.image_size},
+        image_mean=list(arch.image_mean),
+        image_std=list(arch.image_std),
     )
     return LlavaProcessor(
         image_processor=image_processor,
@@ -92,11 +105,13 @@ def build_model(tokenizer, arch: TinyArch, seed: int):
         text_config=LlamaConfig(
             vocab_size=len(tokenizer),
             hidden_size=arch.text_hidden,
-            intermediate_size=arch.text_hidden * 4,
+            intermediate_size=arch.text_hidden * arch.text_mlp_ratio,
             num_hidden_layers=arch.text_layers,
             num_attention_heads=arch.text_heads,
             num_key_value_heads=arch.text_kv_heads,
             max_position_embeddings=arch.max_positions,
+            initializer_range=arch.init_std,
+            tie_word_embeddings=arch.tie_embeddings,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
@@ -104,6 +119,7 @@ def build_model(tokenizer, arch: TinyArch, seed: int):
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
+        tie_word_embeddings=arch.tie_embeddings,
     )
     model = LlavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

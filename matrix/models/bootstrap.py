@@ -1,0 +1,269 @@
+"""Bootstrap the tiny base model: tokenizer, random init, then full-parameter SFT on the shapes world.
+
+`bootstrap(out_dir, recipe)` writes a loadable model directory (model, processor, `matrix_model.json`,
+`recipe.json`, `stats.json`). The repository ships the result of `DEFAULT_RECIPE` in
+`matrix/assets/tiny-base/`; rebuild it with
+
+    HF_HUB_OFFLINE=1 python -m matrix.models.bootstrap matrix/assets/tiny-base
+
+The model sits on a plateau (loss about 0.7, image ignored) for the first 1,500-2,500 steps and then
+starts to look at the image, so short runs say little about long ones (`STACK_NOTES.md` section 7).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Callable, Iterator
+
+from matrix.models import handle as handle_mod
+from matrix.models import tiny
+from matrix.models.bootstrap_mix import TASKS, conversation, tokenizer_corpus
+from matrix.models.conversation import IGNORE_INDEX, get_template
+from matrix.models.probe import probe
+from matrix.world.scene import draw_scene, render
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = "plain_v1"
+
+DEFAULT_RECIPE: dict = {
+    # architecture (the fields of `tiny.TinyArch`): 48 px images, one 16 px patch per grid cell
+    "image_size": 48,
+    "patch_size": 16,
+    "vision_hidden": 64,
+    "vision_layers": 1,
+    "vision_heads": 4,
+    "text_hidden": 128,
+    "text_layers": 2,
+    "text_heads": 4,
+    "text_kv_heads": 2,
+    "text_mlp_ratio": 2,
+    "vocab_size": 640,
+    "max_positions": 512,
+    "image_mean": list(tiny.WORLD_PIXEL_MEAN),
+    "image_std": list(tiny.WORLD_PIXEL_STD),
+    "init_std": 0.088,
+    "tie_embeddings": True,
+    "vision_position_init": 0.02,
+    # optimisation: AdamW, linear warmup then a step-based cosine to `min_lr_ratio * lr`
+    "seed": 0,
+    "steps": 4000,
+    "batch_size": 16,
+    "lr": 3e-3,
+    "vision_lr_scale": 1.0,
+    "warmup_steps": 100,
+    "min_lr_ratio": 0.0,
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+    "max_length": 256,
+    "length_grouping": 1,
+    # data: conversations about `train_scenes` pre-rendered scenes, tasks drawn by `mix` weight
+    "train_scenes": 10000,
+    "min_turns": 2,
+    "max_turns": 5,
+    "caption_only": 0.15,
+    "short_answer_suffix": 0.5,
+    "yes_no_suffix": 0.2,
+    "mix": {"existence": 3.0, "colour": 1.5, "shape": 1.0, "count": 1.5, "position": 1.0, "check": 1.5, "caption": 2.0},
+    # held-out probe after training (fresh scenes, seed derived from `seed`)
+    "eval_scenes": 300,
+}
+
+PROBE_SEED_OFFSET = 1_000_003
+
+
+def resolve(recipe: dict) -> dict:
+    """`DEFAULT_RECIPE` overridden by `recipe`; unknown keys or mix tasks are an error."""
+    unknown = sorted(set(recipe) - set(DEFAULT_RECIPE))
+    if unknown:
+        raise ValueError(f"unknown bootstrap recipe keys {unknown}; known: {sorted(DEFAULT_RECIPE)}")
+    full = {**DEFAULT_RECIPE, **recipe}
+    bad = sorted(set(full["mix"]) - set(TASKS))
+    if bad:
+        raise ValueError(f"unknown bootstrap tasks {bad} in mix; known: {sorted(TASKS)}")
+    return full
+
+
+def arch_of(recipe: dict) -> tiny.TinyArch:
+    values = {f.name: recipe[f.name] for f in fields(tiny.TinyArch)}
+    return tiny.TinyArch(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def lr_factor(step: int, recipe: dict) -> float:
+    """Multiplier of the base lr at `step`: linear warmup, then cosine over the remaining steps."""
+    warmup, total = recipe["warmup_steps"], recipe["steps"]
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    floor = recipe["min_lr_ratio"]
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def batches(handle, scenes: list, rng: random.Random, recipe: dict) -> Iterator[tuple[list[int], list]]:
+    """Endless (scene indices, encoded conversations) batches.
+
+    With `length_grouping = k > 1`, k batches are drawn together and split by sequence length, so
+    a batch pads less (about 30% fewer tokens at k = 4); their order is shuffled.
+    """
+    size, k = recipe["batch_size"], recipe["length_grouping"]
+    while True:
+        idx = [rng.randrange(len(scenes)) for _ in range(size * k)]
+        encoded = [handle.encode_conversation(conversation(scenes[i], rng, recipe)) for i in idx]
+        order = sorted(range(len(idx)), key=lambda j: len(encoded[j][0])) if k > 1 else list(range(len(idx)))
+        groups = [order[g * size : (g + 1) * size] for g in range(k)]
+        rng.shuffle(groups)
+        for group in groups:
+            yield [idx[j] for j in group], [encoded[j] for j in group]
+
+
+def answer_loss(model, batch: dict, pixel_values) -> "torch.Tensor":  # noqa: F821
+    """Mean next-token cross-entropy over labelled tokens, as the model's own loss, but computing
+    the vocabulary projection only where a label is (answers are a small part of each sequence)."""
+    import torch.nn.functional as F
+
+    hidden = model.model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=pixel_values
+    ).last_hidden_state
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE_INDEX
+    return F.cross_entropy(model.lm_head(hidden[:, :-1][keep]).float(), targets[keep])
+
+
+def available_cpus() -> int:
+    """CPUs this process may use; an explicit `OMP_NUM_THREADS` (a scheduler pinning stages) caps it."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(n, int(cap)) if cap.isdigit() and int(cap) > 0 else n
+
+
+def bootstrap(
+    out_dir: Path,
+    recipe: dict,
+    progress: Callable[[int, float], None] | None = None,
+    *,
+    eval_every: int = 0,
+) -> dict:
+    """Build and train the tiny model with `recipe`, save it to `out_dir`, return training stats.
+
+    `progress(step, loss)` is called after every optimiser step; `eval_every > 0` also logs a small
+    held-out probe every that many steps (for tuning; it does not change training).
+    """
+    import torch
+
+    started = time.time()
+    recipe = resolve(recipe)
+    out_dir = Path(out_dir)
+    torch.set_num_threads(available_cpus())
+    seed = recipe["seed"]
+    rng = random.Random(seed)
+    arch = arch_of(recipe)
+
+    tokenizer = tiny.build_tokenizer(tokenizer_corpus(TEMPLATE, seed), arch.vocab_size)
+    processor = tiny.build_processor(tokenizer, arch)
+    model = tiny.build_model(tokenizer, arch, seed)
+    with torch.no_grad():
+        model.model.vision_tower.embeddings.position_embedding.weight.normal_(
+            0.0, recipe["vision_position_init"]
+        )
+    handle = handle_mod.ModelHandle(
+        model=model,
+        tokenizer=tokenizer,
+        image_processor=processor.image_processor,
+        template=get_template(TEMPLATE),
+        image_token_id=model.config.image_token_id,
+        num_image_tokens=arch.num_image_tokens,
+    )
+
+    scenes = [draw_scene(rng) for _ in range(recipe["train_scenes"])]
+    pixels = torch.cat(
+        [handle.pixel_values([render(s, arch.image_size) for s in scenes[i : i + 1000]]) for i in range(0, len(scenes), 1000)]
+    )
+
+    vision = [p for n, p in model.named_parameters() if "vision_tower" in n or "multi_modal_projector" in n]
+    vision_ids = {id(p) for p in vision}
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) not in vision_ids], "lr": recipe["lr"]},
+        {"params": vision, "lr": recipe["lr"] * recipe["vision_lr_scale"]},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, recipe))
+    losses: list[float] = []
+    train_started = time.time()
+    model.train()
+    stream = batches(handle, scenes, rng, recipe)
+    for step in range(recipe["steps"]):
+        idx, examples = next(stream)
+        batch = handle_mod.collate(handle, examples, recipe["max_length"])
+        loss = answer_loss(model, batch, pixels[idx])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe["max_grad_norm"])
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if progress is not None:
+            progress(step + 1, losses[-1])
+        if eval_every and (step + 1) % eval_every == 0 and step + 1 < recipe["steps"]:
+            log.info("step %d probe %s", step + 1, probe(handle, 100, seed + PROBE_SEED_OFFSET))
+            model.train()
+    train_seconds = time.time() - train_started
+
+    model.eval()
+    heldout = probe(handle, recipe["eval_scenes"], seed + PROBE_SEED_OFFSET) if recipe["eval_scenes"] else {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    handle_mod.write_meta(out_dir, "tiny", TEMPLATE, recipe=recipe)
+    tail = losses[-50:]
+    stats = {
+        "steps": recipe["steps"],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(),
+        "train_seconds": round(train_seconds, 1),
+        "wall_seconds": round(time.time() - started, 1),
+        "final_loss": round(sum(tail) / len(tail), 4) if tail else None,
+        "heldout": heldout,
+    }
+    (out_dir / "recipe.json").write_text(json.dumps(recipe, indent=1) + "\n")
+    (out_dir / "stats.json").write_text(json.dumps(stats, indent=1) + "\n")
+    return stats
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m matrix.models.bootstrap", description="Build the tiny base model with the bootstrap recipe."
+    )
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--steps", type=int, help="override the recipe's number of steps")
+    parser.add_argument("--recipe", type=Path, help="JSON file of recipe overrides")
+    parser.add_argument("--eval-every", type=int, default=0, help="log a held-out probe every N steps")
+    parser.add_argument("--log-every", type=int, default=100)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+
+    overrides = json.loads(args.recipe.read_text()) if args.recipe else {}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    started = time.time()
+    window: list[float] = []
+
+    def report(step: int, loss: float) -> None:
+        window.append(loss)
+        if step % args.log_every == 0:
+            log.info("step %d loss %.4f (%.0f s)", step, sum(window) / len(window), time.time() - started)
+            window.clear()
+
+    stats = bootstrap(args.out_dir, overrides, report, eval_every=args.eval_every)
+    print(json.dumps(stats, indent=1))
+
+
+if __name__ == "__main__":
+    main()
