@@ -108,6 +108,15 @@ def _messages(prompt: Prompt) -> list[dict]:
     raise TypeError(f"a judge prompt is a string or a non-empty list of chat messages, got {prompt!r:.200}")
 
 
+def open_judge(spec: JudgeSpecLike, cache_dir: Path | None = None):
+    """The judge a spec names: `Judge` for an OpenAI-compatible server, `ReferenceJudge` for rules."""
+    if getattr(spec, "provider", "openai") == "reference":
+        from benchmarks.reference_judge import ReferenceJudge
+
+        return ReferenceJudge(spec)
+    return Judge(spec, cache_dir)
+
+
 class Judge:
     """A chat-completion judge behind the openai client, with a disk cache and usage counters.
 
@@ -124,7 +133,7 @@ class Judge:
     ):
         provider = getattr(spec, "provider", "openai")
         if provider != "openai":
-            raise JudgeError(f"judge provider {provider!r} is not supported; the one provider is 'openai'")
+            raise JudgeError(f"Judge talks to OpenAI-compatible servers; provider {provider!r} goes through open_judge")
         self.model = spec.model
         self.base_url = (spec.base_url or DEFAULT_BASE_URL).rstrip("/")
         self.max_concurrency = spec.max_concurrency

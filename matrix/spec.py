@@ -217,11 +217,17 @@ class TableSpec(Strict):
 
 
 class JudgeSpec(Strict):
-    provider: Literal["openai"] = "openai"
+    provider: Literal["openai", "reference"] = Field(
+        "openai", description="openai: any OpenAI-compatible server; reference: rules for the synthetic world"
+    )
     model: str
     base_url: str | None = None
     max_concurrency: int = Field(4, gt=0)
     cache: bool = True
+
+    def key(self) -> str:
+        """What in the judge changes a score (part of stage keys): the model, and a non-default provider."""
+        return self.model if self.provider == "openai" else f"{self.provider}:{self.model}"
 
 
 # ---- the spec ------------------------------------------------------------------------------------

@@ -143,7 +143,7 @@ class _Builder:
             deps["model"] = self.model(cell.base_model)
         if plugin.uses_judge(entry.params):
             # The judge model changes what is constructed; its server address and concurrency do not.
-            construct_params["judge"] = self.spec.judge.model if self.spec.judge else None
+            construct_params["judge"] = self.spec.judge.key() if self.spec.judge else None
         if "model" in method.needs or construct_params.get("judge"):
             construct_params["seed"] = cell.seed
         construct = self.add(Stage("construct", construct_params, deps, label=f"construct {cell.label}"))
@@ -159,7 +159,7 @@ class _Builder:
         params = {"benchmark": bench_id, "limit": b.limit, "max_new_tokens": b.max_new_tokens}
         if BENCHMARKS.get(bench_id).needs_judge:
             # The judge model changes the score; its server address and concurrency do not.
-            params["judge"] = self.spec.judge.model if self.spec.judge else None
+            params["judge"] = self.spec.judge.key() if self.spec.judge else None
         deps = {"model": self.model(cell.base_model), "bench": self.benchmark_data(bench_id)}
         if train is not None:
             deps["checkpoint"] = train

@@ -32,16 +32,16 @@ class ConstructStage(StageKind):
 
             env.model_dir, env.template = model_dir(inputs["model"]), inputs["model"].result["template"]
         if params.get("judge"):
-            from benchmarks.judge import Judge
+            from benchmarks.judge import open_judge
             from matrix.spec import JudgeSpec
 
             runtime = (ctx.runtime or {}).get("judge") if ctx is not None else None
             if not runtime:
                 raise ValueError(f"{params['method']}: construction needs the judge, but no judge settings were given")
             spec = JudgeSpec.model_validate(runtime)
-            if spec.model != params["judge"]:
-                raise ValueError(f"judge model {spec.model!r} differs from the stage's {params['judge']!r}")
-            env.judge = Judge(spec)
+            if spec.key() != params["judge"]:
+                raise ValueError(f"judge {spec.key()!r} differs from the stage's {params['judge']!r}")
+            env.judge = open_judge(spec)
         examples, stats = method.construct(records, responses, params["params"], env)
         if not examples:
             raise ValueError(f"{params['method']}: construction produced no training examples ({stats})")

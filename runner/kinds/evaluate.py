@@ -36,10 +36,10 @@ class EvaluateStage(StageKind):
         elapsed = time.time() - start
         judge = None
         if bench.needs_judge:
-            from benchmarks.judge import Judge
+            from benchmarks.judge import open_judge
             from matrix.spec import JudgeSpec
 
-            judge = Judge(JudgeSpec.model_validate(ctx.runtime["judge"]))
+            judge = open_judge(JudgeSpec.model_validate(ctx.runtime["judge"]))
         scored = bench.score(samples, answers, judge=judge)
         with open(out / "answers.jsonl", "w") as f:
             for s, a in zip(samples, answers):

@@ -1,0 +1,143 @@
+"""A rule-based grader for the synthetic world's judged benchmarks, declared as `judge.provider: reference`.
+
+Offline runs (the quickstart, CI) have no LLM judge. For the shapes world the ground truth is exact,
+so MM-Vet and MMHal prompts can be graded by rules instead: this class reads the prompts the benchmark
+modules build (MM-Vet's last `question | truth | prediction |` line; MMHal's `Image contents:`,
+`Standard answer:` and `Response:` lines) and replies in the form their parsers read. It is never a
+fallback: a spec picks it by name, every judged result records `provider: reference`, and a prompt it
+cannot grade (another benchmark, a real dataset's free text) is a `JudgeError`.
+
+Numbers graded this way are not comparable with GPT-4-graded ones; they measure the same thing on a
+world where "right" is decidable.
+
+Rules
+- MM-Vet: the truth's `<OR>` alternatives each split into `<AND>` parts; a part is found when its
+  words occur in the prediction in order (number words and digits are the same); the score is the
+  best alternative's found fraction, to one decimal, 0.0 when the prediction names a different number
+  than a numeric truth.
+- MMHal: a response hallucinates when it names a shape, or a coloured shape, that neither the image
+  contents nor the question or standard answer hold; it is informative when it contains the standard answer's content words (all: fully, some:
+  partly). Ratings follow MMHal's scale: clean 5/4/3 (fully/partly/not informative), hallucinating
+  2/1/0.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from benchmarks.judge import JudgeError, JudgeReply, Prompt, _messages
+from matrix.world.language import NUMBER_WORDS
+from matrix.world.scene import COLOURS, SHAPES
+
+_WORD = re.compile(r"[a-z0-9]+")
+_DIGIT = {w: str(n) for n, w in NUMBER_WORDS.items()}
+_STOP = {"a", "an", "the", "is", "are", "there", "of", "in", "at", "and", "it", "image", "picture", "one"}
+
+
+def _words(text: str) -> list[str]:
+    """Lower-case words, number words as digits, plural shape names singular."""
+    out = []
+    for w in _WORD.findall(text.lower()):
+        w = _DIGIT.get(w, w)
+        if w.endswith("s") and w[:-1] in SHAPES:
+            w = w[:-1]
+        elif w.endswith("es") and w[:-2] in SHAPES:
+            w = w[:-2]
+        out.append(w)
+    return out
+
+
+def _contains(haystack: list[str], needle: list[str]) -> bool:
+    it = iter(haystack)
+    return all(any(w == h for h in it) for w in needle)
+
+
+def grade_mmvet(truth: str, prediction: str) -> float:
+    said = _words(prediction)
+    numbers = [w for w in said if w.isdigit()]
+    best = 0.0
+    for alternative in truth.split("<OR>"):
+        parts = [_words(p) for p in alternative.split("<AND>")]
+        parts = [p for p in parts if p]
+        if not parts:
+            continue
+        if len(parts) == 1 and len(parts[0]) == 1 and parts[0][0].isdigit() and numbers and parts[0][0] not in numbers:
+            continue  # a different number: wrong, whatever else it says
+        best = max(best, sum(_contains(said, p) for p in parts) / len(parts))
+    return round(best, 1)
+
+
+def _named_objects(words: list[str]) -> tuple[set[str], set[tuple[str, str]]]:
+    shapes = {w for w in words if w in SHAPES}
+    coloured = {(a, b) for a, b in zip(words, words[1:]) if a in COLOURS and b in SHAPES}
+    return shapes, coloured
+
+
+def grade_mmhal(contents: str, question: str, standard: str, response: str) -> int:
+    # Objects the question or the standard answer name may be repeated (e.g. to deny them).
+    have_shapes, have_coloured = _named_objects(_words(" , ".join([contents.replace(",", " , "), question, standard])))
+    said = _words(response)
+    shapes, coloured = _named_objects(said)
+    hallucinates = bool(shapes - have_shapes) or bool(coloured - have_coloured)
+    wanted = [w for w in _words(standard) if w not in _STOP] or _words(standard)
+    found = sum(w in said for w in wanted) / len(wanted) if wanted else 0.0
+    informative = 2 if found == 1.0 else 1 if found > 0 else 0
+    return (3 + informative) if not hallucinates else informative
+
+
+_MMHAL = re.compile(r"Image contents: (.*)\nQuestion: (.*)\nStandard answer: (.*)\nResponse: (.*)\Z", re.S)
+
+
+class ReferenceJudge:
+    """The `Judge` interface (complete, describe, usage, check, close) answered by the rules above."""
+
+    def __init__(self, spec: Any = None):
+        self.model = getattr(spec, "model", None) or "shapes-reference"
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def __repr__(self) -> str:
+        return f"ReferenceJudge(model={self.model!r})"
+
+    def describe(self) -> dict[str, Any]:
+        return {"provider": "reference", "model": self.model, "rules": "benchmarks/reference_judge.py"}
+
+    def usage(self) -> dict[str, Any]:
+        with self._lock:
+            return {"model": self.model, "calls": self.calls, "errors": 0, "cached_hits": 0,
+                    "prompt_tokens": 0, "completion_tokens": 0}
+
+    def check(self) -> list[str]:
+        return [self.model]
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "ReferenceJudge":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def complete(self, prompts: list[Prompt], *, temperature: float = 0.0, max_tokens: int = 1024) -> list[JudgeReply]:
+        replies = [JudgeReply(self._grade(_messages(p)[-1]["content"]), 0, 0, cached=False) for p in prompts]
+        with self._lock:
+            self.calls += len(prompts)
+        return replies
+
+    def _grade(self, prompt: str) -> str:
+        if m := _MMHAL.search(prompt):
+            return f"Graded by the reference rules.\nRating: {grade_mmhal(*m.groups())}"
+        if prompt.endswith(" | "):
+            # MM-Vet's sample line "question | truth | prediction | " ends the prompt; the prediction
+            # may hold newlines, so widen the tail a line at a time until it has the four fields.
+            pos = len(prompt)
+            while (pos := prompt.rfind("\n", 0, pos)) >= 0:
+                fields = prompt[pos + 1 :].split(" | ")
+                if len(fields) >= 4:
+                    return f"{grade_mmvet(fields[1], ' | '.join(fields[2:-1])):.1f}"
+        raise JudgeError(
+            "the reference judge grades only the synthetic world's MM-Vet and MMHal prompts; "
+            f"this one it cannot read: {prompt[-200:]!r}"
+        )

@@ -1,0 +1,75 @@
+"""The reference judge: rule grades on hand-worked cases, and MM-Vet / MMHal scored through it."""
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.judge import JudgeError, open_judge
+from benchmarks.mmhal import MMHal
+from benchmarks.mmvet import MMVet
+from benchmarks.reference_judge import ReferenceJudge, grade_mmhal, grade_mmvet
+from matrix.spec import JudgeSpec
+
+
+@pytest.mark.parametrize(
+    "truth, prediction, score",
+    [
+        ("3<OR>three", "There are three triangles.", 1.0),
+        ("3<OR>three", "I can see 4 triangles.", 0.0),
+        ("3<OR>three", "3", 1.0),
+        ("red <AND> blue", "The shapes are red and green.", 0.5),
+        ("red <AND> blue", "Blue and red.", 1.0),
+        ("top left", "The star is at the top left.", 1.0),
+        ("top left", "It is at the left top.", 0.0),  # words in order
+        ("circle", "Circles.", 1.0),
+        ("purple", "", 0.0),
+    ],
+)
+def test_mmvet_rules(truth, prediction, score):
+    assert grade_mmvet(truth, prediction) == score
+
+
+@pytest.mark.parametrize(
+    "response, rating",
+    [
+        ("Yes, there is a red circle.", 5),  # all of the answer's content words, nothing invented
+        ("A circle.", 4),  # part of them
+        ("I cannot tell.", 3),  # nothing, nothing invented
+        ("A blue circle.", 1),  # "circle" found, but the blue circle is invented
+        ("Yes, a red circle next to a green star.", 2),  # informative, invents a star
+        ("A green star.", 0),
+    ],
+)
+def test_mmhal_rules(response, rating):
+    assert grade_mmhal("blue square, red circle", "Is there a red circle?", "Yes, there is a red circle.", response) == rating
+
+
+def test_mmhal_denied_object_from_the_question_is_not_a_hallucination():
+    assert grade_mmhal("red circle", "Is there a green star?", "No, there is no green star.", "No green star.") == 5
+
+
+def test_benchmarks_score_through_the_reference_judge(tmp_path):
+    judge = open_judge(JudgeSpec(provider="reference", model="shapes-reference"))
+    assert isinstance(judge, ReferenceJudge)
+    vet = MMVet()
+    vet.synthesize(tmp_path, 10, seed=0)
+    samples = vet.load(tmp_path)
+    right = [s.meta["answer"].split("<OR>")[0].replace("<AND>", " and ") for s in samples]
+    assert vet.score(samples, right, judge=judge).metrics["total"] == pytest.approx(100.0)
+    assert vet.score(samples, ["no idea"] * len(samples), judge=judge).metrics["total"] == pytest.approx(0.0)
+    hal = MMHal()
+    hal.synthesize(tmp_path, 8, seed=0)
+    hsamples = hal.load(tmp_path)
+    scored = hal.score(hsamples, [s.meta["gt_answer"] for s in hsamples], judge=judge)
+    assert scored.metrics["score"] == pytest.approx(5.0)
+    assert judge.usage()["calls"] == 20 + 8
+    assert judge.describe()["provider"] == "reference"
+
+
+def test_a_prompt_it_cannot_read_is_an_error():
+    with pytest.raises(JudgeError, match="cannot read"):
+        ReferenceJudge().complete(["Rate this poem from 1 to 10."])
+
+
+def test_provider_is_part_of_the_judge_key():
+    assert JudgeSpec(model="gpt-4").key() == "gpt-4"
+    assert JudgeSpec(provider="reference", model="gpt-4").key() == "reference:gpt-4"
