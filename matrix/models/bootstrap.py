@@ -73,9 +73,26 @@ DEFAULT_RECIPE: dict = {
     "short_answer_suffix": 0.5,
     "yes_no_suffix": 0.2,
     "mix": {"existence": 3.0, "colour": 1.5, "shape": 1.0, "count": 1.5, "position": 1.0, "check": 1.5, "caption": 2.0},
+    # then further phases on the same model, each a dict of the keys in PHASE_KEYS: a fresh optimiser
+    # and schedule, its own mix. The one phase teaches SIMA's self-critic (its long prompts need the
+    # longer max_length), multiple-choice letters and reading TextVQA's OCR token, while the other
+    # tasks keep being rehearsed.
+    "phases": [
+        {
+            "steps": 1000,
+            "lr": 1e-3,
+            "warmup_steps": 50,
+            "max_length": 448,
+            "mix": {
+                "existence": 3.0, "colour": 1.5, "shape": 1.0, "count": 1.5, "position": 1.0, "check": 1.5,
+                "caption": 2.0, "choice": 2.0, "ocr": 1.0, "critic": 3.0,
+            },
+        }
+    ],
     # held-out probe after training (fresh scenes, seed derived from `seed`)
     "eval_scenes": 300,
 }
+PHASE_KEYS = ("steps", "lr", "warmup_steps", "min_lr_ratio", "max_length", "batch_size", "mix")
 
 PROBE_SEED_OFFSET = 1_000_003
 
@@ -86,10 +103,20 @@ def resolve(recipe: dict) -> dict:
     if unknown:
         raise ValueError(f"unknown bootstrap recipe keys {unknown}; known: {sorted(DEFAULT_RECIPE)}")
     full = {**DEFAULT_RECIPE, **recipe}
-    bad = sorted(set(full["mix"]) - set(TASKS))
-    if bad:
-        raise ValueError(f"unknown bootstrap tasks {bad} in mix; known: {sorted(TASKS)}")
+    for n, phase in enumerate(full["phases"]):
+        extra = sorted(set(phase) - set(PHASE_KEYS))
+        if extra:
+            raise ValueError(f"unknown keys {extra} in bootstrap phase {n}; known: {list(PHASE_KEYS)}")
+    for mix in [full["mix"], *(p["mix"] for p in full["phases"] if "mix" in p)]:
+        bad = sorted(set(mix) - set(TASKS))
+        if bad:
+            raise ValueError(f"unknown bootstrap tasks {bad} in mix; known: {sorted(TASKS)}")
     return full
+
+
+def main_phase(recipe: dict) -> dict:
+    """The recipe of the first phase alone (what a `resume_from` checkpoint must have been built by)."""
+    return {**resolve(recipe), "phases": []}
 
 
 def arch_of(recipe: dict) -> tiny.TinyArch:
@@ -144,22 +171,66 @@ def available_cpus() -> int:
     return min(n, int(cap)) if cap.isdigit() and int(cap) > 0 else n
 
 
+def _load_weights(model, path: Path) -> None:
+    from transformers import LlavaForConditionalGeneration
+
+    # strict: every tensor of this recipe's architecture, and nothing else
+    model.load_state_dict(LlavaForConditionalGeneration.from_pretrained(path).state_dict(), strict=True)
+
+
+def _train_phase(model, handle, pixels, stream, recipe: dict, losses: list[float],
+                 progress: Callable[[int, float], None] | None, eval_every: int, seed: int) -> None:
+    """`recipe["steps"]` optimiser steps with a fresh AdamW and warmup + cosine schedule."""
+    import torch
+
+    vision = [p for n, p in model.named_parameters() if "vision_tower" in n or "multi_modal_projector" in n]
+    vision_ids = {id(p) for p in vision}
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) not in vision_ids], "lr": recipe["lr"]},
+        {"params": vision, "lr": recipe["lr"] * recipe["vision_lr_scale"]},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, recipe))
+    model.train()
+    for step in range(recipe["steps"]):
+        idx, examples = next(stream)
+        batch = handle_mod.collate(handle, examples, recipe["max_length"])
+        loss = answer_loss(model, batch, pixels[idx])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe["max_grad_norm"])
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if progress is not None:
+            progress(len(losses), losses[-1])
+        if eval_every and len(losses) % eval_every == 0:
+            log.info("step %d probe %s", len(losses), probe(handle, 100, seed + PROBE_SEED_OFFSET))
+            model.train()
+
+
 def bootstrap(
     out_dir: Path,
     recipe: dict,
     progress: Callable[[int, float], None] | None = None,
     *,
     eval_every: int = 0,
+    resume_from: Path | None = None,
 ) -> dict:
     """Build and train the tiny model with `recipe`, save it to `out_dir`, return training stats.
 
     `progress(step, loss)` is called after every optimiser step; `eval_every > 0` also logs a small
-    held-out probe every that many steps (for tuning; it does not change training).
+    held-out probe every that many steps (for tuning; it does not change training). `resume_from`:
+    a model folder built by `main_phase(recipe)`; its weights stand in for the main phase's training.
     """
     import torch
 
     started = time.time()
     recipe = resolve(recipe)
+    if resume_from is not None:
+        built = json.loads((Path(resume_from) / "recipe.json").read_text())
+        if built.get("phases") or main_phase(built) != main_phase(recipe):
+            raise ValueError(f"{resume_from} was not built by this recipe's main phase")
     out_dir = Path(out_dir)
     torch.set_num_threads(available_cpus())
     seed = recipe["seed"]
@@ -187,33 +258,21 @@ def bootstrap(
         [handle.pixel_values([render(s, arch.image_size) for s in scenes[i : i + 1000]]) for i in range(0, len(scenes), 1000)]
     )
 
-    vision = [p for n, p in model.named_parameters() if "vision_tower" in n or "multi_modal_projector" in n]
-    vision_ids = {id(p) for p in vision}
-    groups = [
-        {"params": [p for p in model.parameters() if id(p) not in vision_ids], "lr": recipe["lr"]},
-        {"params": vision, "lr": recipe["lr"] * recipe["vision_lr_scale"]},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, recipe))
-    losses: list[float] = []
     train_started = time.time()
-    model.train()
+    losses: list[float] = []
     stream = batches(handle, scenes, rng, recipe)
-    for step in range(recipe["steps"]):
-        idx, examples = next(stream)
-        batch = handle_mod.collate(handle, examples, recipe["max_length"])
-        loss = answer_loss(model, batch, pixels[idx])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe["max_grad_norm"])
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        if progress is not None:
-            progress(step + 1, losses[-1])
-        if eval_every and (step + 1) % eval_every == 0 and step + 1 < recipe["steps"]:
-            log.info("step %d probe %s", step + 1, probe(handle, 100, seed + PROBE_SEED_OFFSET))
-            model.train()
+    if resume_from is not None:
+        # The main phase's result is given: load it and replay its data stream (cheap: no model
+        # calls), so the later phases see exactly the batches they would have seen after training it.
+        _load_weights(model, Path(resume_from))
+        for _ in range(recipe["steps"]):
+            next(stream)
+    else:
+        _train_phase(model, handle, pixels, stream, recipe, losses, progress, eval_every, seed)
+    for phase in recipe["phases"]:
+        phase_recipe = {**recipe, **phase}
+        stream = batches(handle, scenes, rng, phase_recipe)
+        _train_phase(model, handle, pixels, stream, phase_recipe, losses, progress, eval_every, seed)
     train_seconds = time.time() - train_started
 
     model.eval()
@@ -224,7 +283,8 @@ def bootstrap(
     handle_mod.write_meta(out_dir, "tiny", TEMPLATE, recipe=recipe)
     tail = losses[-50:]
     stats = {
-        "steps": recipe["steps"],
+        "steps": recipe["steps"] + sum(p.get("steps", recipe["steps"]) for p in recipe["phases"]),
+        "main_phase_from": str(resume_from) if resume_from is not None else None,
         "parameters": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),
         "train_seconds": round(train_seconds, 1),
@@ -246,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recipe", type=Path, help="JSON file of recipe overrides")
     parser.add_argument("--eval-every", type=int, default=0, help="log a held-out probe every N steps")
     parser.add_argument("--log-every", type=int, default=100)
+    parser.add_argument("--resume-from", type=Path, help="a model folder built by this recipe's main phase alone")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 
@@ -261,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
             log.info("step %d loss %.4f (%.0f s)", step, sum(window) / len(window), time.time() - started)
             window.clear()
 
-    stats = bootstrap(args.out_dir, overrides, report, eval_every=args.eval_every)
+    stats = bootstrap(args.out_dir, overrides, report, eval_every=args.eval_every, resume_from=args.resume_from)
     print(json.dumps(stats, indent=1))
 
 

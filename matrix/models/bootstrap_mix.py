@@ -117,6 +117,36 @@ def caption(scene: Scene, rng: random.Random) -> QA:
     return QA(rng.choice(language.CAPTION_PROMPTS), language.caption(scene), short=False)
 
 
+@task("choice")
+def choice(scene: Scene, rng: random.Random) -> QA:
+    """A multiple-choice question (2-5 options) answered with the option's letter, as ScienceQA and
+    MMBench ask it."""
+    question, options, right = language.choice_item(scene, rng, rng.randint(2, 5))
+    prompt = f"{question}\n{language.options_text(options)}{language.MULTIPLE_CHOICE_SUFFIX}"
+    return QA(prompt, "ABCDE"[right], short=False)
+
+
+@task("ocr")
+def ocr(scene: Scene, rng: random.Random) -> QA:
+    """TextVQA's prompt gives the OCR system's token; LLaVA answers by reading it. Random letter
+    strings and numbers (not the benchmark's words) teach the copying, not an answer list."""
+    if rng.random() < 0.3:
+        token, what = str(rng.randint(0, 99)), "number"
+    else:
+        token, what = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 5))), "word"
+    return QA(f"What {what} is written on the cover?\nReference OCR token: {token}", token)
+
+
+@task("critic")
+def critic(scene: Scene, rng: random.Random) -> QA:
+    """SIMA's self-critic: two answers about the scene, the ground truth given; the verdict names the
+    right one as [[1]] or [[2]] (the prompt and reply formats belong to `methods.sima`)."""
+    from methods.sima import critic_qa
+
+    prompt, reply = critic_qa(scene, rng)
+    return QA(prompt, reply, short=False)
+
+
 def conversation(scene: Scene, rng: random.Random, recipe: dict) -> list[dict]:
     """One LLaVA-JSON conversation about `scene`: caption-only, or several turns drawn from the mix.
 

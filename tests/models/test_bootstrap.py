@@ -18,7 +18,10 @@ from matrix.world.scene import draw_scene, render
 COLOUR_FLOOR = 0.5
 COUNT_FLOOR = 0.7
 CAPTION_PRECISION_FLOOR = 0.9
-QUICK = {"steps": 12, "batch_size": 8, "train_scenes": 64, "eval_scenes": 8}
+QUICK = {
+    "steps": 12, "batch_size": 8, "train_scenes": 64, "eval_scenes": 8,
+    "phases": [{"steps": 4, "max_length": 448, "mix": {"choice": 1.0, "critic": 1.0}}],
+}
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +65,8 @@ def _batched_equals_single(h: handle.ModelHandle) -> None:
 
 def test_recipe_runs_end_to_end(quick_model):
     out, stats, seen = quick_model
-    assert [s for s, _ in seen] == list(range(1, QUICK["steps"] + 1))
-    assert stats["steps"] == QUICK["steps"] and stats["final_loss"] > 0
+    assert [s for s, _ in seen] == list(range(1, 12 + 4 + 1))
+    assert stats["steps"] == 16 and stats["final_loss"] > 0
     assert {"existence", "colour", "count", "caption_precision"} <= set(stats["heldout"])
     recipe = {**bootstrap.DEFAULT_RECIPE, **QUICK}
     assert json.loads((out / "recipe.json").read_text()) == recipe
@@ -85,11 +88,30 @@ def test_recipe_is_deterministic(quick_model, tmp_path):
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
+def test_resuming_from_the_main_phase_gives_the_same_model(quick_model, tmp_path):
+    """Phases after a saved main phase see the same batches as in one run: identical weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    out, _, _ = quick_model
+    main = tmp_path / "main"
+    bootstrap.bootstrap(main, bootstrap.main_phase(QUICK))
+    with pytest.raises(ValueError, match="main phase"):
+        bootstrap.bootstrap(tmp_path / "bad", {**QUICK, "seed": 1}, resume_from=main)
+    resumed: list[tuple[int, float]] = []
+    stats = bootstrap.bootstrap(tmp_path / "resumed", QUICK, lambda s, l: resumed.append((s, l)), resume_from=main)
+    assert len(resumed) == 4 and stats["main_phase_from"] == str(main)
+    first, second = load_file(out / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
 def test_recipe_rejects_unknown_keys_and_tasks():
     with pytest.raises(ValueError, match="stepz"):
         bootstrap.resolve({"stepz": 3})
-    with pytest.raises(ValueError, match="critic"):
-        bootstrap.resolve({"mix": {"critic": 1.0}})
+    with pytest.raises(ValueError, match="critique"):
+        bootstrap.resolve({"mix": {"critique": 1.0}})
+    with pytest.raises(ValueError, match="phase 0"):
+        bootstrap.resolve({"phases": [{"seed": 3}]})
 
 
 def test_only_answer_tokens_are_labelled(shipped):
@@ -132,7 +154,16 @@ def test_mix_teaches_every_task_in_llava_format():
                 assert a["value"] in ("Yes", "No")
             asked.add(a["value"])
     assert {"Yes", "No", "0", "1", "2"} <= asked
-    assert set(TASKS) == set(recipe["mix"])
+    assert set(TASKS) == set(recipe["mix"]).union(*(p["mix"] for p in recipe["phases"]))
+    from methods.sima import parse_critic
+
+    for _ in range(20):
+        sc = draw_scene(rng)
+        verdict = TASKS["critic"](sc, rng)
+        assert parse_critic(verdict.answer) in (1, 2)
+        picked = TASKS["choice"](sc, rng)
+        assert picked.question.endswith(language.MULTIPLE_CHOICE_SUFFIX)
+        assert f"\n{picked.answer}. " in picked.question  # the answer letter names one of the options
     only_caption = conversation(draw_scene(rng), rng, {**recipe, "caption_only": 1.0})
     assert len(only_caption) == 2 and only_caption[0]["value"].split("\n")[1] in language.CAPTION_PROMPTS
 
@@ -141,7 +172,7 @@ def test_shipped_checkpoint_is_the_default_recipe(shipped):
     assert json.loads((SHIPPED / "recipe.json").read_text()) == bootstrap.DEFAULT_RECIPE
     assert handle.read_meta(SHIPPED)["recipe"] == bootstrap.DEFAULT_RECIPE
     stats = json.loads((SHIPPED / "stats.json").read_text())
-    assert stats["steps"] == bootstrap.DEFAULT_RECIPE["steps"]
+    assert stats["steps"] == bootstrap.DEFAULT_RECIPE["steps"] + sum(p["steps"] for p in bootstrap.DEFAULT_RECIPE["phases"])
     size = sum(p.stat().st_size for p in SHIPPED.iterdir())
     assert size < 8 * 2**20
 
