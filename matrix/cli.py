@@ -148,12 +148,25 @@ def report(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
            table: Optional[str] = typer.Option(None, "--table", help="which table of the spec (default: the first)"),
            cost: bool = typer.Option(False, "--cost", help="add train wall time, GPU-hours and peak memory per row"),
            significance: bool = typer.Option(False, "--significance",
-                                             help="mark deltas vs. baseline a paired t-test over seeds supports")):
-    """Render a table declared in the spec from the run's stored metrics."""
+                                             help="mark deltas vs. baseline a paired t-test over seeds supports"),
+           details: Optional[str] = typer.Option(None, "--details", metavar="BENCH",
+                                                 help="instead of the table: every cell's per-sample answers and "
+                                                      "scores on BENCH (csv or json; default csv)")):
+    """Render a table declared in the spec from the run's stored metrics (or, with --details, the answers
+    and per-sample scores behind one benchmark's numbers)."""
     from matrix import api
     from matrix.report import render
 
     spec, store = api.open_run(run_)
+    if details is not None:
+        from matrix.results import details as sample_rows
+
+        frame = sample_rows(spec, store, details)
+        if format_ == "json":
+            sys.stdout.write(frame.to_json(orient="records", force_ascii=False, indent=1))
+        else:
+            sys.stdout.write(frame.to_csv(index=False))
+        return
     sys.stdout.write(render(spec, store, format_, table, cost=cost, significance=significance))
     sys.stdout.write("\n")
 

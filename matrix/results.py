@@ -94,3 +94,30 @@ def train_costs(spec: Spec, store: Store) -> pd.DataFrame:
                      "seed": c.seed, "wall_s": rec.wall_s if rec and rec.status == "done" else None,
                      "peak_mem_mb": rec.peak_mem_mb if rec and rec.status == "done" else None})
     return pd.DataFrame(rows)
+
+
+def details(spec: Spec, store: Store, benchmark: str) -> pd.DataFrame:
+    """Per-sample answers and scores of `benchmark` for every cell of the plan whose evaluation is done:
+    one row per (cell, question), the cell's columns first, then the scorer's own fields (the answer,
+    the label, the per-sample score, judge replies...), read from the stage's `scores.jsonl`."""
+    import json
+
+    from matrix import api
+    from matrix.errors import UserError
+
+    known = [b.id for b in spec.benchmarks]
+    if benchmark not in known:
+        raise UserError(f"--details {benchmark}: the spec evaluates no such benchmark; it has: {', '.join(known)}")
+    planned = api.plan(spec)
+    records = store.stages()
+    rows = []
+    for cs in planned.graph.cells:
+        stage = cs.evaluate.get(benchmark)
+        rec = records.get(stage.key) if stage else None
+        if rec is None or rec.status != "done":
+            continue
+        c = cs.cell
+        cell = {"base_model": c.base_model, "dataset": c.dataset, "scale": c.scale, "method": c.method, "seed": c.seed}
+        with open(store.artifact_dir(stage.key, "evaluate") / "scores.jsonl", encoding="utf-8") as f:
+            rows += [{**cell, **json.loads(line)} for line in f if line.strip()]
+    return pd.DataFrame(rows)

@@ -8,7 +8,7 @@ import traceback
 from types import SimpleNamespace
 
 import pytest
-from judge_server import JudgeServer, Reply, echo, error, garbage
+from tests.judge_server import JudgeServer, Reply, echo, error, garbage
 
 from benchmarks.judge import (
     LOOPBACK_PLACEHOLDER_KEY,

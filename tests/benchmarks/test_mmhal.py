@@ -5,7 +5,7 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from judge_server import JudgeServer, error
+from tests.judge_server import JudgeServer, error
 
 from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
 from benchmarks.judge import Judge, JudgeError

@@ -4,7 +4,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from judge_server import JudgeServer, error
+from tests.judge_server import JudgeServer, error
 
 from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
 from benchmarks.judge import Judge, JudgeError

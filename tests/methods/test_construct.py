@@ -160,7 +160,7 @@ def test_nsft_llm_path_appends_five_turns_and_drops_malformed():
 def test_nsft_judge_cache_makes_a_second_run_call_nothing(tmp_path):
     from benchmarks.judge import Judge
     from matrix.spec import JudgeSpec
-    from judge_server import JudgeServer
+    from tests.judge_server import JudgeServer
 
     greedy = {"c1:0": "A green square."}
     with JudgeServer(lambda body: GOOD_REPLY) as server:

@@ -58,7 +58,7 @@ def test_sima_construct_asks_the_real_model_and_drops_unparseable(tiny_world, tm
 
 
 def test_nsft_construct_stage_builds_the_judge_from_runtime_settings(tiny_world, tmp_path, monkeypatch):
-    from judge_server import JudgeServer
+    from tests.judge_server import JudgeServer
 
     monkeypatch.setenv("MATRIX_JUDGE_CACHE", str(tmp_path / "cache"))
     reply = "Errors: none\n" + "\n".join(f"User: Q{i}?\nGPT: Yes, {i}." for i in range(5))

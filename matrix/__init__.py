@@ -1,0 +1,1 @@
+"""matrix: a declarative experiment-matrix runner for vision-language-model alignment research."""
