@@ -18,7 +18,7 @@ SPEC = """\
 name: small
 output_dir: {out}
 base_models:
-  tiny: {{family: tiny, recipe: {{steps: 30, train_scenes: 200, eval_scenes: 10}}}}  # plumbing only: a short bootstrap
+  tiny: {{family: tiny, recipe: {{steps: 30, train_scenes: 200, eval_scenes: 10, phases: []}}}}  # plumbing: a short bootstrap
 datasets:
   shapes: {{source: synthetic, kind: ocrvqa, size: 80, label: Shapes}}
 scales: {scales}
@@ -115,3 +115,18 @@ def test_failing_stage_is_recorded_and_the_rest_completes(tmp_path):
     assert failed and all(r["pope_status"] == "failed" and r["pope"] is None for r in failed)
     status = matrix("status", tmp_path / "failing")
     assert "asks for 500" in status.stdout
+    # Every number traces back to its answers: per-sample rows of each evaluated cell, whose mean
+    # correctness is the stored accuracy.
+    details = matrix("report", spec, "--details", "pope", "--format", "json").stdout
+    samples = json.loads(details)
+    correct: dict[tuple[str, str], list[bool]] = {}
+    for sample in samples:
+        correct.setdefault((sample["method"], sample["category"]), []).append(sample["correct"])
+    assert {m for m, _ in correct} == {"baseline", "cont-sft"}  # gt-dpo's evaluations never ran
+    with sqlite3.connect(tmp_path / "failing" / "matrix.db") as con:
+        stored = {(label, metric): value for label, metric, value in con.execute(
+            "SELECT s.label, m.metric, m.value FROM metrics m JOIN stages s ON s.key = m.stage_key "
+            "WHERE m.benchmark = 'pope'").fetchall()}
+    labels = {"baseline": "evaluate pope tiny (base)", "cont-sft": "evaluate pope cont-sft/tiny/shapes-40"}
+    for (method, split), flags in correct.items():
+        assert 100 * sum(flags) / len(flags) == pytest.approx(stored[(labels[method], f"{split}_accuracy")])
