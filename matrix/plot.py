@@ -4,7 +4,7 @@
   the group's total improvement over the baseline (the table's `total`: same columns, scaling and
   direction) against the data scale, one line per method. Imported numbers are drawn with hollow markers
   and named in a note; cells without a number are left out, never drawn as zero.
-- cost (Fig. 2a-b): per method, the train stage's wall time (hours) and peak memory (GB), mean over the
+- cost (Fig. 2a-b): per method, the train stage's wall time (hours; minutes or seconds for short runs) and peak memory (GB), mean over the
   cells done, bars per data scale; the baseline has no train stage.
 
 PNG and PDF side by side (default `RUN/plots/<kind>.png`).
@@ -153,6 +153,11 @@ def cost_points(spec: Spec, costs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _on_gpu(spec: Spec) -> bool:
+    """Whether train stages asked for GPUs (peak memory is then the GPU's, else the process's RSS)."""
+    return spec.resources.for_kind("train").gpus > 0
+
+
 def cost_figure(spec: Spec, costs: pd.DataFrame):
     points = cost_points(spec, costs)
     if points.empty:
@@ -164,15 +169,19 @@ def cost_figure(spec: Spec, costs: pd.DataFrame):
     fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.3 * len(methods) * 2 + 2), 3.8))
     width = 0.8 / len(scales)
     cmap = plt.get_cmap("Blues")
-    for ax, col, title, unit in ((axes[0], "hours", "(a) training time", "wall time (h)"),
-                                 (axes[1], "peak_gb", "(b) peak GPU memory", "peak memory (GB)")):
+    # Hours as the paper plots them; short (CPU, tiny-model) runs in minutes or seconds so bars read.
+    longest = float(points["hours"].max())
+    factor, time_unit = (1, "h") if longest >= 0.1 else (60, "min") if longest * 60 >= 1 else (3600, "s")
+    memory = "GPU memory" if _on_gpu(spec) else "memory"
+    for ax, col, title, unit, mult in ((axes[0], "hours", "(a) training time", f"wall time ({time_unit})", factor),
+                                       (axes[1], "peak_gb", f"(b) peak {memory}", "peak memory (GB)", 1)):
         for k, s in enumerate(scales):
             sub = points[points["scale"] == s].set_index("method")
             xs = [j - 0.4 + width * (k + 0.5) for j in range(len(methods))]
-            ys = [sub[col].get(m, float("nan")) for m in methods]
+            ys = [sub[col].get(m, float("nan")) * mult for m in methods]
             bars = ax.bar(xs, ys, width * 0.95, color=cmap(0.45 + 0.5 * k / max(1, len(scales) - 1)),
                           label=f"{scale_label(s)} examples" if s else "no data")
-            ax.bar_label(bars, fmt="%.2f" if col == "hours" else "%.1f", fontsize=8, padding=2)
+            ax.bar_label(bars, fmt="%.2f" if col == "hours" and factor == 1 else "%.1f", fontsize=8, padding=2)
         ax.set_xticks(range(len(methods)), [labels.get(m, m) for m in methods], rotation=20, ha="right")
         ax.set_ylabel(unit)
         ax.set_title(title, fontsize=11)
