@@ -157,7 +157,10 @@ class _Builder:
     def evaluate(self, cell: Cell, train: Stage | None, bench_id: str) -> Stage:
         b = self.spec.benchmark(bench_id)
         params = {"benchmark": bench_id, "limit": b.limit, "max_new_tokens": b.max_new_tokens}
-        if BENCHMARKS.get(bench_id).needs_judge:
+        plugin = BENCHMARKS.get(bench_id)
+        if getattr(plugin, "num_beams", 1) > 1:
+            params["num_beams"] = plugin.num_beams  # official decoding other than greedy (SHR: 5 beams)
+        if plugin.needs_judge:
             # The judge model changes the score; its server address and concurrency do not.
             params["judge"] = self.spec.judge.key() if self.spec.judge else None
         deps = {"model": self.model(cell.base_model), "bench": self.benchmark_data(bench_id)}

@@ -62,12 +62,14 @@ class ModelHandle:
         top_p: float = 1.0,
         seed: int | None = None,
         pixel_transform=None,
+        num_beams: int = 1,
     ) -> list[str]:
         """Answer each (image, question) with left-padded batches; returns decoded answers in order.
 
         `pixel_transform`, if given, maps the normalised pixel tensor of a batch to a new one (SeVa's
         augmentations act there). An image of None asks the question as text only (ScienceQA has such
-        questions), batched separately from the questions with images.
+        questions), batched separately from the questions with images. `num_beams > 1`: beam search
+        (SHR decodes with 5 beams).
         """
         import torch
 
@@ -76,7 +78,7 @@ class ModelHandle:
             text_only = [i for i, im in enumerate(images) if im is None]
             out: list[str] = [""] * len(questions)
             common = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=do_sample,
-                          temperature=temperature, top_p=top_p, seed=seed)
+                          temperature=temperature, top_p=top_p, seed=seed, num_beams=num_beams)
             if with_image:
                 answers = self.generate([images[i] for i in with_image], [questions[i] for i in with_image],
                                         pixel_transform=pixel_transform, **common)
@@ -90,10 +92,10 @@ class ModelHandle:
             torch.manual_seed(seed)
         self.model.eval()
         return self._batches(images, questions, max_new_tokens, batch_size, do_sample, temperature, top_p,
-                             pixel_transform, self.encode_prompt)
+                             pixel_transform, self.encode_prompt, num_beams)
 
     def _generate_text(self, questions: list[str], max_new_tokens: int, batch_size: int, do_sample: bool,
-                       temperature: float, top_p: float, seed: int | None) -> list[str]:
+                       temperature: float, top_p: float, seed: int | None, num_beams: int = 1) -> list[str]:
         def encode(q: str) -> list[int]:
             text = self.template.prompt(q)
             ids = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
@@ -104,10 +106,10 @@ class ModelHandle:
 
             torch.manual_seed(seed)
         return self._batches([None] * len(questions), questions, max_new_tokens, batch_size, do_sample,
-                             temperature, top_p, None, encode)
+                             temperature, top_p, None, encode, num_beams)
 
     def _batches(self, images, questions, max_new_tokens, batch_size, do_sample, temperature, top_p,
-                 pixel_transform, encode) -> list[str]:
+                 pixel_transform, encode, num_beams: int = 1) -> list[str]:
         import torch
 
         self.model.eval()
@@ -129,6 +131,8 @@ class ModelHandle:
                 if pixel_transform is not None:
                     pixels = pixel_transform(pixels)
             kwargs = dict(do_sample=do_sample)
+            if num_beams > 1:
+                kwargs["num_beams"] = num_beams
             if pixels is not None:
                 kwargs["pixel_values"] = pixels.to(self.model.device)
             if do_sample:

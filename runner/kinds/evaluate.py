@@ -32,7 +32,8 @@ class EvaluateStage(StageKind):
         images = [Image.open(s.image).convert("RGB") if s.image is not None else None for s in samples]
         start = time.time()
         answers = handle.generate(images, [s.question for s in samples],
-                                  max_new_tokens=params.get("max_new_tokens") or bench.max_new_tokens, batch_size=16)
+                                  max_new_tokens=params.get("max_new_tokens") or bench.max_new_tokens, batch_size=16,
+                                  num_beams=params.get("num_beams", 1))
         elapsed = time.time() - start
         judge = None
         if bench.needs_judge:

@@ -24,3 +24,14 @@ def test_batched_equals_one_by_one_and_mixed_text_only(model):
     single = [model.generate([im], [q], max_new_tokens=6, batch_size=1)[0] for im, q in zip(images, questions)]
     assert batched == single
     assert len(batched) == 7
+
+
+def test_beam_search_batched_equals_one_by_one(model):
+    """SHR decodes with 5 beams; left padding must not change what beam search finds."""
+    rng = random.Random(1)
+    images = [render(draw_scene(rng)) for _ in range(4)]
+    questions = ["Describe the image.", "What color?", "Is there a star?", "Count."]
+    batched = model.generate(images, questions, max_new_tokens=6, batch_size=4, num_beams=3)
+    single = [model.generate([im], [q], max_new_tokens=6, batch_size=1, num_beams=3)[0]
+              for im, q in zip(images, questions)]
+    assert batched == single and len(batched) == 4
