@@ -107,7 +107,8 @@ def run(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional
         out.print(f"nothing to do: all {len(summary.cached)} stages are done ({loaded.run_dir})")
         return
     out.print(f"ran {len(summary.ran)}, cached {len(summary.cached)}, recovered {len(summary.adopted)}, "
-              f"failed {len(summary.failed)}, blocked {len(summary.blocked)}")
+              f"failed {len(summary.failed)}, blocked {len(summary.blocked)}"
+              + (f", retried {len(summary.retried)} after worker failures" if summary.retried else ""))
     if summary.interrupted:
         err.print("interrupted: finished stages are stored; `matrix run` continues from here")
         raise typer.Exit(130)

@@ -160,7 +160,11 @@ class ResourceSpec(Strict):
     cpus: float = Field(1, ge=0)
     gpus: float = Field(0, ge=0)
     memory_gb: float | None = Field(None, gt=0)
-    max_retries: int = Field(0, ge=0, description="retries after a worker crash")
+    max_retries: int = Field(
+        1, ge=0,
+        description="retries, after a backoff of 2, 4, 8... s, when the worker process or its node dies (e.g. "
+                    "killed for memory); an exception the stage itself raises is final",
+    )
 
 
 class ResourcesSpec(Strict):

@@ -33,6 +33,7 @@ class RunSummary:
     adopted: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (label, first line of the error)
     blocked: list[str] = field(default_factory=list)  # not run because something upstream failed
+    retried: list[str] = field(default_factory=list)  # a label per retry after a worker/node failure
     interrupted: bool = False
 
     @property
@@ -131,6 +132,8 @@ class Executor:
         self.runtime = runtime or {}
 
     def _request(self, stage: Stage) -> ResourceSpec:
+        if "resources" in stage.params:  # diagnostic stages (kind `sleep`) carry their own request
+            return ResourceSpec(**stage.params["resources"])
         return self.resources.for_kind(stage.kind)
 
     def _final_dir(self, stage: Stage) -> Path:
@@ -178,8 +181,28 @@ class Executor:
         running: dict[Any, Stage] = {}
         failed_keys: set[str] = set()
         stop = False
+        attempts: dict[str, int] = {}  # key -> submissions so far
+        retry_at: dict[str, tuple[float, Stage]] = {}  # key -> (monotonic time to resubmit, stage)
+
+        def submit(stage: Stage, records) -> Any:
+            req = self._request(stage)
+            # Retries are the driver's (with backoff), not Ray's: Ray would resubmit at once.
+            options: dict[str, Any] = {"num_cpus": req.cpus, "num_gpus": req.gpus, "max_retries": 0}
+            if req.memory_gb:
+                options["memory"] = int(req.memory_gb * 2**30)
+            attempts[stage.key] = attempts.get(stage.key, 0) + 1
+            fn = remote_fresh if KINDS.get(stage.kind).FRESH_PROCESS else remote
+            return fn.options(**options).remote(
+                stage.kind, stage.key, stage.label, stage.params, self._inputs(stage, records),
+                str(self._final_dir(stage)), str(self.store.tmp), str(self.store.run_dir), req.cpus, req.gpus,
+                self.runtime)
+
         try:
-            while pending or running:
+            while pending or running or retry_at:
+                if stop and retry_at:  # --fail-fast: retries not yet due are not run either
+                    self.store.reset(list(retry_at))
+                    summary.blocked += [stage.label for _, stage in retry_at.values()]
+                    retry_at.clear()
                 records = self.store.stages()
                 for key in list(pending):
                     stage = pending[key]
@@ -204,29 +227,38 @@ class Executor:
                         self._fail(stage, msg, summary, failed_keys)
                         stop = stop or self.fail_fast
                         continue
-                    options: dict[str, Any] = {"num_cpus": req.cpus, "num_gpus": req.gpus,
-                                               "max_retries": req.max_retries, "retry_exceptions": False}
-                    if req.memory_gb:
-                        options["memory"] = int(req.memory_gb * 2**30)
-                    fn = remote_fresh if KINDS.get(stage.kind).FRESH_PROCESS else remote
-                    ref = fn.options(**options).remote(
-                        stage.kind, stage.key, stage.label, stage.params, self._inputs(stage, records),
-                        str(self._final_dir(stage)), str(self.store.tmp), str(self.store.run_dir), req.cpus, req.gpus,
-                        self.runtime)
-                    running[ref] = stage
+                    running[submit(stage, records)] = stage
                     self.on_event("started", stage, "")
+                now = time.monotonic()
+                for key, (when, stage) in list(retry_at.items()):
+                    if when <= now and not stop:
+                        del retry_at[key]
+                        running[submit(stage, self.store.stages())] = stage
+                        self.on_event("started", stage, f"attempt {attempts[key] + 1}")
+                if not running and retry_at and not stop:
+                    time.sleep(max(0.0, min(w for w, _ in retry_at.values()) - time.monotonic()))
+                    continue
                 if not running:
                     if pending and (stop or not any(self._ready(s, records) for s in pending.values())):
                         for stage in pending.values():
                             summary.blocked.append(stage.label)
                         break
                     continue
-                done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+                wait_s = 1.0 if not retry_at else max(0.01, min(1.0, min(w for w, _ in retry_at.values()) - time.monotonic()))
+                done, _ = ray.wait(list(running), num_returns=1, timeout=wait_s)
                 for ref in done:
                     stage = running.pop(ref)
                     try:
                         payload = ray.get(ref)
                     except Exception as e:  # noqa: BLE001 - any stage failure is recorded, not raised
+                        allowed = self._request(stage).max_retries
+                        if retryable(e) and attempts[stage.key] <= allowed and not stop:
+                            delay = backoff_s(attempts[stage.key])
+                            retry_at[stage.key] = (time.monotonic() + delay, stage)
+                            summary.retried.append(stage.label)
+                            self.on_event("retrying", stage, f"{_error_text(e).splitlines()[0][:120]}; "
+                                                             f"attempt {attempts[stage.key] + 1} in {delay:.0f}s")
+                            continue
                         self._fail(stage, _error_text(e), summary, failed_keys)
                         stop = stop or self.fail_fast
                         continue
@@ -235,6 +267,7 @@ class Executor:
                     self.on_event("done", stage, f"{payload.get('wall_s', 0):.1f}s")
         except KeyboardInterrupt:
             summary.interrupted = True
+            self.store.reset(list(retry_at))
             for ref in running:
                 ray.cancel(ref, force=True)
             # Cancelled stages were never recorded done; drop their 'running' rows so status stays true.
@@ -251,6 +284,29 @@ class Executor:
         last = [ln for ln in error.strip().splitlines() if ln.strip()]
         summary.failed.append((stage.label, last[-1] if last else error))
         self.on_event("failed", stage, last[-1] if last else error)
+
+
+BACKOFF_BASE_S = 2.0
+BACKOFF_CAP_S = 60.0
+
+
+def backoff_s(attempt: int) -> float:
+    """Seconds before resubmitting after failed attempt number `attempt` (1-based): 2, 4, 8... up to 60."""
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
+
+
+def retryable(exc: BaseException) -> bool:
+    """A failure of the machinery (the worker process died, e.g. killed for memory; its node died) is
+    worth another attempt; an exception the stage itself raised (a bad value, a missing file) is final:
+    running it again would raise it again."""
+    import ray.exceptions as rex
+
+    if isinstance(getattr(exc, "cause", None), StageError) or isinstance(exc, StageError):
+        return False
+    kinds = tuple(getattr(rex, n) for n in ("WorkerCrashedError", "OutOfMemoryError", "NodeDiedError",
+                                            "LocalRayletDiedError", "RaySystemError", "ObjectLostError")
+                  if hasattr(rex, n))
+    return isinstance(exc, kinds)
 
 
 def _error_text(exc: BaseException) -> str:

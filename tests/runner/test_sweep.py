@@ -130,3 +130,27 @@ def test_failing_stage_is_recorded_and_the_rest_completes(tmp_path):
     labels = {"baseline": "evaluate pope tiny (base)", "cont-sft": "evaluate pope cont-sft/tiny/shapes-40"}
     for (method, split), flags in correct.items():
         assert 100 * sum(flags) / len(flags) == pytest.approx(stored[(labels[method], f"{split}_accuracy")])
+
+
+def test_ctrl_c_cancels_running_stages_and_the_next_run_continues(tmp_path):
+    spec = write_spec(tmp_path, "interrupted")
+    run_dir = tmp_path / "interrupted"
+    proc = subprocess.Popen([sys.executable, "-m", "matrix", "run", str(spec)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and len(done_stages(run_dir)) < 7:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sweep finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in err
+    before = done_stages(run_dir)
+    with sqlite3.connect(run_dir / "matrix.db") as con:
+        statuses = [s for (s,) in con.execute("SELECT status FROM stages")]
+        (run_status,) = con.execute("SELECT status FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    assert "running" not in statuses and run_status == "interrupted"  # the store says what is true
+    matrix("run", spec)
+    after = done_stages(run_dir)
+    assert {k: after[k] for k in before} == before  # nothing finished before Ctrl-C ran again
+    assert "nothing to do" in matrix("run", spec).stdout

@@ -1,0 +1,36 @@
+"""`sleep`: a diagnostic stage for the scheduler's tests and `scripts/bench_scheduling.py`.
+
+No spec produces it. It sleeps `seconds`, can raise (`fail`: a message) or kill its own worker
+process once (`die_once`: a marker file; the first attempt creates it and sends itself SIGKILL, as an
+out-of-memory kill would), and reports where it ran: node, GPU ids Ray gave it, pid. `resources` in
+its params (cpus, gpus, memory_gb, max_retries) is its request, in place of the spec's per-kind one.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from runner.stage import KINDS, StageKind
+
+
+@KINDS.register("sleep")
+class SleepStage(StageKind):
+    VERSION = 1
+
+    def run(self, params, inputs, out: Path, ctx):
+        import ray
+
+        marker = params.get("die_once")
+        if marker and not Path(marker).exists():
+            Path(marker).write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        if params.get("fail"):
+            raise RuntimeError(params["fail"])
+        started = time.time()
+        time.sleep(float(params.get("seconds", 0)))
+        context = ray.get_runtime_context()
+        return {"node_id": context.get_node_id(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+                "pid": os.getpid(), "slept_s": time.time() - started,
+                "inputs": sorted(inputs)}

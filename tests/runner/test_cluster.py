@@ -1,0 +1,88 @@
+"""A two-node Ray cluster on 127.0.0.1 (started and stopped here): stages land where their resources are."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from matrix.spec import ResourcesSpec
+from matrix.store import Store
+from runner.executor import Executor
+from runner.graph import StageGraph
+from runner.stage import Stage
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Head (1 CPU) + a node with 2 CPUs, 2 fake GPUs and a custom resource, all on 127.0.0.1.
+
+    `ray start` would be the obvious way, but multi-node `ray start` binds every interface; with
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (loopback) it refuses a second node. Ray's own multi-node test
+    harness (`ray.cluster_utils.Cluster`) starts the same GCS and raylet processes per node and keeps
+    them on 127.0.0.1 under that setting, so the test uses it.
+    """
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from runner.cluster import connect, node_capacities, prepare_environment
+
+    if ray.is_initialized():
+        ray.shutdown()
+    prepare_environment()  # loopback-only Ray, no usage stats, no auth
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0, "include_dashboard": False})
+    c.add_node(num_cpus=2, num_gpus=2, resources={"fast_disk": 1})
+    conn = connect(c.address, None, None)
+    deadline = time.time() + 60
+    while len(node_capacities()) < 2 and time.time() < deadline:
+        time.sleep(0.5)
+    nodes = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
+    try:
+        yield {"address": c.address, "port": int(c.address.rsplit(":", 1)[1]), "nodes": nodes,
+               "capacities": node_capacities()}
+    finally:
+        conn.shutdown()
+        c.shutdown()
+
+
+def test_the_cluster_listens_on_loopback_only(cluster):
+    if not shutil.which("ss"):
+        pytest.skip("no ss to list listening sockets")
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    ray_lines = [ln for ln in out.splitlines() if any(p in ln for p in ("gcs_server", "raylet", "ray::"))]
+    assert any(f":{cluster['port']} " in ln for ln in ray_lines), ray_lines
+    loopback = ("127.0.0.1:", "[::ffff:127.0.0.1]:", "[::1]:")
+    assert all(ln.split()[3].startswith(loopback) for ln in ray_lines), ray_lines
+
+
+def test_stages_land_on_the_node_that_has_their_resources(cluster, tmp_path):
+    gpu_node = next(nid for nid, res in cluster["nodes"].items() if res.get("GPU", 0) == 2)
+    cpu_node = next(nid for nid, res in cluster["nodes"].items() if not res.get("GPU"))
+    stages = [Stage("sleep", {"seconds": 0.2, "i": i, "resources": {"cpus": 1, "gpus": 1}}, label=f"gpu{i}")
+              for i in range(2)]
+    stages += [Stage("sleep", {"seconds": 0.2, "i": i, "resources": {"cpus": 1}}, label=f"cpu{i}") for i in range(3)]
+    store = Store(tmp_path / "run")
+    graph = StageGraph(stages={s.key: s for s in stages}, cells=[])
+    summary = Executor(store, graph, ResourcesSpec(), cluster["capacities"]).run()
+    assert summary.ok, summary.failed
+    results = {r.label: r.result for r in store.stages().values()}
+    assert {results[f"gpu{i}"]["node_id"] for i in range(2)} == {gpu_node}
+    assert all(len(results[f"gpu{i}"]["gpu_ids"]) == 1 for i in range(2))
+    # Two GPU stages at once would hold GPUs 0 and 1; one after the other may reuse one id.
+    assert {results[f"cpu{i}"]["node_id"] for i in range(3)} <= {gpu_node, cpu_node}
+
+
+def test_a_request_no_node_can_hold_fails_at_once(cluster, tmp_path):
+    # 3 CPUs and 1 GPU: the cluster has 3 CPUs in all, but no node has 3 with a GPU.
+    stage = Stage("sleep", {"resources": {"cpus": 3, "gpus": 1}}, label="too-big")
+    store = Store(tmp_path / "run")
+    t = time.monotonic()
+    summary = Executor(store, StageGraph(stages={stage.key: stage}, cells=[]), ResourcesSpec(),
+                       cluster["capacities"]).run()
+    assert time.monotonic() - t < 10
+    (label, error), = summary.failed
+    assert label == "too-big" and "asks for 3 CPU, 1 GPU on one node" in error
+    assert "1 CPU, 0 GPU" in error and "2 CPU, 2 GPU" in error

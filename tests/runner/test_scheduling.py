@@ -1,0 +1,110 @@
+"""The executor on embedded Ray with diagnostic `sleep` stages: worker deaths retried with backoff,
+stage exceptions final, independent stages in parallel, --fail-fast, an unsatisfiable request."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from matrix.spec import ResourcesSpec
+from matrix.store import Store
+from runner import executor as executor_mod
+from runner.executor import Executor, backoff_s, retryable
+from runner.graph import StageGraph
+from runner.stage import Stage
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    from runner.cluster import connect, node_capacities
+
+    conn = connect(None, num_cpus=2, num_gpus=0)
+    yield node_capacities()
+    conn.shutdown()
+
+
+def sleep(label: str, seconds: float = 0.0, deps: dict | None = None, **params) -> Stage:
+    params.setdefault("resources", {"cpus": 1})
+    return Stage("sleep", {"seconds": seconds, "label": label, **params}, deps or {}, label=label)
+
+
+def run(tmp_path, nodes, stages, **kw):
+    store = Store(tmp_path / "run")
+    graph = StageGraph(stages={s.key: s for s in stages}, cells=[])
+    events: list[tuple[str, str, str]] = []
+    summary = Executor(store, graph, ResourcesSpec(), nodes, on_event=lambda e, s, d: events.append((e, s.label, d)),
+                       **kw).run()
+    return summary, store, events
+
+
+def test_backoff_doubles_up_to_a_cap():
+    assert [backoff_s(a) for a in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 16.0]
+    assert backoff_s(30) == 60.0
+
+
+def test_a_killed_worker_is_retried_after_a_backoff_and_the_sweep_completes(ray_local, tmp_path, monkeypatch):
+    monkeypatch.setattr(executor_mod, "BACKOFF_BASE_S", 0.5)
+    marker = tmp_path / "died-once"
+    victim = sleep("victim", 0.1, die_once=str(marker), resources={"cpus": 1, "max_retries": 2})
+    after = sleep("after", 0.0, deps={"up": victim})
+    summary, store, events = run(tmp_path, ray_local, [victim, after])
+    assert summary.ok and summary.retried == ["victim"] and set(summary.ran) == {"victim", "after"}
+    assert marker.exists()  # the first attempt really died
+    retry = [e for e in events if e[0] == "retrying"]
+    assert len(retry) == 1 and "attempt 2 in" in retry[0][2]
+    records = {r.label: r for r in store.stages().values()}
+    assert records["victim"].status == "done" and records["after"].status == "done"
+    assert records["victim"].result["pid"] != int(marker.read_text())  # a new worker did it
+
+
+def test_without_retries_a_dead_worker_is_a_recorded_failure(ray_local, tmp_path):
+    victim = sleep("victim", die_once=str(tmp_path / "m"), resources={"cpus": 1, "max_retries": 0})
+    after = sleep("after", deps={"up": victim})
+    summary, store, _ = run(tmp_path, ray_local, [victim, after])
+    assert [label for label, _ in summary.failed] == ["victim"] and summary.blocked == ["after"]
+    rec = {r.label: r for r in store.stages().values()}["victim"]
+    assert rec.status == "failed" and ("died" in rec.error.lower() or "crash" in rec.error.lower())
+
+
+def test_an_exception_in_the_stage_is_final_even_with_retries(ray_local, tmp_path):
+    bad = sleep("bad", fail="missing file /nowhere.json", resources={"cpus": 1, "max_retries": 3})
+    summary, store, _ = run(tmp_path, ray_local, [bad])
+    assert summary.retried == [] and summary.failed[0][0] == "bad"
+    rec = next(iter(store.stages().values()))
+    assert "RuntimeError: missing file /nowhere.json" in rec.error and "Traceback" in rec.error
+
+
+def test_independent_stages_run_in_parallel(ray_local, tmp_path):
+    stages = [sleep(f"s{i}", 1.5) for i in range(4)]  # 2 CPUs: two waves of 1.5 s
+    t = time.monotonic()
+    summary, _, _ = run(tmp_path, ray_local, stages)
+    took = time.monotonic() - t
+    assert summary.ok and len(summary.ran) == 4
+    assert took < 4 * 1.5, f"{took:.1f}s: not run in parallel"
+
+
+def test_fail_fast_stops_scheduling_and_leaves_the_rest_pending(ray_local, tmp_path):
+    bad = sleep("bad", fail="boom")
+    later = [sleep(f"later{i}", deps={"up": sleep(f"gate{i}", 0.5)}) for i in range(2)]
+    summary, store, _ = run(tmp_path, ray_local, [bad, *later], fail_fast=True)
+    assert summary.failed[0][0] == "bad" and not summary.ok
+    statuses = {r.label: r.status for r in store.stages().values()}
+    assert "running" not in statuses.values()  # nothing left half-recorded: a re-run continues
+
+
+def test_an_unsatisfiable_request_fails_at_once_naming_what_is_missing(ray_local, tmp_path):
+    greedy = sleep("greedy", resources={"cpus": 1, "gpus": 8})
+    t = time.monotonic()
+    summary, _, _ = run(tmp_path, ray_local, [greedy])
+    assert time.monotonic() - t < 10
+    (label, error), = summary.failed
+    assert label == "greedy" and "asks for 1 CPU, 8 GPU" in error and "0 GPU" in error
+
+
+def test_retryable_classifies_machinery_failures_only():
+    import ray.exceptions as rex
+
+    assert retryable(rex.WorkerCrashedError())
+    assert not retryable(ValueError("bad value"))
