@@ -1,4 +1,5 @@
-"""A single-process DeepSpeed group: environment, process-group life cycle and the engine config."""
+"""DeepSpeed process groups: one rank by default, or the ranks `methods.launch` starts (one per GPU);
+environment, group life cycle and the engine config."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 _DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+LAUNCHED = "MATRIX_LAUNCHED_RANKS"  # set by methods.launch: the rendezvous variables are its, keep them
 
 
 def default_extensions_dir() -> None:
@@ -31,12 +33,12 @@ def process_group(on_cuda: bool) -> Iterator[None]:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        if dist.get_world_size() != 1:
-            raise NotImplementedError("methods.trainer runs one process; multi-rank data sharding is not implemented")
         yield
         return
     saved = {k: os.environ.get(k) for k in _DIST_ENV}
-    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    if not os.environ.get(LAUNCHED):
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(_free_port()))
     default_extensions_dir()
     try:
         import deepspeed
@@ -57,8 +59,23 @@ def process_group(on_cuda: bool) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def engine_config(hp: dict) -> dict:
-    """DeepSpeed config from the trainer's hyper-parameters (client optimizer and scheduler)."""
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) outside a launched group."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def engine_config(hp: dict, world_size: int = 1) -> dict:
+    """DeepSpeed config from the trainer's hyper-parameters (client optimizer and scheduler).
+
+    The global batch is `batch_size` over all ranks: each rank takes its share in micro-batches.
+    """
+    if hp["batch_size"] % (hp["micro_batch_size"] * world_size):
+        raise ValueError(f"batch_size {hp['batch_size']} must be a multiple of micro_batch_size "
+                         f"{hp['micro_batch_size']} x {world_size} ranks")
     stage = int(hp["deepspeed"]["stage"])
     zero: dict = {"stage": stage}
     if stage == 3:
@@ -68,7 +85,7 @@ def engine_config(hp: dict) -> dict:
     return {
         "train_batch_size": hp["batch_size"],
         "train_micro_batch_size_per_gpu": hp["micro_batch_size"],
-        "gradient_accumulation_steps": hp["batch_size"] // hp["micro_batch_size"],
+        "gradient_accumulation_steps": hp["batch_size"] // (hp["micro_batch_size"] * world_size),
         "gradient_clipping": float(hp["max_grad_norm"] or 0.0),
         "bf16": {"enabled": bool(hp["bf16"])},
         "zero_optimization": zero,

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from matrix.models.handle import load
 from methods import checkpoint
 from methods._data import BatchMaker, Encoded, encode_examples
-from methods._dist import default_extensions_dir, engine_config, process_group
+from methods._dist import default_extensions_dir, engine_config, process_group, world
 from methods._setup import LORA_TARGETS, gather_trainable, lr_lambda, param_groups, prepare_model  # noqa: F401
 from methods.objectives import dpo_loss, sequence_logps, sft_loss, topk_kl, topk_reference
 
@@ -127,12 +127,23 @@ class _Loop:
         import torch
 
         mbs = self.hp["micro_batch_size"]
-        micro = [idxs[i : i + mbs] for i in range(0, len(idxs), mbs)]
+        rank, size = world()
+        # Launched ranks split the global batch; a short last batch drops its remainder so that every
+        # rank makes the same number of micro-steps (their collectives must pair up).
+        idxs = idxs[: len(idxs) // size * size]
+        if not idxs:
+            return
+        share = len(idxs) // size
+        mine = idxs[rank * share : (rank + 1) * share]  # contiguous: rank r's micro-batches are the ones a
+        # single process would make from that part of the batch
+        micro = [mine[i : i + mbs] for i in range(0, len(mine), mbs)]
         lr = self.scheduler.get_last_lr()[0]
         total, rewards = 0.0, []
         for k, mi in enumerate(micro):
             loss, r = self._micro(mi)
-            weighted = loss * (len(mi) / len(idxs))
+            # DeepSpeed averages gradients over ranks: weighting by size/len(idxs) makes that average the
+            # mean over the whole global batch.
+            weighted = loss * (len(mi) * size / len(idxs))
             total += float(weighted.detach())
             if r is not None:
                 rewards.append(r)
@@ -150,6 +161,12 @@ class _Loop:
             self.optimizer.zero_grad(set_to_none=True)
         else:
             norm = self.engine.get_global_grad_norm()
+        if size > 1:
+            import torch.distributed as dist
+
+            t = torch.tensor([total], dtype=torch.float64, device=self.make_batch.device)
+            dist.all_reduce(t)
+            total = float(t.item()) / size
         entry = {"step": len(self.log) + 1, "epoch": epoch, "lr": lr, "loss": total, "examples": len(idxs)}
         entry["grad_norm"] = None if norm is None else float(norm)
         if self.ref_topk is not None:
@@ -272,7 +289,7 @@ def _train(
                 model=model,
                 optimizer=optimizer,
                 lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, factor),
-                config=engine_config(hp),
+                config=engine_config(hp, world()[1]),
             )
             module, device = engine, engine.device
             dtype = torch.bfloat16 if bf16 else torch.float32  # the engine cast the weights
@@ -297,6 +314,7 @@ def _train(
         t = time.perf_counter()
         loop.run(total_steps)
         train_s = time.perf_counter() - t
+        rank, size = world()
         named = gather_trainable(model, use_ds)
         checkpoint.save(out_dir, model, named)
         if engine is not None:
@@ -315,6 +333,8 @@ def _train(
         "dropped_truncated": dropped,
         "trainable_params": sum(t.numel() for t in named.values()),
         "deepspeed_stage": hp["deepspeed"]["stage"] if use_ds else None,
+        "rank": rank,
+        "world_size": size,
     }
     if loop.ref_topk is not None:
         result.update(ref_s=ref_s, kl_lambda=hp["kl_lambda"], kl_topk=KL_TOPK, kl_first=steps[0]["kl"], kl_final=steps[-1]["kl"])

@@ -15,14 +15,19 @@ class TrainStage(StageKind):
     FRESH_PROCESS = True  # a process group and peak-memory accounting per training run
 
     def run(self, params, inputs, out: Path, ctx):
-        from methods.trainer import train
-
-        return train(
+        args = dict(
             base_model_dir=model_dir(inputs["model"]),
             examples=load_examples(inputs["examples"]),
             image_root=resolve(inputs["data"], "image_root"),
             objective=params["objective"],
             hp=params["hp"],
-            out_dir=out,
             template=inputs["model"].result["template"],
         )
+        ranks = int(ctx.num_gpus) if ctx.num_gpus >= 2 else 1
+        if ranks > 1:  # one process per GPU of this task, DeepSpeed across them (methods/launch.py)
+            from methods.launch import launch
+
+            return launch(ranks, args, out, out / ".ranks")
+        from methods.trainer import train
+
+        return train(**args, out_dir=out)

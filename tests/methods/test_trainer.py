@@ -161,3 +161,32 @@ def test_nsft_kl_examples_train_end_to_end(tiny_world, tmp_path, hp, wrong_answe
     result = train(tiny_world.base, examples, tiny_world.image_root, "sft",
                    hp(kl_lambda=method.defaults["kl_lambda"], epochs=1), tmp_path)
     assert result["examples"] == 16 and result["dropped_truncated"] == 0 and result["kl_first"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_two_launched_ranks_train_like_one_process(tiny_world, tmp_path, hp):
+    """methods.launch: 2 processes (gloo on CPU), each half of every global batch, DeepSpeed averaging
+    their gradients, reach the single process's losses and weights; ranks 0 and 1 of a world of 2."""
+    from methods.launch import launch
+    from methods.trainer import train as train_one
+
+    examples = [{"id": r["id"], "image": r["image"], "conversations": r["conversations"]} for r in tiny_world.records]
+    cfg = hp(deepspeed={"stage": 2}, lora={"r": 8, "alpha": 16, "dropout": 0.0}, epochs=1, batch_size=8,
+             micro_batch_size=4)
+    one = train_one(tiny_world.base, examples, tiny_world.image_root, "sft", cfg, tmp_path / "one")
+    args = dict(base_model_dir=str(tiny_world.base), examples=examples, image_root=str(tiny_world.image_root),
+                objective="sft", hp=cfg, template=None)
+    two = launch(2, args, tmp_path / "two", tmp_path / "scratch")
+    assert sorted((r["rank"], r["world_size"]) for r in two["ranks"]) == [(0, 2), (1, 2)]
+    assert len({r["pid"] for r in two["ranks"]}) == 2 and not (tmp_path / "scratch").exists()
+    losses = lambda d: [s["loss"] for s in json.loads((d / checkpoint.TRAIN_LOG).read_text())["steps"]]  # noqa: E731
+    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), abs=1e-4)
+    a, b = load_file(str(tmp_path / "one" / checkpoint.NON_LORA_FILE)), load_file(str(tmp_path / "two" / checkpoint.NON_LORA_FILE))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert one["world_size"] == 1 and two["world_size"] == 2
+
+
+def test_a_multi_gpu_request_without_deepspeed_is_refused(tmp_path, hp):
+    from methods.launch import launch
+
+    with pytest.raises(ValueError, match="needs training.deepspeed"):
+        launch(2, {"hp": hp()}, tmp_path / "o", tmp_path / "s")

@@ -86,3 +86,15 @@ def test_a_request_no_node_can_hold_fails_at_once(cluster, tmp_path):
     (label, error), = summary.failed
     assert label == "too-big" and "asks for 3 CPU, 1 GPU on one node" in error
     assert "1 CPU, 0 GPU" in error and "2 CPU, 2 GPU" in error
+
+
+def test_a_two_gpu_stage_holds_both_gpus_of_one_node(cluster, tmp_path):
+    """What a 2-GPU train stage gets before methods.launch starts one rank per GPU."""
+    gpu_node = next(nid for nid, res in cluster["nodes"].items() if res.get("GPU", 0) == 2)
+    stage = Stage("sleep", {"seconds": 0.1, "resources": {"cpus": 1, "gpus": 2}}, label="pair")
+    store = Store(tmp_path / "run")
+    summary = Executor(store, StageGraph(stages={stage.key: stage}, cells=[]), ResourcesSpec(),
+                       cluster["capacities"]).run()
+    assert summary.ok
+    result = next(iter(store.stages().values())).result
+    assert result["node_id"] == gpu_node and sorted(result["gpu_ids"]) == ["0", "1"]

@@ -1,0 +1,78 @@
+"""Data-parallel training over the GPUs of one Ray task: one process per GPU, DeepSpeed across them.
+
+A train stage that asks for `gpus: N > 1` gets its N GPUs together on one node (one Ray task holds
+them; Ray never splits a task's request across nodes), and `launch` starts N processes there, rank r
+on GPU r of the task's `CUDA_VISIBLE_DEVICES`, with the rendezvous fixed explicitly: rank 0 is the
+first process, `MASTER_ADDR` 127.0.0.1 (all ranks are on this node), `MASTER_PORT` a free loopback
+port. Every rank runs `methods.trainer.train`; each takes its share of every global batch and
+DeepSpeed averages the gradients (NCCL on GPUs, gloo on CPU). Rank 0 writes the stage's output.
+
+Why a launcher inside the task rather than Ray Train's TorchTrainer: the stage stays one Ray task
+with one artifact folder and one record, so caching, resume, retries and the store need nothing new;
+DeepSpeed's own model (one process per GPU, env rendezvous) is exactly what it runs; and the same
+path runs on CPU with gloo in tests. Training across nodes (more GPUs than one node has) is not
+supported: such a request fails as unsatisfiable.
+
+    python -m methods.launch ARGS.json   (internal: one rank; its environment says which)
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from methods._dist import LAUNCHED, _free_port
+
+
+def launch(world_size: int, args: dict, out_dir: Path, scratch: Path) -> dict:
+    """Run `train(**args)` on `world_size` ranks; rank 0 writes to `out_dir`. Returns rank 0's result
+    with every rank's (rank, world size) as each process saw them."""
+    if args["hp"].get("deepspeed") is None:
+        raise ValueError(f"training on {world_size} GPUs needs training.deepspeed (it averages the ranks' gradients)")
+    scratch.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    procs = []
+    for rank in range(world_size):
+        rank_out = out_dir if rank == 0 else scratch / f"rank{rank}"
+        spec = scratch / f"args{rank}.json"
+        spec.write_text(json.dumps({**args, "out_dir": str(rank_out), "report": str(scratch / f"rank{rank}.json")},
+                                   default=str))
+        env = {**os.environ, LAUNCHED: "1", "RANK": str(rank), "LOCAL_RANK": str(rank),
+               "WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        log = open(scratch / f"rank{rank}.log", "w")
+        procs.append((subprocess.Popen([sys.executable, "-m", "methods.launch", str(spec)], env=env,
+                                       stdout=log, stderr=subprocess.STDOUT), log))
+    codes = []
+    for proc, log in procs:
+        codes.append(proc.wait())
+        log.close()
+    if any(codes):
+        bad = next(r for r, c in enumerate(codes) if c)
+        tail = (scratch / f"rank{bad}.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"rank {bad} of {world_size} exited with {codes[bad]}:\n{tail}")
+    reports = [json.loads((scratch / f"rank{r}.json").read_text()) for r in range(world_size)]
+    result = reports[0]
+    result["ranks"] = [{"rank": r["rank"], "world_size": r["world_size"], "pid": r["pid"]} for r in reports]
+    shutil.rmtree(scratch, ignore_errors=True)
+    return result
+
+
+def main(argv: list[str]) -> None:
+    from methods.trainer import train
+
+    args = json.loads(Path(argv[0]).read_text())
+    report = Path(args.pop("report"))
+    if os.environ.get("CUDA_VISIBLE_DEVICES"):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    result = train(**args)
+    report.write_text(json.dumps({**result, "pid": os.getpid()}, default=str))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
