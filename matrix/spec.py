@@ -79,6 +79,8 @@ class BenchmarkSpec(Strict):
     limit: int | None = Field(None, gt=0, description="evaluate only the first N questions of each split or subtask")
     max_new_tokens: int | None = Field(None, gt=0)
     batch_size: int | None = Field(None, gt=0)
+    shards: int = Field(1, ge=1, description="answer the questions in this many stages (e.g. one per GPU), "
+                                             "then score all answers together")
 
     @model_validator(mode="after")
     def _one_source(self) -> "BenchmarkSpec":

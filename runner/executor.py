@@ -134,7 +134,10 @@ class Executor:
     def _request(self, stage: Stage) -> ResourceSpec:
         if "resources" in stage.params:  # diagnostic stages (kind `sleep`) carry their own request
             return ResourceSpec(**stage.params["resources"])
-        return self.resources.for_kind(stage.kind)
+        request = self.resources.for_kind(stage.kind)
+        if stage.kind == "evaluate" and stage.params.get("shards"):  # scores shards' answers: no model, no GPU
+            return ResourceSpec(cpus=min(1.0, request.cpus), max_retries=request.max_retries)
+        return request
 
     def _final_dir(self, stage: Stage) -> Path:
         return self.store.artifact_dir(stage.key, stage.kind)

@@ -167,6 +167,14 @@ class _Builder:
         if train is not None:
             deps["checkpoint"] = train
         who = cell.label if train is not None else f"{cell.base_model} (base)"
+        if b.shards > 1:
+            # Each shard answers a contiguous slice of the questions (its own stage: its own GPU); the
+            # evaluate stage then scores the answers of all shards together, loading no model.
+            shards = {f"shard{i}": self.add(Stage("evaluate", {**params, "shard": [i, b.shards]}, deps,
+                                                  label=f"answer {bench_id} {who} [{i + 1}/{b.shards}]"))
+                      for i in range(b.shards)}
+            return self.add(Stage("evaluate", {**params, "shards": b.shards}, {"bench": deps["bench"], **shards},
+                                  label=f"evaluate {bench_id} {who}"))
         return self.add(Stage("evaluate", params, deps, label=f"evaluate {bench_id} {who}"))
 
 

@@ -1,4 +1,10 @@
-"""`evaluate`: answer a benchmark's questions with the official decode settings and score them."""
+"""`evaluate`: answer a benchmark's questions with the official decode settings and score them.
+
+With `benchmarks[].shards: N` the work splits: N evaluate stages with `shard: [i, N]` each answer a
+contiguous slice (each its own Ray task, so its own GPU), and the cell's evaluate stage with
+`shards: N` reads their answers in order and scores them all together (it loads no model). The
+answers and scores equal one unsharded stage's: greedy decoding does not depend on the batch.
+"""
 from __future__ import annotations
 
 import json
@@ -18,6 +24,45 @@ class EvaluateStage(StageKind):
 
     def run(self, params, inputs, out: Path, ctx):
         from benchmarks.base import BENCHMARKS
+
+        bench = BENCHMARKS.get(params["benchmark"])()
+        samples = bench.load(resolve(inputs["bench"], "root"), limit=params.get("limit"))
+        if "shard" in params:  # answer one slice; the evaluate stage of all shards scores them
+            i, n = params["shard"]
+            lo, hi = shard_bounds(len(samples), i, n)
+            answers, elapsed = self._answer(params, inputs, bench, samples[lo:hi])
+            self._write_answers(out, samples[lo:hi], answers)
+            return {"questions": hi - lo, "shard": [i, n], "answers_per_s": (hi - lo) / max(elapsed, 1e-9)}
+        if params.get("shards"):
+            answers, elapsed = [], 0.0
+            for i in range(params["shards"]):
+                dep = inputs[f"shard{i}"]
+                with open(dep.dir / "answers.jsonl", encoding="utf-8") as f:
+                    answers += [json.loads(line)["text"] for line in f if line.strip()]
+                elapsed += dep.result["questions"] / max(dep.result["answers_per_s"], 1e-9)
+            if len(answers) != len(samples):
+                raise ValueError(f"{params['benchmark']}: the shards answered {len(answers)} of {len(samples)} questions")
+        else:
+            answers, elapsed = self._answer(params, inputs, bench, samples)
+        judge = None
+        if bench.needs_judge:
+            from benchmarks.judge import open_judge
+            from matrix.spec import JudgeSpec
+
+            judge = open_judge(JudgeSpec.model_validate(ctx.runtime["judge"]))
+        scored = bench.score(samples, answers, judge=judge)
+        self._write_answers(out, samples, answers)
+        with open(out / "scores.jsonl", "w") as f:
+            for row in scored.per_sample:
+                f.write(json.dumps(row, default=str) + "\n")
+        (out / "metrics.json").write_text(json.dumps(scored.metrics, indent=1))
+        result = {"metrics": scored.metrics, "questions": len(samples), "answers_per_s": len(samples) / max(elapsed, 1e-9)}
+        if judge is not None:
+            result["judge"] = {**judge.describe(), **judge.usage()}
+        return result
+
+    @staticmethod
+    def _answer(params, inputs, bench, samples) -> tuple[list[str], float]:
         from matrix.models.handle import load
 
         template = inputs["model"].result["template"]
@@ -27,29 +72,20 @@ class EvaluateStage(StageKind):
             handle = load_trained(model_dir(inputs["model"]), inputs["checkpoint"].dir, template=template)
         else:
             handle = load(model_dir(inputs["model"]), template=template)
-        bench = BENCHMARKS.get(params["benchmark"])()
-        samples = bench.load(resolve(inputs["bench"], "root"), limit=params.get("limit"))
         images = [Image.open(s.image).convert("RGB") if s.image is not None else None for s in samples]
         start = time.time()
         answers = handle.generate(images, [s.question for s in samples],
                                   max_new_tokens=params.get("max_new_tokens") or bench.max_new_tokens, batch_size=16,
                                   num_beams=params.get("num_beams", 1))
-        elapsed = time.time() - start
-        judge = None
-        if bench.needs_judge:
-            from benchmarks.judge import open_judge
-            from matrix.spec import JudgeSpec
+        return answers, time.time() - start
 
-            judge = open_judge(JudgeSpec.model_validate(ctx.runtime["judge"]))
-        scored = bench.score(samples, answers, judge=judge)
+    @staticmethod
+    def _write_answers(out: Path, samples, answers) -> None:
         with open(out / "answers.jsonl", "w") as f:
             for s, a in zip(samples, answers):
                 f.write(json.dumps({"question_id": s.question_id, "prompt": s.question, "text": a}) + "\n")
-        with open(out / "scores.jsonl", "w") as f:
-            for row in scored.per_sample:
-                f.write(json.dumps(row, default=str) + "\n")
-        (out / "metrics.json").write_text(json.dumps(scored.metrics, indent=1))
-        result = {"metrics": scored.metrics, "questions": len(samples), "answers_per_s": len(samples) / max(elapsed, 1e-9)}
-        if judge is not None:
-            result["judge"] = {**judge.describe(), **judge.usage()}
-        return result
+
+
+def shard_bounds(n: int, i: int, shards: int) -> tuple[int, int]:
+    """Questions [lo, hi) of shard i of `shards`: contiguous, sizes differing by at most one."""
+    return n * i // shards, n * (i + 1) // shards

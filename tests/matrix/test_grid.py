@@ -66,3 +66,15 @@ def test_changed_hyperparameter_reruns_only_downstream(tmp_path):
     kinds_changed = {s.kind for k, s in after.stages.items() if k not in before.stages}
     assert kinds_changed == {"train", "evaluate"}
     assert before.counts()["evaluate"] == after.counts()["evaluate"]
+
+
+def test_sharded_benchmark_adds_answer_stages_and_one_scoring_stage(tmp_path):
+    s = spec(tmp_path, "", ["benchmarks=[{id: pope, synthetic: 10, shards: 3}]"])
+    planned = api.plan(s)
+    evals = [st for st in planned.graph.stages.values() if st.kind == "evaluate"]
+    cells = len(planned.graph.cells)
+    assert len(evals) == cells * 4  # 3 answer shards + the scoring stage per cell
+    for cs in planned.graph.cells:
+        scoring = cs.evaluate["pope"]
+        assert scoring.params["shards"] == 3 and sorted(scoring.deps) == ["bench", "shard0", "shard1", "shard2"]
+        assert [scoring.deps[f"shard{i}"].params["shard"] for i in range(3)] == [[0, 3], [1, 3], [2, 3]]

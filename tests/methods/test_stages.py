@@ -85,3 +85,31 @@ def test_nsft_construct_stage_builds_the_judge_from_runtime_settings(tiny_world,
             ConstructStage().run({**params, "judge": "other"}, inputs, tmp_path / "out0", _ctx(tmp_path, runtime))
     examples = json.loads((tmp_path / "out1" / "examples.json").read_text())
     assert len(examples[0]["conversations"]) == 12
+
+
+def test_sharded_evaluation_scores_exactly_like_one_stage(tiny_world, tmp_path):
+    """Three shards answer contiguous slices; the evaluate stage over them scores the same answers."""
+    from benchmarks.base import BENCHMARKS
+    from runner.kinds.evaluate import EvaluateStage, shard_bounds
+
+    assert [shard_bounds(10, i, 3) for i in range(3)] == [(0, 3), (3, 6), (6, 10)]
+    BENCHMARKS.get("pope")().synthesize(tmp_path / "bench", 4, seed=0)
+    inputs = {"model": StageInput(tiny_world.base.parent, {"model_dir": tiny_world.base.name, "template": "plain_v1"}),
+              "bench": StageInput(tmp_path / "bench", {"root": "."})}
+    params = {"benchmark": "pope", "limit": None, "max_new_tokens": 4}
+    (tmp_path / "whole").mkdir()
+    whole = EvaluateStage().run(params, inputs, tmp_path / "whole", _ctx(tmp_path))
+    shards = {}
+    for i in range(3):
+        out = tmp_path / f"shard{i}"
+        out.mkdir()
+        res = EvaluateStage().run({**params, "shard": [i, 3]}, inputs, out, _ctx(tmp_path))
+        assert "metrics" not in res  # a shard answers; it does not score
+        shards[f"shard{i}"] = StageInput(out, res)
+    assert sum(s.result["questions"] for s in shards.values()) == whole["questions"]
+    (tmp_path / "merged").mkdir()
+    merged = EvaluateStage().run({**params, "shards": 3}, {"bench": inputs["bench"], **shards},
+                                 tmp_path / "merged", _ctx(tmp_path))  # no model input: it loads none
+    assert merged["metrics"] == whole["metrics"]
+    read = lambda d: (d / "answers.jsonl").read_text()  # noqa: E731
+    assert read(tmp_path / "merged") == read(tmp_path / "whole")
