@@ -66,11 +66,18 @@ def test_without_retries_a_dead_worker_is_a_recorded_failure(ray_local, tmp_path
     assert [label for label, _ in summary.failed] == ["victim"] and summary.blocked == ["after"]
     rec = {r.label: r for r in store.stages().values()}["victim"]
     assert rec.status == "failed" and ("died" in rec.error.lower() or "crash" in rec.error.lower())
+    store.close()
+    # The store is consistent: running the same graph again (the worker no longer dies) completes it.
+    again, store, _ = run(tmp_path, ray_local, [victim, after])
+    assert again.ok and set(again.ran) == {"victim", "after"}
+    assert {r.status for r in store.stages().values()} == {"done"}
 
 
 def test_an_exception_in_the_stage_is_final_even_with_retries(ray_local, tmp_path):
     bad = sleep("bad", fail="missing file /nowhere.json", resources={"cpus": 1, "max_retries": 3})
+    t = time.monotonic()
     summary, store, _ = run(tmp_path, ray_local, [bad])
+    assert time.monotonic() - t < 2.0  # no backoff waited: not retried
     assert summary.retried == [] and summary.failed[0][0] == "bad"
     rec = next(iter(store.stages().values()))
     assert "RuntimeError: missing file /nowhere.json" in rec.error and "Traceback" in rec.error
