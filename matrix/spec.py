@@ -81,6 +81,8 @@ class BenchmarkSpec(Strict):
     batch_size: int | None = Field(None, gt=0)
     shards: int = Field(1, ge=1, description="answer the questions in this many stages (e.g. one per GPU), "
                                              "then score all answers together")
+    judge: "JudgeSpec | None" = Field(None, description="the judge scoring this benchmark; default: the spec's "
+                                                         "'judge' (which also writes nSFT's conversations)")
 
     @model_validator(mode="after")
     def _one_source(self) -> "BenchmarkSpec":
@@ -236,6 +238,9 @@ class JudgeSpec(Strict):
         return self.model if self.provider == "openai" else f"{self.provider}:{self.model}"
 
 
+BenchmarkSpec.model_rebuild()
+
+
 # ---- the spec ------------------------------------------------------------------------------------
 class Spec(Strict):
     name: str
@@ -289,6 +294,16 @@ class Spec(Strict):
 
     def benchmark(self, bench_id: str) -> BenchmarkSpec:
         return next(b for b in self.benchmarks if b.id == bench_id)
+
+    def judge_for(self, bench_id: str) -> "JudgeSpec | None":
+        """The judge that scores a benchmark: its own, else the spec's."""
+        return self.benchmark(bench_id).judge or self.judge
+
+    def runtime(self) -> dict[str, Any]:
+        """Judge settings the stages get outside their keys (server, concurrency): the spec's judge, and
+        each benchmark's own where it has one."""
+        return {"judge": self.judge.model_dump(mode="json") if self.judge else None,
+                "judges": {b.id: b.judge.model_dump(mode="json") for b in self.benchmarks if b.judge}}
 
 
 # ---- loading -------------------------------------------------------------------------------------
@@ -440,7 +455,7 @@ def _check_references(spec: Spec, data: dict, lines: LineMap) -> list[Problem]:
             add(("benchmarks", i), f"unknown benchmark {b.id!r}; known: {', '.join(BENCHMARKS.names())}")
         if b.id in seen_benchmarks:
             add(("benchmarks", i), f"benchmark {b.id!r} listed twice")
-        if b.id in BENCHMARKS and BENCHMARKS.get(b.id).needs_judge and spec.judge is None:
+        if b.id in BENCHMARKS and BENCHMARKS.get(b.id).needs_judge and spec.judge is None and b.judge is None:
             add(("benchmarks", i), f"benchmark {b.id!r} is scored by a judge LLM: add a 'judge' section")
         seen_benchmarks.add(b.id)
     needs_data = any(m.id in METHODS and METHODS.get(m.id).objective != "none" for m in spec.methods)

@@ -56,6 +56,9 @@ def connect(address: str | None, num_cpus: int | None, num_gpus: int | None) -> 
         ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         return Connection(address, False, [])
     ray.init(
+        # "local": always a fresh instance of our own, never a cluster some `ray start` (or a test)
+        # left running on this machine, which plain ray.init() would try to join.
+        address="local",
         num_cpus=num_cpus or os.cpu_count(),
         num_gpus=num_gpus,
         include_dashboard=False,

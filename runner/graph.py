@@ -162,18 +162,23 @@ class _Builder:
             params["num_beams"] = plugin.num_beams  # official decoding other than greedy (SHR: 5 beams)
         if plugin.needs_judge:
             # The judge model changes the score; its server address and concurrency do not.
-            params["judge"] = self.spec.judge.key() if self.spec.judge else None
+            judge = self.spec.judge_for(bench_id)
+            params["judge"] = judge.key() if judge else None
         deps = {"model": self.model(cell.base_model), "bench": self.benchmark_data(bench_id)}
         if train is not None:
             deps["checkpoint"] = train
         who = cell.label if train is not None else f"{cell.base_model} (base)"
-        if b.shards > 1:
+        if b.shards > 1 or plugin.needs_judge:
             # Each shard answers a contiguous slice of the questions (its own stage: its own GPU); the
-            # evaluate stage then scores the answers of all shards together, loading no model.
-            shards = {f"shard{i}": self.add(Stage("evaluate", {**params, "shard": [i, b.shards]}, deps,
-                                                  label=f"answer {bench_id} {who} [{i + 1}/{b.shards}]"))
-                      for i in range(b.shards)}
-            return self.add(Stage("evaluate", {**params, "shards": b.shards}, {"bench": deps["bench"], **shards},
+            # evaluate stage then scores the answers of all shards together, loading no model. Judged
+            # benchmarks always split (one shard at least): their answers do not depend on the judge,
+            # so another judge scores the stored answers without generating them again.
+            answer = {k: v for k, v in params.items() if k != "judge"}
+            n = b.shards
+            shards = {f"shard{i}": self.add(Stage("evaluate", {**answer, "shard": [i, n]}, deps,
+                                                  label=f"answer {bench_id} {who}" + (f" [{i + 1}/{n}]" if n > 1 else "")))
+                      for i in range(n)}
+            return self.add(Stage("evaluate", {**params, "shards": n}, {"bench": deps["bench"], **shards},
                                   label=f"evaluate {bench_id} {who}"))
         return self.add(Stage("evaluate", params, deps, label=f"evaluate {bench_id} {who}"))
 

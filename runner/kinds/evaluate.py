@@ -49,7 +49,13 @@ class EvaluateStage(StageKind):
             from benchmarks.judge import open_judge
             from matrix.spec import JudgeSpec
 
-            judge = open_judge(JudgeSpec.model_validate(ctx.runtime["judge"]))
+            runtime = (ctx.runtime.get("judges") or {}).get(params["benchmark"]) or ctx.runtime.get("judge")
+            if not runtime:
+                raise ValueError(f"{params['benchmark']} is scored by a judge, but no judge settings were given")
+            settings = JudgeSpec.model_validate(runtime)
+            if settings.key() != params["judge"]:
+                raise ValueError(f"judge {settings.key()!r} differs from the stage's {params['judge']!r}")
+            judge = open_judge(settings)
         scored = bench.score(samples, answers, judge=judge)
         self._write_answers(out, samples, answers)
         with open(out / "scores.jsonl", "w") as f:

@@ -17,11 +17,12 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 # table7: data = 1 + 3; generation greedy (nSFT, SeVa's chosen) + augmented (SeVa); five trained
 #   methods; 6 cells x 3 benchmarks.
 # fig4: data = 1 + 9; four nested subsets; greedy, augmented, sampled once on 10k; 5 trained methods x
-#   4 scales; 21 cells (baseline once) x 9 benchmarks.
+#   4 scales; 21 cells (baseline once) x (9 benchmarks + an answer stage for each judged one, MMVet and
+#   MMHal) = 231.
 EXPECTED = {
     "table6": {"model": 1, "data": 5, "subset": 1, "generate": 1, "construct": 3, "train": 3, "evaluate": 16},
     "table7": {"model": 1, "data": 4, "subset": 1, "generate": 2, "construct": 5, "train": 5, "evaluate": 18},
-    "fig4": {"model": 1, "data": 10, "subset": 4, "generate": 3, "construct": 20, "train": 20, "evaluate": 189},
+    "fig4": {"model": 1, "data": 10, "subset": 4, "generate": 3, "construct": 20, "train": 20, "evaluate": 231},
 }
 
 
@@ -32,3 +33,22 @@ def test_every_shipped_spec_plans(path):
     assert planned.graph.stages
     if path.stem in EXPECTED:
         assert dict(planned.graph.counts()) == EXPECTED[path.stem]
+
+
+def test_another_judge_scores_the_stored_answers(tmp_path):
+    """Judged benchmarks answer in a stage of their own that the judge is not part of: switching the
+    MMHal judge (ChatGPT-3.5 -> GPT-4, the paper's Table 8) re-plans only MMHal's scoring stages, and
+    nothing that nSFT's construction judge (the spec's `judge`) feeds."""
+    first = api.plan(load_spec(SPECS / "table9.yaml"))
+    text = (SPECS / "table9.yaml").read_text()
+    assert "judge: {model: gpt-3.5-turbo}" in text
+    (tmp_path / "t9.yaml").write_text(text.replace("judge: {model: gpt-3.5-turbo}", "judge: {model: gpt-4-0613}"))
+    second = api.plan(load_spec(tmp_path / "t9.yaml"))
+    changed = [s for s in first.graph.stages.values() if s.key not in second.graph.stages]
+    assert {s.params.get("benchmark") for s in changed} == {"mmhal"}
+    assert all(s.kind == "evaluate" and "shards" in s.params for s in changed)
+    assert len(changed) == len(first.graph.cells)  # one scoring stage per cell; no answer stage re-planned
+    # The construction judge is another matter: it writes nSFT's data, so nSFT retrains.
+    third = api.plan(load_spec(SPECS / "table9.yaml", ["judge.model=gpt-4o"]))
+    retrained = {s.label for s in first.graph.stages.values() if s.key not in third.graph.stages and s.kind == "train"}
+    assert retrained and all(" nsft/" in f" {label}" for label in retrained)
