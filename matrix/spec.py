@@ -132,10 +132,15 @@ class TrainingSpec(Strict):
 
 
 class MethodEntry(Strict):
-    id: str
+    id: str = Field(description="the row's name in the grid and tables; also the plug-in unless 'method' is given")
+    method: str | None = Field(None, description="the method plug-in, when several rows use one (e.g. external)")
     label: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict, description="training keys for this method only")
     params: dict[str, Any] = Field(default_factory=dict, description="method-specific construction settings")
+
+    @property
+    def plugin(self) -> str:
+        return self.method or self.id
 
 
 class GenerationSpec(Strict):
@@ -182,6 +187,7 @@ class ResourcesSpec(Strict):
     construct_: ResourceSpec = Field(default_factory=lambda: ResourceSpec(cpus=0.5), alias="construct")
     train: ResourceSpec = Field(default_factory=ResourceSpec)
     evaluate: ResourceSpec = Field(default_factory=ResourceSpec)
+    checkpoint: ResourceSpec = Field(default_factory=lambda: ResourceSpec(cpus=0.5))
 
     def for_kind(self, kind: str) -> ResourceSpec:
         return getattr(self, "construct_" if kind == "construct" else kind)
@@ -441,8 +447,11 @@ def _check_references(spec: Spec, data: dict, lines: LineMap) -> list[Problem]:
             add(("base_models", name, "family"), f"unknown model family {bm.family!r}; known: {', '.join(FAMILIES.names())}")
     seen_methods: set[str] = set()
     for i, m in enumerate(spec.methods):
-        if m.id not in METHODS:
-            add(("methods", i), f"unknown method {m.id!r}; known: {', '.join(METHODS.names())}")
+        if m.plugin not in METHODS:
+            add(("methods", i), f"unknown method {m.plugin!r}; known: {', '.join(METHODS.names())}")
+        else:
+            for msg in METHODS.get(m.plugin).check_params(m.params):
+                add(("methods", i, "params"), msg)
         if m.id in seen_methods:
             add(("methods", i), f"method {m.id!r} listed twice")
         seen_methods.add(m.id)
@@ -458,7 +467,7 @@ def _check_references(spec: Spec, data: dict, lines: LineMap) -> list[Problem]:
         if b.id in BENCHMARKS and BENCHMARKS.get(b.id).needs_judge and spec.judge is None and b.judge is None:
             add(("benchmarks", i), f"benchmark {b.id!r} is scored by a judge LLM: add a 'judge' section")
         seen_benchmarks.add(b.id)
-    needs_data = any(m.id in METHODS and METHODS.get(m.id).objective != "none" for m in spec.methods)
+    needs_data = any(m.plugin in METHODS and METHODS.get(m.plugin).objective != "none" for m in spec.methods)
     if needs_data and (not spec.datasets or not spec.scales):
         add(("methods",), "training methods need at least one entry in 'datasets' and in 'scales'")
     for t, table in enumerate(spec.tables):
@@ -486,7 +495,7 @@ def training_params(spec: Spec, method_id: str) -> dict[str, Any]:
     from methods.base import METHODS
 
     merged = TrainingSpec().model_dump(mode="json")
-    merged = _deep_merge(merged, METHODS.get(method_id).defaults)
+    merged = _deep_merge(merged, METHODS.get(spec.method(method_id).plugin).defaults)
     merged = _deep_merge(merged, spec.training.model_dump(mode="json", exclude_unset=True))
     merged = _deep_merge(merged, spec.method(method_id).overrides)
     return TrainingSpec.model_validate(merged).model_dump(mode="json")

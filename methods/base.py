@@ -130,6 +130,11 @@ class Method:
         """Extra parameters of the `generate` stage of response kind `mode` (e.g. SeVa's augmentation)."""
         return {}
 
+    @classmethod
+    def check_params(cls, params: dict) -> list[str]:
+        """Problems with a spec's `params` for this method (each a message); none by default."""
+        return []
+
     def uses_judge(self, params: dict) -> bool:
         """Whether construct with these params may call the judge (then its model joins the stage key)."""
         return "judge" in self.needs

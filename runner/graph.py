@@ -70,6 +70,18 @@ def _file_fingerprint(path: Path) -> str | None:
     return None
 
 
+def _folder_fingerprint(path: Path) -> str | None:
+    """Names, sizes and modification times of every file under a folder (cheap for GBs of weights)."""
+    if not path.is_dir():
+        return None
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{p.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
 class _Builder:
     def __init__(self, spec: Spec, all_cells: list[Cell]):
         self.spec = spec
@@ -80,10 +92,29 @@ class _Builder:
         return self.stages.setdefault(stage.key, stage)
 
     def model(self, name: str) -> Stage:
-        entry = self.spec.base_models[name]
+        return self.model_of(self.spec.base_models[name], f"model {name}")
+
+    def model_of(self, entry, label: str) -> Stage:
         family = FAMILIES.get(entry.family)()
         params = {"family": entry.family, "template": template_for(entry), **family.stage_params(entry)}
-        return self.add(Stage("model", params, label=f"model {name}"))
+        return self.add(Stage("model", params, label=label))
+
+    def evaluated(self, cell: Cell, train: Stage | None) -> tuple[Stage, Stage | None, str]:
+        """(model stage, checkpoint stage or None, label) of what a cell evaluates: its base model with
+        its trained checkpoint, or an external row's own model or checkpoint."""
+        entry = self.spec.method(cell.method)
+        if entry.plugin == "external":
+            from matrix.spec import BaseModelSpec
+
+            who = f"{cell.method}/{cell.base_model}"
+            if entry.params.get("model"):
+                return self.model_of(BaseModelSpec.model_validate(entry.params["model"]), f"model {cell.method}"), None, who
+            path = Path(entry.params["checkpoint"]).expanduser().resolve()
+            ckpt = self.add(Stage("checkpoint", {"path": str(path), "files": _folder_fingerprint(path)},
+                                  label=f"checkpoint {cell.method}"))
+            return self.model(cell.base_model), ckpt, who
+        who = cell.label if train is not None else f"{cell.base_model} (base)"
+        return self.model(cell.base_model), train, who
 
     def dataset(self, name: str) -> Stage:
         ds = self.spec.datasets[name]
@@ -129,16 +160,16 @@ class _Builder:
     def train(self, cell: Cell) -> Stage | None:
         from methods.base import METHODS
 
-        method = METHODS.get(cell.method)
+        entry = self.spec.method(cell.method)
+        method = METHODS.get(entry.plugin)
         if method.objective == "none":
             return None
-        entry = self.spec.method(cell.method)
         plugin = method()
         deps = {"data": self.dataset(cell.dataset), "subset": self.subset(cell.dataset, cell.scale)}
         for mode in method.responses:
             extra = plugin.generation_params(mode, entry.params, cell.base_model)
             deps[f"responses.{mode}"] = self.generate(cell.base_model, cell.dataset, mode, cell.seed, extra)
-        construct_params = {"method": cell.method, "version": method.version, "params": entry.params}
+        construct_params = {"method": entry.plugin, "version": method.version, "params": entry.params}
         if "model" in method.needs:  # SIMA's self-critic runs the base model itself
             deps["model"] = self.model(cell.base_model)
         if plugin.uses_judge(entry.params):
@@ -164,10 +195,10 @@ class _Builder:
             # The judge model changes the score; its server address and concurrency do not.
             judge = self.spec.judge_for(bench_id)
             params["judge"] = judge.key() if judge else None
-        deps = {"model": self.model(cell.base_model), "bench": self.benchmark_data(bench_id)}
-        if train is not None:
-            deps["checkpoint"] = train
-        who = cell.label if train is not None else f"{cell.base_model} (base)"
+        model, checkpoint, who = self.evaluated(cell, train)
+        deps = {"model": model, "bench": self.benchmark_data(bench_id)}
+        if checkpoint is not None:
+            deps["checkpoint"] = checkpoint
         if b.shards > 1 or plugin.needs_judge:
             # Each shard answers a contiguous slice of the questions (its own stage: its own GPU); the
             # evaluate stage then scores the answers of all shards together, loading no model. Judged

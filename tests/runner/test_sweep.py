@@ -154,3 +154,25 @@ def test_ctrl_c_cancels_running_stages_and_the_next_run_continues(tmp_path):
     after = done_stages(run_dir)
     assert {k: after[k] for k in before} == before  # nothing finished before Ctrl-C ran again
     assert "nothing to do" in matrix("run", spec).stdout
+
+
+def test_an_external_row_from_a_finished_checkpoint_matches_its_source(tmp_path):
+    """Another run's train output as an `external` row: no training, and the same numbers as its source."""
+    spec = write_spec(tmp_path, "source")
+    matrix("run", spec, "--only", "method=baseline|cont-sft")
+    with sqlite3.connect(tmp_path / "source" / "matrix.db") as con:
+        (key,) = con.execute("SELECT key FROM stages WHERE label = 'train cont-sft/tiny/shapes-40'").fetchone()
+    ckpt = tmp_path / "source" / "artifacts" / "train" / key[:16]
+    text = spec.read_text().replace(
+        "methods: [baseline, cont-sft, gt-dpo]",
+        f"methods: [baseline, {{id: copy, method: external, params: {{checkpoint: {ckpt}}}}}]")
+    assert text != spec.read_text()
+    other = tmp_path / "other.yaml"
+    other.write_text(text.replace(f"output_dir: {tmp_path / 'source'}", f"output_dir: {tmp_path / 'other'}"))
+    matrix("run", other)
+    with sqlite3.connect(tmp_path / "other" / "matrix.db") as con:
+        kinds = [k for (k,) in con.execute("SELECT kind FROM stages")]
+    assert "train" not in kinds and kinds.count("checkpoint") == 1
+    rows = {r["method"]: r for r in json.loads(matrix("report", other, "--format", "json").stdout)}
+    source = {r["method"]: r for r in json.loads(matrix("report", spec, "--format", "json").stdout)}
+    assert rows["copy"]["pope"] == source["cont-sft"]["pope"] and rows["copy"]["mme"] == source["cont-sft"]["mme"]
