@@ -72,7 +72,7 @@ def check_files(spec: Spec, spec_path: str | Path) -> None:
             from benchmarks.base import BENCHMARKS, BenchmarkFileError
 
             try:
-                BENCHMARKS.get(b.id)().load(Path(b.path).expanduser(), limit=1)
+                BENCHMARKS.get(b.plugin)().load(Path(b.path).expanduser(), limit=1)
             except (BenchmarkFileError, FileNotFoundError) as e:
                 add(("benchmarks", i, "path"), str(e))
     if problems:

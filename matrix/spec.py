@@ -73,7 +73,9 @@ class DatasetSpec(Strict):
 
 
 class BenchmarkSpec(Strict):
-    id: str
+    id: str = Field(description="the entry's name in tables; also the benchmark plug-in unless 'benchmark' is given")
+    benchmark: str | None = Field(None, description="the benchmark plug-in, when an entry's id differs (one "
+                                                    "benchmark listed twice, e.g. scored by two judges)")
     path: Path | None = Field(None, description="folder in LLaVA's playground/data/eval layout")
     synthetic: int | None = Field(None, gt=0, description="generate a synthetic version with this many images")
     limit: int | None = Field(None, gt=0, description="evaluate only the first N questions of each split or subtask")
@@ -83,6 +85,10 @@ class BenchmarkSpec(Strict):
                                              "then score all answers together")
     judge: "JudgeSpec | None" = Field(None, description="the judge scoring this benchmark; default: the spec's "
                                                          "'judge' (which also writes nSFT's conversations)")
+
+    @property
+    def plugin(self) -> str:
+        return self.benchmark or self.id
 
     @model_validator(mode="after")
     def _one_source(self) -> "BenchmarkSpec":
@@ -309,7 +315,7 @@ class Spec(Strict):
         """Judge settings the stages get outside their keys (server, concurrency): the spec's judge, and
         each benchmark's own where it has one."""
         return {"judge": self.judge.model_dump(mode="json") if self.judge else None,
-                "judges": {b.id: b.judge.model_dump(mode="json") for b in self.benchmarks if b.judge}}
+                "judges": {b.judge.key(): b.judge.model_dump(mode="json") for b in self.benchmarks if b.judge}}
 
 
 # ---- loading -------------------------------------------------------------------------------------
@@ -460,11 +466,11 @@ def _check_references(spec: Spec, data: dict, lines: LineMap) -> list[Problem]:
             add(("methods", i, "overrides"), f"unknown training keys {sorted(bad)}; known: {', '.join(TrainingSpec.model_fields)}")
     seen_benchmarks: set[str] = set()
     for i, b in enumerate(spec.benchmarks):
-        if b.id not in BENCHMARKS:
-            add(("benchmarks", i), f"unknown benchmark {b.id!r}; known: {', '.join(BENCHMARKS.names())}")
+        if b.plugin not in BENCHMARKS:
+            add(("benchmarks", i), f"unknown benchmark {b.plugin!r}; known: {', '.join(BENCHMARKS.names())}")
         if b.id in seen_benchmarks:
             add(("benchmarks", i), f"benchmark {b.id!r} listed twice")
-        if b.id in BENCHMARKS and BENCHMARKS.get(b.id).needs_judge and spec.judge is None and b.judge is None:
+        if b.plugin in BENCHMARKS and BENCHMARKS.get(b.plugin).needs_judge and spec.judge is None and b.judge is None:
             add(("benchmarks", i), f"benchmark {b.id!r} is scored by a judge LLM: add a 'judge' section")
         seen_benchmarks.add(b.id)
     needs_data = any(m.plugin in METHODS and METHODS.get(m.plugin).objective != "none" for m in spec.methods)

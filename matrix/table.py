@@ -114,7 +114,9 @@ def build_table(table: TableSpec, frame: pd.DataFrame, spec: Spec,
                 headline: Callable[[str], str] | None = None, alpha: float = 0.05) -> ReportTable:
     """Build `table` from `collect()`'s long frame. `headline(benchmark_id)` resolves `metric: null`
     (default: the benchmark registry)."""
-    headline = headline or headline_metric
+    if headline is None:
+        plugins = {b.id: b.plugin for b in spec.benchmarks}
+        headline = lambda bid: headline_metric(plugins.get(bid, bid))  # noqa: E731
     where = f"table {table.id!r}"
     rows = list(table.rows)
     if len(set(rows)) != len(rows):

@@ -132,6 +132,7 @@ class _Builder:
 
     def benchmark_data(self, bench_id: str) -> Stage:
         b = self.spec.benchmark(bench_id)
+        bench_id = b.plugin  # entries naming one plug-in share its files
         if b.synthetic is not None:
             params = {"what": "benchmark", "id": bench_id, "source": "synthetic", "size": b.synthetic, "seed": self.spec.seed}
         else:
@@ -187,8 +188,8 @@ class _Builder:
 
     def evaluate(self, cell: Cell, train: Stage | None, bench_id: str) -> Stage:
         b = self.spec.benchmark(bench_id)
-        params = {"benchmark": bench_id, "limit": b.limit, "max_new_tokens": b.max_new_tokens}
-        plugin = BENCHMARKS.get(bench_id)
+        params = {"benchmark": b.plugin, "limit": b.limit, "max_new_tokens": b.max_new_tokens}
+        plugin = BENCHMARKS.get(b.plugin)
         if getattr(plugin, "num_beams", 1) > 1:
             params["num_beams"] = plugin.num_beams  # official decoding other than greedy (SHR: 5 beams)
         if plugin.needs_judge:
@@ -207,7 +208,7 @@ class _Builder:
             answer = {k: v for k, v in params.items() if k != "judge"}
             n = b.shards
             shards = {f"shard{i}": self.add(Stage("evaluate", {**answer, "shard": [i, n]}, deps,
-                                                  label=f"answer {bench_id} {who}" + (f" [{i + 1}/{n}]" if n > 1 else "")))
+                                                  label=f"answer {b.plugin} {who}" + (f" [{i + 1}/{n}]" if n > 1 else "")))
                       for i in range(n)}
             return self.add(Stage("evaluate", {**params, "shards": n}, {"bench": deps["bench"], **shards},
                                   label=f"evaluate {bench_id} {who}"))

@@ -49,7 +49,7 @@ class EvaluateStage(StageKind):
             from benchmarks.judge import open_judge
             from matrix.spec import JudgeSpec
 
-            runtime = (ctx.runtime.get("judges") or {}).get(params["benchmark"]) or ctx.runtime.get("judge")
+            runtime = (ctx.runtime.get("judges") or {}).get(params["judge"]) or ctx.runtime.get("judge")
             if not runtime:
                 raise ValueError(f"{params['benchmark']} is scored by a judge, but no judge settings were given")
             settings = JudgeSpec.model_validate(runtime)

@@ -19,7 +19,11 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 # fig4: data = 1 + 9; four nested subsets; greedy, augmented, sampled once on 10k; 5 trained methods x
 #   4 scales; 21 cells (baseline once) x (9 benchmarks + an answer stage for each judged one, MMVet and
 #   MMHal) = 231.
+# table8: 4 cells; data = 1 dataset + 1 MMHal (both entries name the one plug-in); generation greedy
+#   (GT-DPO, nSFT, SeVa's chosen) + augmented (SeVa); per cell one answer stage shared by the two
+#   entries and one scoring stage per judge: 4 x 3 = 12.
 EXPECTED = {
+    "table8": {"model": 1, "data": 2, "subset": 1, "generate": 2, "construct": 3, "train": 3, "evaluate": 12},
     "table6": {"model": 1, "data": 5, "subset": 1, "generate": 1, "construct": 3, "train": 3, "evaluate": 16},
     "table7": {"model": 1, "data": 4, "subset": 1, "generate": 2, "construct": 5, "train": 5, "evaluate": 18},
     "fig4": {"model": 1, "data": 10, "subset": 4, "generate": 3, "construct": 20, "train": 20, "evaluate": 231},

@@ -176,3 +176,46 @@ def test_an_external_row_from_a_finished_checkpoint_matches_its_source(tmp_path)
     rows = {r["method"]: r for r in json.loads(matrix("report", other, "--format", "json").stdout)}
     source = {r["method"]: r for r in json.loads(matrix("report", spec, "--format", "json").stdout)}
     assert rows["copy"]["pope"] == source["cont-sft"]["pope"] and rows["copy"]["mme"] == source["cont-sft"]["mme"]
+
+
+JUDGES_SPEC = """\
+name: judges
+output_dir: {out}
+base_models:
+  tiny: {{family: tiny, recipe: {{steps: 30, train_scenes: 200, eval_scenes: 10, phases: []}}}}
+methods: [baseline]
+benchmarks:
+{benchmarks}
+ray: {{num_cpus: 2}}
+tables:
+  - id: t
+    rows: [method]
+    groups:
+      - id: mmhal
+        total: false
+        metrics:
+{columns}
+"""
+
+
+def test_a_second_judge_scores_the_stored_answers(tmp_path):
+    """Table 8's situation: MMHal scored by a second judge runs scoring stages only, no generation."""
+    def spec(entries: list[str]) -> Path:
+        p = tmp_path / "judges.yaml"
+        p.write_text(JUDGES_SPEC.format(
+            out=tmp_path / "run",
+            benchmarks="\n".join(f"  - {{id: {e}, benchmark: mmhal, synthetic: 4, "
+                                 f"judge: {{provider: reference, model: {e}}}}}" for e in entries),
+            columns="\n".join(f"          - {{id: {e}, benchmark: {e}}}" for e in entries)))
+        return p
+
+    matrix("run", spec(["first"]))
+    before = set(done_stages(tmp_path / "run"))
+    matrix("run", spec(["first", "second"]))
+    with sqlite3.connect(tmp_path / "run" / "matrix.db") as con:
+        new = [(label, params) for key, label, params in
+               con.execute("SELECT key, label, params FROM stages WHERE status = 'done'") if key not in before]
+    assert [label for label, _ in new] == ["evaluate second tiny (base)"]
+    assert '"shards": 1' in new[0][1] and '"judge": "reference:second"' in new[0][1]
+    (row,) = json.loads(matrix("report", spec(["first", "second"]), "--format", "json").stdout)
+    assert row["second"] == row["first"] and row["first"] is not None  # same answers, same rules
