@@ -92,7 +92,7 @@ def run(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional
         fail_fast: bool = typer.Option(False, "--fail-fast", help="stop scheduling new stages after a failure"),
         rerun: Optional[list[str]] = typer.Option(None, "--rerun", help="force re-execution: 'failed' or a stage kind"),
         address: Optional[str] = typer.Option(None, "--address", help="join this Ray cluster instead of embedded Ray")):
-    """Run every stage not already done. Safe to kill at any moment and run again: finished stages are kept."""
+    """Run every stage not already done. Safe to kill at any moment and run again: finished stages are kept. A stage whose worker dies is retried (resources.KIND.max_retries); one that raises is recorded failed and the rest go on."""
     from matrix import api
     from runner.progress import SweepProgress
 
@@ -153,8 +153,7 @@ def report(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
            details: Optional[str] = typer.Option(None, "--details", metavar="BENCH",
                                                  help="instead of the table: every cell's per-sample answers and "
                                                       "scores on BENCH (csv or json; default csv)")):
-    """Render a table declared in the spec from the run's stored metrics (or, with --details, the answers
-    and per-sample scores behind one benchmark's numbers)."""
+    """Render a table declared in the spec from the run's stored metrics (--details BENCH: the per-sample answers and scores behind a benchmark's numbers)."""
     from matrix import api
     from matrix.report import render
 
