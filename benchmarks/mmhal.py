@@ -19,10 +19,10 @@ ratings below 3 (0-1, as MMHal prints it), `score_<type>` = mean rating per ques
 `unparsed` (a count). Types are read from `question_type`; on MMHal's own file that is the i % 8
 grouping its script uses.
 
-The grading template is ours. Another one (MMHal's own) can be used by saving it to a file and setting
-`MMHal.template_path` (or `MMHal(template_path=...)`): a Python format string with four positional
-`{}` fields, in order: image contents, question, standard answer, response (MMHal's own layout). The
-template is not part of the evaluate stage's key: clear that stage when you switch.
+The grading template is ours. Another one (MMHal's own) can be used by saving it to a file and naming it in the spec
+(`benchmarks: [{id: mmhal, template: FILE}]`, or `MMHal(template_path=...)` in code): a Python format
+string with four positional `{}` fields, in order: image contents, question, standard answer, response
+(MMHal's own layout). The file's content is part of the scoring stage's key; answers are reused.
 """
 from __future__ import annotations
 

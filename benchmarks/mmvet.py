@@ -20,9 +20,9 @@ Metrics: `total` = sum of scores / N x100 (the number papers print), `cap_<capab
 the samples with that capability, `unparsed` (a count), `runs` = 1 (MM-Vet's default `num_run`).
 
 The grading template is ours. To grade with another one (MM-Vet's own prompt, say), save its text to a
-file and set `MMVet.template_path` (or pass `MMVet(template_path=...)`); the file is used verbatim as
-the text before the sample line. The template changes judge prompts, so the judge cache keeps the two
-apart, but it is not part of the evaluate stage's key: clear that stage when you switch.
+file and name it in the spec (`benchmarks: [{id: mmvet, template: FILE}]`, or `MMVet(template_path=...)`
+in code); the file is used verbatim as the text before the sample line. The file's content is part of
+the scoring stage's key, and the judge cache keeps the two templates' prompts apart.
 """
 from __future__ import annotations
 

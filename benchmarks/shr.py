@@ -26,11 +26,11 @@ Metrics: `shr` = hallucinated sentences / sentences with a label x100 (HA-DPO's 
 number papers print), the two counts, `sentences`, `unlabelled`, `unparsed`, and per image
 `sentences_per_image`, `hal_sentences_per_image`.
 
-The judge template is ours. Another one can be used by saving it to a file and setting
-`SHR.template_path` (or `SHR(template_path=...)`): a Python format string with three positional `{}`
-fields, in order: region descriptions, facts, numbered sentences (HA-DPO's layout); its replies must
-then still have "Judgement" and lines `<n>: <label>`. The template is not part of the evaluate
-stage's key: clear that stage when you switch.
+The judge template is ours. Another one can be used by saving it to a file and naming it in the spec
+(`benchmarks: [{id: shr, template: FILE}]`, or `SHR(template_path=...)` in code): a Python format string
+with three positional `{}` fields, in order: region descriptions, facts, numbered sentences (HA-DPO's
+layout); its replies must then still have "Judgement" and lines `<n>: <label>`. The file's content is
+part of the scoring stage's key.
 """
 from __future__ import annotations
 

@@ -68,6 +68,8 @@ def check_files(spec: Spec, spec_path: str | Path) -> None:
             if not Path(ds.image_root).expanduser().is_dir():
                 add(("datasets", name, "image_root"), f"{ds.image_root} not found: expected the image folder")
     for i, b in enumerate(spec.benchmarks):
+        if b.template is not None and not Path(b.template).expanduser().is_file():
+            add(("benchmarks", i, "template"), f"{b.template} not found: expected a grading-template file")
         if b.path is not None:
             from benchmarks.base import BENCHMARKS, BenchmarkFileError
 

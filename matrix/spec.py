@@ -85,6 +85,8 @@ class BenchmarkSpec(Strict):
                                              "then score all answers together")
     judge: "JudgeSpec | None" = Field(None, description="the judge scoring this benchmark; default: the spec's "
                                                          "'judge' (which also writes nSFT's conversations)")
+    template: Path | None = Field(None, description="judged benchmarks (mmvet, mmhal, shr): a grading-template "
+                                                    "file used instead of ours, e.g. the benchmark's official one")
 
     @property
     def plugin(self) -> str:
@@ -470,6 +472,8 @@ def _check_references(spec: Spec, data: dict, lines: LineMap) -> list[Problem]:
             add(("benchmarks", i), f"unknown benchmark {b.plugin!r}; known: {', '.join(BENCHMARKS.names())}")
         if b.id in seen_benchmarks:
             add(("benchmarks", i), f"benchmark {b.id!r} listed twice")
+        if b.template is not None and b.plugin in BENCHMARKS and not hasattr(BENCHMARKS.get(b.plugin), "template_path"):
+            add(("benchmarks", i, "template"), f"benchmark {b.plugin!r} has no grading template to replace")
         if b.plugin in BENCHMARKS and BENCHMARKS.get(b.plugin).needs_judge and spec.judge is None and b.judge is None:
             add(("benchmarks", i), f"benchmark {b.id!r} is scored by a judge LLM: add a 'judge' section")
         seen_benchmarks.add(b.id)

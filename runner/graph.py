@@ -196,6 +196,9 @@ class _Builder:
             # The judge model changes the score; its server address and concurrency do not.
             judge = self.spec.judge_for(bench_id)
             params["judge"] = judge.key() if judge else None
+            if b.template is not None:  # the grading template changes the score: its content is in the key
+                path = Path(b.template).expanduser().resolve()
+                params["template"] = {"path": str(path), "sha": _file_fingerprint(path)}
         model, checkpoint, who = self.evaluated(cell, train)
         deps = {"model": model, "bench": self.benchmark_data(bench_id)}
         if checkpoint is not None:
@@ -205,7 +208,7 @@ class _Builder:
             # evaluate stage then scores the answers of all shards together, loading no model. Judged
             # benchmarks always split (one shard at least): their answers do not depend on the judge,
             # so another judge scores the stored answers without generating them again.
-            answer = {k: v for k, v in params.items() if k != "judge"}
+            answer = {k: v for k, v in params.items() if k not in ("judge", "template")}
             n = b.shards
             shards = {f"shard{i}": self.add(Stage("evaluate", {**answer, "shard": [i, n]}, deps,
                                                   label=f"answer {b.plugin} {who}" + (f" [{i + 1}/{n}]" if n > 1 else "")))

@@ -25,7 +25,8 @@ class EvaluateStage(StageKind):
     def run(self, params, inputs, out: Path, ctx):
         from benchmarks.base import BENCHMARKS
 
-        bench = BENCHMARKS.get(params["benchmark"])()
+        template = params.get("template")
+        bench = BENCHMARKS.get(params["benchmark"])(**({"template_path": Path(template["path"])} if template else {}))
         samples = bench.load(resolve(inputs["bench"], "root"), limit=params.get("limit"))
         if "shard" in params:  # answer one slice; the evaluate stage of all shards scores them
             i, n = params["shard"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from matrix import api
+from matrix.errors import SpecError
 from matrix.spec import load_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
@@ -56,3 +57,25 @@ def test_another_judge_scores_the_stored_answers(tmp_path):
     third = api.plan(load_spec(SPECS / "table9.yaml", ["judge.model=gpt-4o"]))
     retrained = {s.label for s in first.graph.stages.values() if s.key not in third.graph.stages and s.kind == "train"}
     assert retrained and all(" nsft/" in f" {label}" for label in retrained)
+
+
+def test_a_grading_template_file_rescores_without_regenerating(tmp_path):
+    """`benchmarks[].template` swaps the judge's grading template: part of the scoring stage's key (its
+    content), not of the answer stage's; a benchmark without a template to replace refuses one."""
+    text = (SPECS / "table9.yaml").read_text()
+    template = tmp_path / "mmhal-official.txt"
+    template.write_text("Contents: {}\\nQuestion: {}\\nStandard: {}\\nResponse: {}\\nRating:")
+    (tmp_path / "a.yaml").write_text(text.replace("judge: {model: gpt-3.5-turbo}}",
+                                                  f"judge: {{model: gpt-3.5-turbo}}, template: {template}}}"))
+    first = api.plan(load_spec(SPECS / "table9.yaml"))
+    with_template = api.plan(load_spec(tmp_path / "a.yaml"))
+    changed = [s for s in with_template.graph.stages.values() if s.key not in first.graph.stages]
+    assert changed and all(s.params.get("benchmark") == "mmhal" and "shards" in s.params for s in changed)
+    assert all(s.params["template"]["path"] == str(template) for s in changed)
+    template.write_text("Another template: {} {} {} {}")
+    edited = api.plan(load_spec(tmp_path / "a.yaml"))
+    assert {s.key for s in changed}.isdisjoint(edited.graph.stages)  # new content, new scoring stages
+    (tmp_path / "b.yaml").write_text(text.replace("{id: sqa, path: /data/llava/eval/scienceqa}",
+                                                  f"{{id: sqa, path: /data/llava/eval/scienceqa, template: {template}}}"))
+    with pytest.raises(SpecError, match="has no grading template"):
+        load_spec(tmp_path / "b.yaml")

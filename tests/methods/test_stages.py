@@ -113,3 +113,28 @@ def test_sharded_evaluation_scores_exactly_like_one_stage(tiny_world, tmp_path):
     assert merged["metrics"] == whole["metrics"]
     read = lambda d: (d / "answers.jsonl").read_text()  # noqa: E731
     assert read(tmp_path / "merged") == read(tmp_path / "whole")
+
+
+def test_the_spec_template_reaches_the_judge(tiny_world, tmp_path):
+    """The scoring stage builds the benchmark with the template file: the reference judge, which reads
+    only our MMHal layout, then cannot read the prompts (and says so), while ours scores."""
+    from benchmarks.base import BENCHMARKS
+    from benchmarks.judge import JudgeError
+    from runner.kinds.evaluate import EvaluateStage
+
+    BENCHMARKS.get("mmhal")().synthesize(tmp_path / "bench", 2, seed=0)
+    inputs = {"model": StageInput(tiny_world.base.parent, {"model_dir": tiny_world.base.name, "template": "plain_v1"}),
+              "bench": StageInput(tmp_path / "bench", {"root": "."})}
+    params = {"benchmark": "mmhal", "limit": None, "max_new_tokens": 4}
+    (tmp_path / "answers").mkdir()
+    shard = EvaluateStage().run({**params, "shard": [0, 1]}, inputs, tmp_path / "answers", _ctx(tmp_path))
+    ctx = _ctx(tmp_path, {"judge": {"provider": "reference", "model": "r"}})
+    scoring = {**params, "shards": 1, "judge": "reference:r"}
+    deps = {"bench": inputs["bench"], "shard0": StageInput(tmp_path / "answers", shard)}
+    (tmp_path / "ours").mkdir()
+    assert "score" in EvaluateStage().run(scoring, deps, tmp_path / "ours", ctx)["metrics"]
+    other = tmp_path / "official.txt"
+    other.write_text("Contents: {}\nQ: {}\nA: {}\nR: {}\n")
+    (tmp_path / "theirs").mkdir()
+    with pytest.raises(JudgeError, match="cannot read"):
+        EvaluateStage().run({**scoring, "template": {"path": str(other), "sha": "x"}}, deps, tmp_path / "theirs", ctx)
