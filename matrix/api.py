@@ -5,8 +5,6 @@ Tests and notebooks call these directly: `plan(...)`, `run(...)`, `status(...)`,
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import platform
 import socket
 import subprocess
@@ -19,7 +17,8 @@ import yaml
 
 from matrix.errors import Problem, SpecError, UserError
 from matrix.grid import Cell, expand, parse_only, select
-from matrix.spec import Spec, load_spec, validate
+from matrix.spec import Spec
+from matrix.specfile import load_spec
 from matrix.store import StageRecord, Store
 from matrix.yamlmap import LineMap, format_path
 
@@ -82,7 +81,7 @@ def check_files(spec: Spec, spec_path: str | Path) -> None:
 
 
 def _lines(spec_path: str | Path) -> tuple[dict, LineMap]:
-    from matrix.spec import _load_with_extends
+    from matrix.specfile import _load_with_extends
 
     return _load_with_extends(Path(spec_path))
 

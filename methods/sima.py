@@ -112,7 +112,6 @@ def critic_examples(scene_records, rng: random.Random) -> list[list[dict]]:
     gives the ground truth, one answer equal to it and one wrong in an object, relation or attribute,
     in random order, and the reply ends with the verdict naming the right one.
     """
-    from matrix.world import language
     from matrix.world.scene import Obj, Scene
 
     out: list[list[dict]] = []

@@ -3,7 +3,7 @@ import textwrap
 
 from matrix import api
 from matrix.grid import expand, parse_only, select
-from matrix.spec import load_spec
+from matrix.specfile import load_spec
 
 SPEC = """\
 name: g

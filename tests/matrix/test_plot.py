@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from matrix import api
 from matrix.cli import app
-from matrix.spec import load_spec
 from matrix.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]

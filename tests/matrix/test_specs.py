@@ -8,7 +8,7 @@ import pytest
 
 from matrix import api
 from matrix.errors import SpecError
-from matrix.spec import load_spec
+from matrix.specfile import load_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 

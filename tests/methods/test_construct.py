@@ -4,7 +4,7 @@ import random
 import pytest
 
 from methods.base import METHODS, Env
-from methods.nsft import TURNS, balance_yes_no, check_question, judge_prompt, parse_conversation
+from methods.nsft import TURNS, balance_yes_no, judge_prompt, parse_conversation
 from methods.sima import critic_examples, critic_prompt, parse_critic
 
 SUFFIX = "\nAnswer the question using a single word or phrase."

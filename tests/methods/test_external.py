@@ -9,7 +9,7 @@ import pytest
 
 from matrix import api
 from matrix.errors import SpecError
-from matrix.spec import load_spec
+from matrix.specfile import load_spec
 from methods.base import METHODS
 from methods.trainer import train
 from runner.kinds.checkpoint import CheckpointStage

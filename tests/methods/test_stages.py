@@ -1,7 +1,6 @@
 """The generate and construct stages on the random tiny model: SeVa's augmented mode and SIMA's critic
 run through the real model (its replies are unparseable, so every sample is dropped and counted)."""
 import json
-from pathlib import Path
 
 import pytest
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import yaml
 
 from matrix.grid import expand
-from matrix.spec import load_spec
+from matrix.specfile import load_spec
 from runner.graph import build
 
 SPEC = {

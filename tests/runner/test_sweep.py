@@ -1,6 +1,5 @@
 """End-to-end sweeps through the CLI in subprocesses: resume after kill -9, failures that do not stop the rest."""
 import json
-import os
 import signal
 import sqlite3
 import subprocess
