@@ -2,7 +2,7 @@
 
     judge = Judge(spec.judge, cache_dir)
     replies = judge.complete(prompts, temperature=0.0, max_tokens=3)
-    scores = [parse_score(r.text) for r in replies]
+    scores = [parse_score(r.text) for r in replies]  # parsers: benchmarks/replies.py
     record(judge.describe(), judge.usage())
 
 Retries (429, 5xx, timeouts, dropped connections, with exponential backoff and `Retry-After`) are
@@ -21,9 +21,7 @@ import hashlib
 import ipaddress
 import json
 import logging
-import math
 import os
-import re
 import tempfile
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -39,7 +37,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "API_KEY_VARS", "DEFAULT_BASE_URL", "Judge", "JudgeError", "JudgeReply", "Prompt",
-    "default_cache_dir", "parse_rating", "parse_score", "parse_verdict",
+    "default_cache_dir", "open_judge",
 ]
 
 API_KEY_VARS = ("MATRIX_JUDGE_API_KEY", "OPENAI_API_KEY")
@@ -367,51 +365,3 @@ def _cause(error: BaseException) -> str:
     if isinstance(error, json.JSONDecodeError):
         return f"the reply body is not JSON ({error})"
     return f"{type(error).__name__}: {error}"[:500]
-
-
-# ---- parsing judge replies ---------------------------------------------------------------------------
-def parse_verdict(text: str | None, choices: tuple[int, ...] = (1, 2)) -> int | None:
-    """The verdict in the last `[[...]]` (SIMA's `split('[[')[-1].split(']]')[0]`), if it is one of
-    `choices`; None when there is no closed `[[...]]` or the last one holds something else."""
-    if not text or "[[" not in text:
-        return None
-    tail = text.rsplit("[[", 1)[1]
-    if "]]" not in tail:
-        return None
-    value = tail.split("]]", 1)[0].strip()
-    if not re.fullmatch(r"[0-9]+", value):
-        return None
-    verdict = int(value)
-    return verdict if verdict in choices else None
-
-
-_RATING = re.compile(r"rating:\s*([0-9]+)(?!\.?[0-9])")
-
-
-def parse_rating(text: str | None, low: int = 0, high: int = 6) -> int | None:
-    """MMHal's rule: the reply, lowercased, names exactly one `rating: N` (repeats of the same N count
-    once), with low <= N <= high. None otherwise, where MMHal's script would record 0 and warn.
-
-    Unlike MMHal's substring test, N is read as a whole number ("rating: 10" is not a 1) and
-    "rating:4" counts; a fractional "rating: 4.5" is not a rating.
-    """
-    if not text:
-        return None
-    found = {int(n) for n in _RATING.findall(text.lower())}
-    if len(found) != 1:
-        return None
-    rating = found.pop()
-    return rating if low <= rating <= high else None
-
-
-def parse_score(text: str | None) -> float | None:
-    """MM-Vet's rule: the reply's first word is a number in [0, 1]; None otherwise (MM-Vet then asks
-    again, with a digit-only suffix and temperature raised by 0.5, up to 5 times)."""
-    words = (text or "").split()
-    if not words:
-        return None
-    try:
-        score = float(words[0])
-    except ValueError:
-        return None
-    return score if math.isfinite(score) and 0.0 <= score <= 1.0 else None

@@ -41,7 +41,7 @@ from benchmarks.base import (
     ratio,
     require,
 )
-from benchmarks.judge import parse_rating
+from benchmarks.replies import parse_rating
 from matrix.world import language
 from matrix.world.datasets import unique_named
 from matrix.world.scene import COLOURS, SHAPES, Scene, draw_scene, render

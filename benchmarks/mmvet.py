@@ -43,7 +43,7 @@ from benchmarks.base import (
     require,
     write_jsonl,
 )
-from benchmarks.judge import parse_score
+from benchmarks.replies import parse_score
 from matrix.world import language
 from matrix.world.datasets import unique_named
 from matrix.world.scene import SHAPES, draw_scene, render

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import random
 
-from benchmarks.judge import parse_verdict
+from benchmarks.replies import parse_verdict
 from methods.base import METHODS, Env, Item, Method, Responses, preference_example, question_items
 
 CRITERIA = (

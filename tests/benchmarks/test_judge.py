@@ -14,10 +14,8 @@ from benchmarks.judge import (
     LOOPBACK_PLACEHOLDER_KEY,
     Judge,
     JudgeError,
-    parse_rating,
-    parse_score,
-    parse_verdict,
 )
+from benchmarks.replies import parse_rating, parse_score, parse_verdict
 
 SECRET = "sk-test-DO-NOT-LEAK-1234567890"
 MODEL = "judge-model"
