@@ -2,35 +2,16 @@
 (-1, -1) for an unreadable reply, errors propagate, the cache answers reruns, a rule file replaces ours."""
 import json
 import re
-from types import SimpleNamespace
 
 import pytest
 from tests.judge_server import JudgeServer, error
 
 from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from benchmarks.judge import Judge, JudgeError
+from benchmarks.judge import JudgeError
 from benchmarks.llava_wild import RULES, SYSTEM, LlavaWild, parse_pair
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch):
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.setenv("MATRIX_JUDGE_API_KEY", "test-key")
-
-
-@pytest.fixture
-def make_judge(tmp_path):
-    judges = []
-
-    def make(server, concurrency=1):
-        spec = SimpleNamespace(provider="openai", model="judge-model", base_url=server.url,
-                               max_concurrency=concurrency, cache=True)
-        judges.append(Judge(spec, tmp_path / "judge-cache", max_retries=0, timeout=5.0))
-        return judges[-1]
-
-    yield make
-    for j in judges:
-        j.close()
+pytestmark = pytest.mark.usefixtures("judge_env")  # conftest: a test key, never a real one
 
 
 @pytest.mark.parametrize("text,pair", [

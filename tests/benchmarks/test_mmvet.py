@@ -1,35 +1,16 @@
 """MM-Vet against the scripted loopback judge: hand-computed totals and capabilities, MM-Vet's
 retry-with-higher-temperature rule for unreadable replies, errors propagate, the cache answers reruns."""
 import json
-from types import SimpleNamespace
 
 import pytest
 from tests.judge_server import JudgeServer, error
 
 from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from benchmarks.judge import Judge, JudgeError
+from benchmarks.judge import JudgeError
 from benchmarks.mmvet import RETRY_SUFFIX, TEMPLATE, MMVet, judge_line
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch):
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.setenv("MATRIX_JUDGE_API_KEY", "test-key")
-
-
-@pytest.fixture
-def make_judge(tmp_path):
-    judges = []
-
-    def make(server, concurrency=1):
-        spec = SimpleNamespace(provider="openai", model="judge-model", base_url=server.url,
-                               max_concurrency=concurrency, cache=True)
-        judges.append(Judge(spec, tmp_path / "judge-cache", max_retries=0, timeout=5.0))
-        return judges[-1]
-
-    yield make
-    for j in judges:
-        j.close()
+pytestmark = pytest.mark.usefixtures("judge_env")  # conftest: a test key, never a real one
 
 
 def _samples():

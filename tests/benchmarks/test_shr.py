@@ -2,37 +2,18 @@
 replies without "Judgement" asked again then given up on and counted, errors propagate, the cache."""
 import json
 import re
-from types import SimpleNamespace
 
 import pytest
 from tests.judge_server import JudgeServer, error
 
 from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from benchmarks.judge import Judge, JudgeError
+from benchmarks.judge import JudgeError
 from benchmarks.shr import SHR, TEMPLATE, parse_judgement, sentences
 from matrix.world import language
 from matrix.world.scene import Obj
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch):
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.setenv("MATRIX_JUDGE_API_KEY", "test-key")
-
-
-@pytest.fixture
-def make_judge(tmp_path):
-    judges = []
-
-    def make(server, concurrency=1):
-        spec = SimpleNamespace(provider="openai", model="judge-model", base_url=server.url,
-                               max_concurrency=concurrency, cache=True)
-        judges.append(Judge(spec, tmp_path / "judge-cache", max_retries=0, timeout=5.0))
-        return judges[-1]
-
-    yield make
-    for j in judges:
-        j.close()
+pytestmark = pytest.mark.usefixtures("judge_env")  # conftest: a test key, never a real one
 
 
 def test_sentences_split_at_periods_and_drop_repeats():
