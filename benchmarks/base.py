@@ -104,3 +104,21 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def ratio(num: float, den: float) -> float:
     """num/den, 0 when den is 0 (the official scripts would divide by zero there)."""
     return num / den if den else 0.0
+
+
+class GradingTemplate:
+    """Mixin of a judged benchmark whose grading template (ours, `default_template`) a file can replace:
+    `benchmarks[].template` in a spec, or `Bench(template_path=...)` in code."""
+
+    default_template: ClassVar[str] = ""
+    template_what: ClassVar[str] = "a grading template"  # named when the file is missing
+    template_path: ClassVar[Path | None] = None
+
+    def __init__(self, template_path: Path | None = None):
+        if template_path is not None:
+            self.template_path = Path(template_path)
+
+    def template(self) -> str:
+        if self.template_path is None:
+            return self.default_template
+        return require(Path(self.template_path), self.template_what).read_text(encoding="utf-8")

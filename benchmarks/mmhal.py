@@ -29,11 +29,11 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import ClassVar
 
 from benchmarks.base import (
     BENCHMARKS,
     Benchmark,
+    GradingTemplate,
     BenchmarkFileError,
     Sample,
     Scored,
@@ -79,22 +79,13 @@ Response: {}"""
 
 
 @BENCHMARKS.register("mmhal")
-class MMHal(Benchmark):
+class MMHal(GradingTemplate, Benchmark):
     id = "mmhal"
     headline = "score"
     max_new_tokens = 1024  # model_vqa_mmhal.py
     needs_judge = True
-    template_path: ClassVar[Path | None] = None  # a format-string file that replaces TEMPLATE
-
-    def __init__(self, template_path: Path | None = None):
-        if template_path is not None:
-            self.template_path = Path(template_path)
-
-    def template(self) -> str:
-        if self.template_path is None:
-            return TEMPLATE
-        return require(Path(self.template_path), "an MMHal grading template (a format string with four "
-                       "positional {} fields)").read_text(encoding="utf-8")
+    default_template = TEMPLATE
+    template_what = "an MMHal grading template (a format string with four positional {} fields)"
 
     # ---- files ---------------------------------------------------------------------------------------
     def synthesize(self, root: Path, size: int, seed: int) -> None:

@@ -29,11 +29,11 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import ClassVar
 
 from benchmarks.base import (
     BENCHMARKS,
     Benchmark,
+    GradingTemplate,
     BenchmarkFileError,
     Sample,
     Scored,
@@ -84,22 +84,16 @@ def judge_line(question: str, truth: str, prediction: str) -> str:
 
 
 @BENCHMARKS.register("mmvet")
-class MMVet(Benchmark):
+class MMVet(GradingTemplate, Benchmark):
     id = "mmvet"
     headline = "total"
     max_new_tokens = 1024  # mmvet.sh runs model_vqa (temperature 0)
     needs_judge = True
-    template_path: ClassVar[Path | None] = None  # a file whose text replaces TEMPLATE
-
-    def __init__(self, template_path: Path | None = None):
-        if template_path is not None:
-            self.template_path = Path(template_path)
+    default_template = TEMPLATE
+    template_what = "an MM-Vet grading template (plain text)"
 
     def template(self) -> str:
-        if self.template_path is None:
-            return TEMPLATE
-        return require(Path(self.template_path), "an MM-Vet grading template (plain text)").read_text(
-            encoding="utf-8").rstrip("\n")
+        return super().template().rstrip("\n")  # the file's text goes verbatim before the sample line
 
     # ---- files ---------------------------------------------------------------------------------------
     def synthesize(self, root: Path, size: int, seed: int) -> None:

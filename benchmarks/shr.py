@@ -43,6 +43,7 @@ from typing import ClassVar
 from benchmarks.base import (
     BENCHMARKS,
     Benchmark,
+    GradingTemplate,
     BenchmarkFileError,
     Sample,
     Scored,
@@ -125,24 +126,15 @@ def region_text(image: dict, regions: list[dict]) -> str:
 
 
 @BENCHMARKS.register("shr")
-class SHR(Benchmark):
+class SHR(GradingTemplate, Benchmark):
     id = "shr"
     headline = "shr"
     max_new_tokens = 512
     num_beams: ClassVar[int] = 5
     conversation: ClassVar[str] = "llava_v1"
     needs_judge = True
-    template_path: ClassVar[Path | None] = None  # a format-string file that replaces TEMPLATE
-
-    def __init__(self, template_path: Path | None = None):
-        if template_path is not None:
-            self.template_path = Path(template_path)
-
-    def template(self) -> str:
-        if self.template_path is None:
-            return TEMPLATE
-        return require(Path(self.template_path), "an SHR judge template (a format string with three "
-                       "positional {} fields)").read_text(encoding="utf-8")
+    default_template = TEMPLATE
+    template_what = "an SHR judge template (a format string with three positional {} fields)"
 
     # ---- files ---------------------------------------------------------------------------------------
     def synthesize(self, root: Path, size: int, seed: int) -> None:
