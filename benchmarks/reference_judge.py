@@ -19,11 +19,17 @@ Rules
   contents nor the question or standard answer hold; it is informative when it contains the standard answer's content words (all: fully, some:
   partly). Ratings follow MMHal's scale: clean 5/4/3 (fully/partly/not informative), hallucinating
   2/1/0.
+- In-domain (Table 3), two scores 0-10. Accuracy: 10 x the fraction of the reference's content words
+  the answer holds (rounded), halved when the answer names a shape or coloured shape that neither the
+  reference nor the question holds. Instruction following: 0 for an empty answer; when the question asks
+  for a single word or phrase, 10 for at most four words, else 4; otherwise 10 for an answer that ends
+  a sentence (".", "!" or "?"), else 6 (cut off).
 """
 from __future__ import annotations
 
 import re
 import threading
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from benchmarks.judge import JudgeError, JudgeReply, Prompt, _messages
@@ -86,6 +92,25 @@ def grade_mmhal(contents: str, question: str, standard: str, response: str) -> i
     return (3 + informative) if not hallucinates else informative
 
 
+def grade_indomain(question: str, reference: str, answer: str) -> tuple[int, int]:
+    from matrix.world.language import SHORT_ANSWER_SUFFIX
+
+    said = _words(answer)
+    if not said:
+        return 0, 0
+    have_shapes, have_coloured = _named_objects(_words(f"{reference} , {question}"))
+    shapes, coloured = _named_objects(said)
+    wanted = [w for w in _words(reference) if w not in _STOP] or _words(reference)
+    found = sum(w in said for w in wanted) / len(wanted) if wanted else 0.0
+    accuracy = 10 * found / (2 if (shapes - have_shapes) or (coloured - have_coloured) else 1)
+    if SHORT_ANSWER_SUFFIX.strip() in question:
+        follows = 10 if len(answer.split()) <= 4 else 4
+    else:
+        follows = 10 if answer.rstrip().endswith((".", "!", "?")) else 6
+    return follows, int(Decimal(accuracy).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+_INDOMAIN = re.compile(r"Question: (.*)\nReference answer: (.*)\nAnswer: (.*)\Z", re.S)
 _MMHAL = re.compile(r"Image contents: (.*)\nQuestion: (.*)\nStandard answer: (.*)\nResponse: (.*)\Z", re.S)
 
 
@@ -129,6 +154,9 @@ class ReferenceJudge:
     def _grade(self, prompt: str) -> str:
         if m := _MMHAL.search(prompt):
             return f"Graded by the reference rules.\nRating: {grade_mmhal(*m.groups())}"
+        if m := _INDOMAIN.search(prompt):
+            follows, accuracy = grade_indomain(*m.groups())
+            return f"Graded by the reference rules.\nInstruction following: {follows}\nAccuracy: {accuracy}"
         if prompt.endswith(" | "):
             # MM-Vet's sample line "question | truth | prediction | " ends the prompt; the prediction
             # may hold newlines, so widen the tail a line at a time until it has the four fields.
@@ -138,6 +166,6 @@ class ReferenceJudge:
                 if len(fields) >= 4:
                     return f"{grade_mmvet(fields[1], ' | '.join(fields[2:-1])):.1f}"
         raise JudgeError(
-            "the reference judge grades only the synthetic world's MM-Vet and MMHal prompts; "
+            "the reference judge grades only the synthetic world's MM-Vet, MMHal and in-domain prompts; "
             f"this one it cannot read: {prompt[-200:]!r}"
         )

@@ -74,7 +74,7 @@ def plan(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optiona
     summary = Table("kind", "stages", "cached", "to run", "failed", title="stages by kind")
     from runner.progress import KIND_ORDER
 
-    for kind in KIND_ORDER:
+    for kind in KIND_ORDER + tuple(sorted({r["kind"] for r in rows} - set(KIND_ORDER))):
         ks = [r for r in rows if r["kind"] == kind]
         if ks:
             summary.add_row(kind, str(len(ks)), *(str(sum(r["status"] == s for r in ks)) for s in ("cached", "to run", "failed")))
@@ -132,7 +132,7 @@ def status(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
     planned = api.plan(spec)
     rows = planned.stage_rows(store.stages())
     table = Table("kind", "stages", "done", "to run", "failed", title=f"{spec.name} ({spec.run_dir})")
-    for kind in KIND_ORDER:
+    for kind in KIND_ORDER + tuple(sorted({r["kind"] for r in rows} - set(KIND_ORDER))):
         ks = [r for r in rows if r["kind"] == kind]
         if ks:
             table.add_row(kind, str(len(ks)), *(str(sum(r["status"] == s for r in ks)) for s in ("cached", "to run", "failed")))

@@ -51,7 +51,7 @@ def expand(spec: Spec) -> list[Cell]:
     cells: list[Cell] = []
     datasets = list(spec.datasets) or [None]
     scales = list(spec.scales) or [None]
-    for bm, method, seed in itertools.product(spec.base_models, [m.id for m in spec.methods], spec.seed_list):
+    for bm, method, seed in itertools.product(spec.base_models, spec.method_ids(), spec.seed_list):
         if METHODS.get(spec.method(method).plugin).objective == "none":
             cells.append(Cell(bm, None, None, method, seed))
             continue

@@ -129,7 +129,7 @@ def outside_spec(spec: Spec, path: Path) -> list[str]:
     """Notes on values the spec does not declare (imported anyway: they show as rows of their own)."""
     rows = read_rows(path, spec)
     declared = {"base_model": set(spec.base_models), "dataset": set(spec.datasets),
-                "method": {m.id for m in spec.methods}, "benchmark": {b.id for b in spec.benchmarks}}
+                "method": set(spec.method_ids()), "benchmark": {b.id for b in spec.benchmarks}}
     notes = []
     for axis, known in declared.items():
         extra = sorted({r[axis] for r in rows if r[axis] is not None} - known)

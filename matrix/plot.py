@@ -55,7 +55,7 @@ def _pyplot():
 
 
 def _method_labels(spec: Spec) -> dict[str, str]:
-    return {m.id: m.label or m.id for m in spec.methods}
+    return {row: spec.method_label(row) for row in spec.method_ids()}
 
 
 def scaling_points(spec: Spec, table, frame: pd.DataFrame) -> pd.DataFrame:

@@ -71,6 +71,11 @@ class BenchmarkSpec(Strict):
                                                     "benchmark listed twice, e.g. scored by two judges)")
     path: Path | None = Field(None, description="folder in LLaVA's playground/data/eval layout")
     synthetic: int | None = Field(None, gt=0, description="generate a synthetic version with this many images")
+    dataset: str | None = Field(None, description="in-domain benchmarks (indomain): the spec dataset whose held-out "
+                                                  "slice is asked; only cells trained on it (and untrained rows) are "
+                                                  "evaluated")
+    heldout: int = Field(500, gt=0, description="with 'dataset': records in the held-out slice (the last of the "
+                                                "seeded shuffle whose prefixes are the training subsets)")
     limit: int | None = Field(None, gt=0, description="evaluate only the first N questions of each split or subtask")
     max_new_tokens: int | None = Field(None, gt=0)
     batch_size: int | None = Field(None, gt=0)
@@ -87,9 +92,14 @@ class BenchmarkSpec(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> "BenchmarkSpec":
-        if (self.path is None) == (self.synthetic is None):
-            raise ValueError("give exactly one of 'path' (official files) or 'synthetic' (size)")
+        if sum(x is not None for x in (self.path, self.synthetic, self.dataset)) != 1:
+            raise ValueError("give exactly one of 'path' (official files), 'synthetic' (size) or 'dataset' "
+                             "(a held-out slice of a spec dataset)")
         return self
+
+    def applies_to(self, dataset: str | None) -> bool:
+        """Whether a cell trained on `dataset` (None: untrained) is evaluated on this benchmark."""
+        return self.dataset is None or dataset is None or dataset == self.dataset
 
 
 # ---- training ------------------------------------------------------------------------------------
@@ -138,10 +148,19 @@ class MethodEntry(Strict):
     label: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict, description="training keys for this method only")
     params: dict[str, Any] = Field(default_factory=dict, description="method-specific construction settings")
+    iterations: int = Field(1, ge=1, description="iterative training (CSR): iteration k starts from iteration "
+                                                 "k-1's merged model and regenerates its data; one row per "
+                                                 "iteration, ids '<id>-iter<k>'")
 
     @property
     def plugin(self) -> str:
         return self.method or self.id
+
+    def row_ids(self) -> list[str]:
+        """The grid's method values of this entry: its id, or one id per iteration."""
+        if self.iterations == 1:
+            return [self.id]
+        return [f"{self.id}-iter{k}" for k in range(1, self.iterations + 1)]
 
 
 class GenerationSpec(Strict):
@@ -189,6 +208,7 @@ class ResourcesSpec(Strict):
     train: ResourceSpec = Field(default_factory=ResourceSpec)
     evaluate: ResourceSpec = Field(default_factory=ResourceSpec)
     checkpoint: ResourceSpec = Field(default_factory=lambda: ResourceSpec(cpus=0.5))
+    merge: ResourceSpec = Field(default_factory=ResourceSpec)
 
     def for_kind(self, kind: str) -> ResourceSpec:
         return getattr(self, "construct_" if kind == "construct" else kind)
@@ -296,8 +316,25 @@ class Spec(Strict):
     def run_dir(self) -> Path:
         return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
 
+    def method_ids(self) -> list[str]:
+        """The method axis of the grid, in spec order: an entry with `iterations: k` gives k rows."""
+        return [row for m in self.methods for row in m.row_ids()]
+
     def method(self, method_id: str) -> MethodEntry:
-        return next(m for m in self.methods if m.id == method_id)
+        """The entry of a method row (an iteration row `<id>-iter<k>` belongs to entry `<id>`)."""
+        return self.iteration(method_id)[0]
+
+    def iteration(self, method_id: str) -> tuple[MethodEntry, int]:
+        """(entry, k) of a method row: k is 1 unless the entry iterates."""
+        for m in self.methods:
+            if method_id in m.row_ids():
+                return m, (m.row_ids().index(method_id) + 1 if m.iterations > 1 else 1)
+        raise KeyError(f"unknown method {method_id!r}")
+
+    def method_label(self, method_id: str) -> str:
+        entry, k = self.iteration(method_id)
+        name = entry.label or entry.id
+        return f"{name} (iter {k})" if entry.iterations > 1 else name
 
     def benchmark(self, bench_id: str) -> BenchmarkSpec:
         return next(b for b in self.benchmarks if b.id == bench_id)

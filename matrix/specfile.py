@@ -145,9 +145,11 @@ def _check_references(spec: Spec, data: dict, lines: LineMap) -> list[Problem]:
         else:
             for msg in METHODS.get(m.plugin).check_params(m.params):
                 add(("methods", i, "params"), msg)
-        if m.id in seen_methods:
+        if m.id in seen_methods or seen_methods & set(m.row_ids()):
             add(("methods", i), f"method {m.id!r} listed twice")
-        seen_methods.add(m.id)
+        seen_methods.update(m.row_ids())
+        if m.iterations > 1 and m.plugin in METHODS and METHODS.get(m.plugin).objective == "none":
+            add(("methods", i, "iterations"), f"method {m.plugin!r} trains nothing: it cannot iterate")
         bad = set(m.overrides) - set(TrainingSpec.model_fields)
         if bad:
             add(("methods", i, "overrides"), f"unknown training keys {sorted(bad)}; known: {', '.join(TrainingSpec.model_fields)}")
@@ -161,6 +163,8 @@ def _check_references(spec: Spec, data: dict, lines: LineMap) -> list[Problem]:
             add(("benchmarks", i, "template"), f"benchmark {b.plugin!r} has no grading template to replace")
         if b.plugin in BENCHMARKS and BENCHMARKS.get(b.plugin).needs_judge and spec.judge is None and b.judge is None:
             add(("benchmarks", i), f"benchmark {b.id!r} is scored by a judge LLM: add a 'judge' section")
+        if b.dataset is not None and b.dataset not in spec.datasets:
+            add(("benchmarks", i, "dataset"), f"dataset {b.dataset!r} is not in 'datasets'")
         seen_benchmarks.add(b.id)
     needs_data = any(m.plugin in METHODS and METHODS.get(m.plugin).objective != "none" for m in spec.methods)
     if needs_data and (not spec.datasets or not spec.scales):

@@ -271,7 +271,7 @@ def _axis_values(axis: str, f: pd.DataFrame, spec: Spec, baseline: str) -> list[
     if axis == "scale":
         return sorted(present)
     declared = {"dataset": list(spec.datasets), "base_model": list(spec.base_models),
-                "method": [m.id for m in spec.methods]}[axis]
+                "method": spec.method_ids()}[axis]
     out = [v for v in declared if v in present] + sorted(present - set(declared))
     if axis == "method" and baseline in out:
         out.remove(baseline)
@@ -293,15 +293,16 @@ def _broadcast(f: pd.DataFrame, rows: list[str], order: dict[str, list[Any]]) ->
 
 
 def _check_unique_cells(f: pd.DataFrame, rows: list[str], where: str) -> None:
-    """Only seeds are averaged: the row axes must single out one cell per seed."""
+    """Only seeds are averaged: the row axes must single out one cell per seed for each benchmark (a
+    benchmark asked of one dataset's cells only, e.g. in-domain, may fill a row from another cell)."""
     others = [a for a in ("base_model", "dataset", "scale", "method") if a not in rows]
     if not others or f.empty:
         return
-    cells = f[rows + others].drop_duplicates()
-    clash = cells[cells.duplicated(subset=rows, keep=False)]
+    cells = f[rows + ["benchmark"] + others].drop_duplicates()
+    clash = cells[cells.duplicated(subset=rows + ["benchmark"], keep=False)]
     if not clash.empty:
         first = clash.iloc[0]
-        same = clash[(clash[rows] == first[rows]).all(axis=1)]
+        same = clash[(clash[rows + ["benchmark"]] == first[rows + ["benchmark"]]).all(axis=1)]
         varying = [a for a in others if same[a].nunique(dropna=False) > 1]
         raise UserError(f"{where}: rows {rows} do not single out one cell: "
                         f"{', '.join(f'{a}={first[a]}' for a in rows)} has results for several "
@@ -314,8 +315,7 @@ def _label(axis: str, value: Any, spec: Spec) -> str:
     if axis == "dataset" and value in spec.datasets:
         return spec.datasets[value].label or value
     if axis == "method":
-        entry = next((m for m in spec.methods if m.id == value), None)
-        return (entry.label if entry and entry.label else value)
+        return spec.method_label(value) if value in spec.method_ids() else value
     if axis == "scale":
         return scale_label(int(value))
     return str(value)

@@ -14,7 +14,8 @@ from matrix.registry import Registry
 
 METHODS: Registry["type[Method]"] = Registry("method", "methods")
 
-Responses = dict[str, dict[str, str]]  # generation kind -> item_id -> the model's answer
+# generation kind -> item_id -> the model's answer (CSR's `sentences` kind: the item's search tree)
+Responses = dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Env:
     template: str | None = None
     judge: Any = None
     seed: int = 0
+    files: dict[str, Path] = field(default_factory=dict)  # `Method.input_files`, resolved
     _handle: Any = field(default=None, repr=False)
 
     def model(self):
@@ -134,6 +136,11 @@ class Method:
     def check_params(cls, params: dict) -> list[str]:
         """Problems with a spec's `params` for this method (each a message); none by default."""
         return []
+
+    def input_files(self, params: dict) -> dict[str, Path]:
+        """Local files or folders construct reads besides its stage inputs (CSR's CLIP model), by name; their
+        path and a fingerprint join the construct stage's key, and construct finds them in `env.files`."""
+        return {}
 
     def uses_judge(self, params: dict) -> bool:
         """Whether construct with these params may call the judge (then its model joins the stage key)."""

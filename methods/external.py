@@ -6,12 +6,43 @@ One spec row per checkpoint: `{id: ppo, method: external, label: PPO, params: {.
 - `model: {family: llava, path: /models/llava-rlhf-ppo-hf}`: a whole model (any `base_models` entry's
   keys), evaluated instead of the cell's base model; or
 - `checkpoint: /runs/q/artifacts/train/<key>`: what a `train` stage writes (LoRA adapter and trained
-  non-LoRA tensors), applied to the cell's base model, as matrix's own rows are.
+  non-LoRA tensors), applied to the cell's base model, as matrix's own rows are; or
+- `from_run: {run: runs/quickstart, cell: cont-sft}`: the same, found by name in another run: the done
+  train stage of that run whose cell label is `cell` or starts with `cell/` (one only; give the whole
+  label, e.g. `cont-sft/tiny/shapes-vqa-1000`, when the run trained the method on several datasets).
 Like the baseline, an external row has one cell per base model and seed, shown in every dataset group.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from methods.base import METHODS, Method, Responses
+
+
+SOURCES = ("model", "checkpoint", "from_run")
+
+
+def find_checkpoint(run: str, cell: str) -> Path:
+    """The artifact folder of the done train stage of run `run` whose cell label is `cell` (or starts with
+    `cell/`); a clear error when the run, or exactly one such stage, is not there."""
+    from matrix.errors import UserError
+    from matrix.store import Store
+
+    run_dir = Path(run).expanduser().resolve()
+    if not (run_dir / "matrix.db").exists():
+        raise UserError(f"external from_run: {run_dir} holds no run (no matrix.db); run its spec first")
+    store = Store(run_dir)
+    try:
+        found = [(key, rec) for key, rec in store.stages().items() if rec.kind == "train" and rec.status == "done"
+                 and (rec.label == f"train {cell}" or rec.label.startswith(f"train {cell}/"))]
+        if len(found) != 1:
+            labels = sorted(rec.label[len("train "):] for rec in store.stages().values() if rec.kind == "train"
+                            and rec.status == "done")
+            raise UserError(f"external from_run: {len(found)} finished train stages of {run_dir} match cell "
+                            f"{cell!r}; expected one. Finished: {', '.join(labels) or 'none'}")
+        return store.artifact_dir(found[0][0], "train")
+    finally:
+        store.close()
 
 
 @METHODS.register("external")
@@ -23,13 +54,17 @@ class External(Method):
 
     @classmethod
     def check_params(cls, params: dict) -> list[str]:
-        given = [k for k in ("model", "checkpoint") if params.get(k)]
+        given = [k for k in SOURCES if params.get(k)]
         if len(given) != 1:
-            return ["external: give exactly one of 'model' (a whole model: family, path...) or 'checkpoint' "
-                    "(a train stage's output folder)"]
-        extra = sorted(set(params) - {"model", "checkpoint"})
+            return ["external: give exactly one of 'model' (a whole model: family, path...), 'checkpoint' "
+                    "(a train stage's output folder) or 'from_run' ({run: DIR, cell: LABEL})"]
+        extra = sorted(set(params) - set(SOURCES))
         if extra:
-            return [f"external: unknown params {extra}; known: model, checkpoint"]
+            return [f"external: unknown params {extra}; known: {', '.join(SOURCES)}"]
+        if "from_run" in params:
+            ref = params["from_run"]
+            if not isinstance(ref, dict) or set(ref) != {"run", "cell"}:
+                return ["external: from_run takes {run: RUN_DIR, cell: CELL_LABEL}"]
         if "model" in params:
             from pydantic import ValidationError
 

@@ -1,6 +1,8 @@
 """The stage graph: every cell's stages, with equal stages (equal keys) merged into one.
 
-model / data -> subset -> generate -> construct -> train -> evaluate. Generation runs once per
+model / data -> subset -> generate -> construct -> train -> evaluate. An iterating method row
+(`iterations: k`) chains: iteration k's generate, construct and train start from a `merge` stage of
+iteration k-1's model and checkpoint, and its evaluations apply its checkpoint to that model. Generation runs once per
 (base model, dataset, decode mode) on the largest subset of that dataset in the grid; smaller scales
 use its first answers (subsets are prefixes of one seeded shuffle, so 5k is inside 10k). The
 baseline's evaluations depend on the base model only, so they run once per base model.
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from benchmarks.base import BENCHMARKS
@@ -109,12 +111,27 @@ class _Builder:
             who = f"{cell.method}/{cell.base_model}"
             if entry.params.get("model"):
                 return self.model_of(BaseModelSpec.model_validate(entry.params["model"]), f"model {cell.method}"), None, who
-            path = Path(entry.params["checkpoint"]).expanduser().resolve()
+            if entry.params.get("from_run"):
+                from methods.external import find_checkpoint
+
+                path = find_checkpoint(**entry.params["from_run"])
+            else:
+                path = Path(entry.params["checkpoint"]).expanduser().resolve()
             ckpt = self.add(Stage("checkpoint", {"path": str(path), "files": _folder_fingerprint(path)},
                                   label=f"checkpoint {cell.method}"))
             return self.model(cell.base_model), ckpt, who
         who = cell.label if train is not None else f"{cell.base_model} (base)"
-        return self.model(cell.base_model), train, who
+        return self.start_model(cell), train, who
+
+    def start_model(self, cell: Cell) -> Stage:
+        """The model a cell's training starts from (and its checkpoint applies to): the base model, or for
+        iteration k > 1 of an iterating row, iteration k-1's checkpoint merged into its own start model."""
+        entry, k = self.spec.iteration(cell.method)
+        if k == 1:
+            return self.model(cell.base_model)
+        prev = replace(cell, method=entry.row_ids()[k - 2])
+        return self.add(Stage("merge", {}, {"model": self.start_model(prev), "checkpoint": self.train(prev)},
+                              label=f"merge {prev.label}"))
 
     def dataset(self, name: str) -> Stage:
         ds = self.spec.datasets[name]
@@ -133,6 +150,11 @@ class _Builder:
     def benchmark_data(self, bench_id: str) -> Stage:
         b = self.spec.benchmark(bench_id)
         bench_id = b.plugin  # entries naming one plug-in share its files
+        if b.dataset is not None:  # a held-out slice, after the largest training subset of that dataset
+            train_max = max((c.scale for c in self.all_cells if c.dataset == b.dataset and c.scale), default=0)
+            params = {"what": "heldout", "id": bench_id, "n": b.heldout, "seed": self.spec.seed, "after": train_max}
+            return self.add(Stage("data", params, {"data": self.dataset(b.dataset)},
+                                  label=f"data {b.id} (held out of {b.dataset})"))
         if b.synthetic is not None:
             params = {"what": "benchmark", "id": bench_id, "source": "synthetic", "size": b.synthetic, "seed": self.spec.seed}
         else:
@@ -148,15 +170,18 @@ class _Builder:
     def largest_scale(self, base_model: str, dataset: str) -> int:
         return max(c.scale for c in self.all_cells if c.dataset == dataset and c.base_model == base_model and c.scale)
 
-    def generate(self, base_model: str, dataset: str, mode: str, seed: int, extra: dict | None = None) -> Stage:
-        """One stage per (base model, dataset, mode, extra): `extra` holds mode settings such as SeVa's
-        augmentation, so equal settings share a stage across methods and a greedy stage is one."""
+    def generate(self, base_model: str, dataset: str, mode: str, seed: int, extra: dict | None = None,
+                 model: Stage | None = None, who: str | None = None) -> Stage:
+        """One stage per (model, dataset, mode, extra): `extra` holds mode settings such as SeVa's
+        augmentation, so equal settings share a stage across methods and a greedy stage is one. `model`:
+        the model that answers when it is not the base model (an iteration's merged model)."""
         n = self.largest_scale(base_model, dataset)
         params = {"mode": mode, "max_new_tokens": self.spec.generation.max_new_tokens, **(extra or {})}
         if mode != "greedy":
             params["seed"] = seed  # only sampled or augmented answers depend on the seed
-        deps = {"model": self.model(base_model), "data": self.dataset(dataset), "subset": self.subset(dataset, n)}
-        return self.add(Stage("generate", params, deps, label=f"generate {mode} {base_model}/{dataset}-{n}"))
+        deps = {"model": model or self.model(base_model), "data": self.dataset(dataset),
+                "subset": self.subset(dataset, n)}
+        return self.add(Stage("generate", params, deps, label=f"generate {mode} {who or base_model}/{dataset}-{n}"))
 
     def train(self, cell: Cell) -> Stage | None:
         from methods.base import METHODS
@@ -166,13 +191,21 @@ class _Builder:
         if method.objective == "none":
             return None
         plugin = method()
+        start, k = self.start_model(cell), self.spec.iteration(cell.method)[1]
+        who = cell.base_model if k == 1 else f"{cell.method}/{cell.base_model}"
         deps = {"data": self.dataset(cell.dataset), "subset": self.subset(cell.dataset, cell.scale)}
         for mode in method.responses:
             extra = plugin.generation_params(mode, entry.params, cell.base_model)
-            deps[f"responses.{mode}"] = self.generate(cell.base_model, cell.dataset, mode, cell.seed, extra)
+            deps[f"responses.{mode}"] = self.generate(cell.base_model, cell.dataset, mode, cell.seed, extra,
+                                                      model=start, who=who)
         construct_params = {"method": entry.plugin, "version": method.version, "params": entry.params}
-        if "model" in method.needs:  # SIMA's self-critic runs the base model itself
-            deps["model"] = self.model(cell.base_model)
+        files = {name: Path(path).expanduser().resolve() for name, path in plugin.input_files(entry.params).items()}
+        if files:  # e.g. CSR's CLIP model: a new file or a changed one is a new construct stage
+            construct_params["files"] = {name: {"path": str(path), "fingerprint": _folder_fingerprint(path)
+                                                if path.is_dir() else _file_fingerprint(path)}
+                                         for name, path in files.items()}
+        if "model" in method.needs:  # SIMA's self-critic runs the model being aligned itself
+            deps["model"] = start
         if plugin.uses_judge(entry.params):
             # The judge model changes what is constructed; its server address and concurrency do not.
             construct_params["judge"] = self.spec.judge.key() if self.spec.judge else None
@@ -182,7 +215,7 @@ class _Builder:
         hp = training_params(self.spec, cell.method)
         if self.spec.seeds:
             hp["seed"] = cell.seed
-        train_deps = {"model": self.model(cell.base_model), "data": self.dataset(cell.dataset), "examples": construct}
+        train_deps = {"model": start, "data": self.dataset(cell.dataset), "examples": construct}
         return self.add(Stage("train", {"objective": method.objective, "hp": hp}, train_deps,
                               label=f"train {cell.label}"))
 
@@ -224,6 +257,6 @@ def build(spec: Spec, cells: list[Cell], all_cells: list[Cell] | None = None) ->
     out = []
     for cell in cells:
         train = builder.train(cell)
-        evals = {b.id: builder.evaluate(cell, train, b.id) for b in spec.benchmarks}
+        evals = {b.id: builder.evaluate(cell, train, b.id) for b in spec.benchmarks if b.applies_to(cell.dataset)}
         out.append(CellStages(cell, train, evals))
     return StageGraph(builder.stages, out)

@@ -8,7 +8,7 @@ from collections import Counter
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-KIND_ORDER = ("model", "data", "subset", "generate", "construct", "train", "evaluate")
+KIND_ORDER = ("model", "checkpoint", "data", "subset", "generate", "construct", "train", "merge", "evaluate")
 
 
 class SweepProgress:

@@ -26,7 +26,11 @@ class ConstructStage(StageKind):
         records = load_subset(inputs["data"], inputs["subset"])
         responses = {name.split(".", 1)[1]: load_responses(inp) for name, inp in inputs.items()
                      if name.startswith("responses.")}
-        env = Env(image_root=resolve(inputs["data"], "image_root"), seed=int(params.get("seed", 0)))
+        env = Env(image_root=resolve(inputs["data"], "image_root"), seed=int(params.get("seed", 0)),
+                  files={name: Path(f["path"]) for name, f in params.get("files", {}).items()})
+        for name, path in env.files.items():
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: not found; {params['method']} reads it as its {name!r}")
         if "model" in inputs:
             from runner.kinds.model import model_dir
 

@@ -13,7 +13,24 @@ class DataStage(StageKind):
     def run(self, params, inputs, out: Path, ctx):
         if params["what"] == "dataset":
             return self._dataset(params, out)
+        if params["what"] == "heldout":
+            return self._heldout(params, inputs["data"], out)
         return self._benchmark(params, out)
+
+    def _heldout(self, params, data_input, out: Path):
+        """The last `n` records of the seeded shuffle whose first records are the training subsets (the
+        largest `after`): disjoint from every subset of the dataset, or an error."""
+        from benchmarks.indomain import write_slice
+        from runner.kinds.subset import shuffled_ids
+
+        records = read_records(resolve(data_input, "data_file"))
+        n, after = params["n"], params["after"]
+        if n + after > len(records):
+            raise ValueError(f"{params['id']}: the dataset has {len(records)} records, too few for a held-out slice "
+                             f"of {n} after the largest training subset ({after}); lower 'heldout' or the scale")
+        ids = set(shuffled_ids(records, params["seed"])[len(records) - n:])
+        write_slice(out, [r for r in records if str(r["id"]) in ids], resolve(data_input, "image_root"))
+        return {"questions": n, "root": ".", "first_heldout_position": len(records) - n}
 
     def _dataset(self, params, out: Path):
         from matrix.world.datasets import load_dataset, synthesize_dataset

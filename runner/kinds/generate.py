@@ -18,6 +18,8 @@ MODES = {
     "sampled": {"do_sample": True, "temperature": 0.8, "top_p": 0.9},
     # SeVa's rejected half: greedy on the augmented image (params name the augmentation and its settings).
     "augmented": {"do_sample": False},
+    # CSR: a sentence-level search tree per question (`methods.csr.sentence_trees`; params hold `search`).
+    "sentences": {},
 }
 
 
@@ -45,6 +47,13 @@ class GenerateStage(StageKind):
             transform = make(params["augmentation"], params.get("augmentation_params"),
                              proc.image_mean, proc.image_std, seed=params.get("seed", 0))
         start = time.time()
+        if mode == "sentences":
+            from methods.csr import sentence_trees
+
+            trees = sentence_trees(handle, images, [it.question for it in items], params["search"], params.get("seed"))
+            (out / "responses.json").write_text(json.dumps({it.item_id: t for it, t in zip(items, trees)}))
+            return {"items": len(items), "nodes": sum(len(t) for t in trees),
+                    "answers_per_s": len(items) / max(time.time() - start, 1e-9)}
         answers = handle.generate(images, [it.question for it in items], max_new_tokens=params["max_new_tokens"],
                                   batch_size=16, seed=params.get("seed"), pixel_transform=transform, **MODES[mode])
         elapsed = time.time() - start
@@ -52,5 +61,5 @@ class GenerateStage(StageKind):
         return {"items": len(items), "answers_per_s": len(items) / max(elapsed, 1e-9)}
 
 
-def load_responses(stage_input) -> dict[str, str]:
+def load_responses(stage_input) -> dict:
     return json.loads((stage_input.dir / "responses.json").read_text())

@@ -1,0 +1,39 @@
+"""`merge`: a model with a train stage's checkpoint merged into it, saved as a whole model directory.
+
+Iterative methods (CSR) start iteration k from iteration k-1's result: this stage loads the model it
+depends on (the base model, or the previous merge), applies the checkpoint the way evaluation does
+(`methods.checkpoint.load_trained`: non-LoRA tensors, then the LoRA adapter merged), and writes a
+llava-hf model directory with the tokenizer and processor of its input. Later stages use it exactly as
+they use a `model` stage (`runner.kinds.model.model_dir`), so the chain is cached and resumed stage by
+stage like everything else.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from runner.kinds.model import model_dir
+from runner.stage import KINDS, StageKind
+
+
+@KINDS.register("merge")
+class MergeStage(StageKind):
+    VERSION = 1
+    FRESH_PROCESS = True  # a whole model in memory: give it back when done
+
+    def run(self, params, inputs, out: Path, ctx):
+        from matrix.models.handle import read_meta, write_meta
+        from methods.checkpoint import load_trained
+
+        src = model_dir(inputs["model"])
+        template = inputs["model"].result["template"]
+        handle = load_trained(src, inputs["checkpoint"].dir, template=template)
+        handle.model.save_pretrained(out, safe_serialization=True)
+        for item in src.iterdir():  # tokenizer, processor and generation settings of the input model
+            if item.is_file() and not item.name.startswith("model") and item.name != "config.json":
+                shutil.copy2(item, out / item.name)
+        meta = read_meta(src)
+        write_meta(out, meta.get("family", "llava"), template,
+                   **{k: v for k, v in meta.items() if k not in ("family", "template")})
+        return {"model_dir": ".", "template": template,
+                "parameters": sum(p.numel() for p in handle.model.parameters())}
