@@ -47,12 +47,18 @@ class BaseModelSpec(Strict):
     recipe: dict[str, Any] = Field(default_factory=dict, description="tiny: overrides of the bootstrap recipe")
 
 
+class MixturePart(Strict):
+    dataset: str = Field(description="a spec dataset")
+    size: int = Field(gt=0, description="its first N records (the seeded shuffle its subsets are prefixes of)")
+
+
 class DatasetSpec(Strict):
-    source: Literal["synthetic", "llava-json"]
+    source: Literal["synthetic", "llava-json", "mixture"]
     kind: str | None = Field(None, description="synthetic: which recipe (ocrvqa, ...)")
     size: int | None = Field(None, gt=0, description="synthetic: number of records to draw")
     path: Path | None = Field(None, description="llava-json: the JSON file")
     image_root: Path | None = Field(None, description="llava-json: folder the 'image' fields are relative to")
+    parts: list[MixturePart] = Field(default_factory=list, description="mixture: the datasets it draws from")
     label: str | None = Field(None, description="name printed in tables")
 
     @model_validator(mode="after")
@@ -60,6 +66,9 @@ class DatasetSpec(Strict):
         if self.source == "synthetic":
             if self.kind is None or self.size is None:
                 raise ValueError("a synthetic dataset needs 'kind' and 'size'")
+        elif self.source == "mixture":
+            if not self.parts:
+                raise ValueError("a mixture needs 'parts': [{dataset: NAME, size: N}, ...]")
         elif self.path is None or self.image_root is None:
             raise ValueError("a llava-json dataset needs 'path' and 'image_root'")
         return self
@@ -142,12 +151,20 @@ class TrainingSpec(Strict):
         return self
 
 
+class SftMixSpec(Strict):
+    path: Path = Field(description="LLaVA JSON records (e.g. llava_v1_5_mix665k.json)")
+    image_root: Path = Field(description="folder their 'image' fields are relative to")
+
+
 class MethodEntry(Strict):
     id: str = Field(description="the row's name in the grid and tables; also the plug-in unless 'method' is given")
     method: str | None = Field(None, description="the method plug-in, when several rows use one (e.g. external)")
     label: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict, description="training keys for this method only")
     params: dict[str, Any] = Field(default_factory=dict, description="method-specific construction settings")
+    sft_mix: SftMixSpec | None = Field(None, description="SFT methods: records trained on together with the "
+                                                         "constructed ones (the paper's Table 2 merges its 15k "
+                                                         "into LLaVA's 665k SFT mix)")
     iterations: int = Field(1, ge=1, description="iterative training (CSR): iteration k starts from iteration "
                                                  "k-1's merged model and regenerates its data; one row per "
                                                  "iteration, ids '<id>-iter<k>'")

@@ -153,6 +153,13 @@ def _check_references(spec: Spec, data: dict, lines: LineMap) -> list[Problem]:
         bad = set(m.overrides) - set(TrainingSpec.model_fields)
         if bad:
             add(("methods", i, "overrides"), f"unknown training keys {sorted(bad)}; known: {', '.join(TrainingSpec.model_fields)}")
+        if m.sft_mix is not None and m.plugin in METHODS and METHODS.get(m.plugin).objective != "sft":
+            add(("methods", i, "sft_mix"), f"method {m.plugin!r} does not train with SFT: an SFT mix cannot join it")
+    for name, ds in spec.datasets.items():
+        for j, part in enumerate(ds.parts):
+            if part.dataset not in spec.datasets or spec.datasets[part.dataset].source == "mixture":
+                add(("datasets", name, "parts", j, "dataset"),
+                    f"{part.dataset!r} is not a non-mixture dataset of 'datasets'")
     seen_benchmarks: set[str] = set()
     for i, b in enumerate(spec.benchmarks):
         if b.plugin not in BENCHMARKS:

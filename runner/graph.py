@@ -135,6 +135,13 @@ class _Builder:
 
     def dataset(self, name: str) -> Stage:
         ds = self.spec.datasets[name]
+        if ds.source == "mixture":  # the first `size` records of each part's shuffle, as one dataset
+            deps: dict[str, Stage] = {}
+            for j, part in enumerate(ds.parts):
+                deps[f"part{j}.data"] = self.dataset(part.dataset)
+                deps[f"part{j}.subset"] = self.subset(part.dataset, part.size)
+            params = {"what": "mixture", "parts": [p.dataset for p in ds.parts]}
+            return self.add(Stage("data", params, deps, label=f"data {name}"))
         if ds.source == "synthetic":
             params = {"what": "dataset", "source": "synthetic", "kind": ds.kind, "size": ds.size, "seed": self.spec.seed}
         else:
@@ -200,6 +207,9 @@ class _Builder:
                                                       model=start, who=who)
         construct_params = {"method": entry.plugin, "version": method.version, "params": entry.params}
         files = {name: Path(path).expanduser().resolve() for name, path in plugin.input_files(entry.params).items()}
+        if entry.sft_mix is not None:  # records trained on with the constructed ones (Table 2's 665k mix)
+            files["sft_mix"] = Path(entry.sft_mix.path).expanduser().resolve()
+            construct_params["sft_mix_image_root"] = str(Path(entry.sft_mix.image_root).expanduser().resolve())
         if files:  # e.g. CSR's CLIP model: a new file or a changed one is a new construct stage
             construct_params["files"] = {name: {"path": str(path), "fingerprint": _folder_fingerprint(path)
                                                 if path.is_dir() else _file_fingerprint(path)}

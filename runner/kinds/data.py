@@ -13,9 +13,30 @@ class DataStage(StageKind):
     def run(self, params, inputs, out: Path, ctx):
         if params["what"] == "dataset":
             return self._dataset(params, out)
+        if params["what"] == "mixture":
+            return self._mixture(params, inputs, out)
         if params["what"] == "heldout":
             return self._heldout(params, inputs["data"], out)
         return self._benchmark(params, out)
+
+    def _mixture(self, params, inputs, out: Path):
+        """One dataset of several parts' subsets: ids become `<part>:<id>`, images absolute paths."""
+        import json
+
+        from runner.kinds.subset import load_subset
+
+        records = []
+        for j, name in enumerate(params["parts"]):
+            data = inputs[f"part{j}.data"]
+            root = resolve(data, "image_root").resolve()
+            for r in load_subset(data, inputs[f"part{j}.subset"]):
+                r = {**r, "id": f"{name}:{r['id']}"}
+                if r.get("image"):
+                    r["image"] = str(root / r["image"])
+                records.append(r)
+        (out / "data.json").write_text(json.dumps(records))
+        return {"records": len(records), "data_file": "data.json", "image_root": "/",
+                "parts": {name: inputs[f"part{j}.subset"].result["n"] for j, name in enumerate(params["parts"])}}
 
     def _heldout(self, params, data_input, out: Path):
         """The last `n` records of the seeded shuffle whose first records are the training subsets (the

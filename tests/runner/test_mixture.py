@@ -1,0 +1,64 @@
+"""Table 2's data: a mixture of several datasets' subsets as one dataset, and an SFT mix trained
+together with a method's constructed examples (run end to end on the shapes world)."""
+import json
+import sqlite3
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.runner.test_sweep import matrix
+
+pytestmark = pytest.mark.slow
+
+SPEC = """\
+name: mix
+output_dir: {out}
+base_models:
+  tiny: {{family: tiny}}
+datasets:
+  vqa: {{source: synthetic, kind: ocrvqa, size: 30}}
+  caps: {{source: synthetic, kind: textcaps, size: 30}}
+  mix: {{source: mixture, parts: [{{dataset: vqa, size: 10}}, {{dataset: caps, size: 12}}], label: Mix}}
+scales: [22]
+methods:
+  - baseline
+  - {{id: cont-sft, sft_mix: {{path: {sft}, image_root: {sft_root}}}}}
+grid: {{exclude: [{{dataset: vqa}}, {{dataset: caps}}]}}
+benchmarks: [{{id: pope, synthetic: 10}}]
+generation: {{max_new_tokens: 8}}
+training: {{lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 160, bf16: false, lora: {{r: 4, alpha: 8}}}}
+ray: {{num_cpus: 2}}
+"""
+
+
+def test_a_mixture_and_an_sft_mix_train_together(tmp_path):
+    from matrix.world.datasets import synthesize_dataset
+
+    sft_root = tmp_path / "sft"
+    synthesize_dataset("detail", sft_root, 7, seed=9)
+    spec = tmp_path / "mix.yaml"
+    spec.write_text(textwrap.dedent(SPEC.format(out=tmp_path / "run", sft=sft_root / "data.json", sft_root=sft_root)))
+    matrix("run", spec)
+    with sqlite3.connect(tmp_path / "run" / "matrix.db") as con:
+        rows = {label: (key, json.loads(res)) for key, label, res in
+                con.execute("SELECT key, label, result FROM stages WHERE status='done'")}
+    art = tmp_path / "run" / "artifacts"
+    mixed = json.loads((art / "data" / rows["data mix"][0][:16] / "data.json").read_text())
+    assert rows["data mix"][1]["parts"] == {"vqa": 10, "caps": 12} and len(mixed) == 22
+    for part, n in (("vqa", 10), ("caps", 12)):
+        subset = json.loads((art / "subset" / rows[f"subset {part}-{n}"][0][:16] / "ids.json").read_text())
+        assert [r["id"] for r in mixed if r["id"].startswith(f"{part}:")] == [f"{part}:{i}" for i in subset]
+    assert all(Path(r["image"]).is_absolute() and Path(r["image"]).exists() for r in mixed)
+    construct = rows["construct cont-sft/tiny/mix-22"][1]
+    assert construct["sft_mix"] == 7 and construct["examples"] == 22 + 7
+    assert rows["train cont-sft/tiny/mix-22"][1]["examples"] == 22 + 7
+
+
+def test_an_sft_mix_on_a_dpo_method_is_refused(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    text = textwrap.dedent(SPEC.format(out=tmp_path / "run", sft=tmp_path / "x.json", sft_root=tmp_path))
+    spec.write_text(text.replace("{id: cont-sft,", "{id: gt-dpo,"))
+    proc = matrix("validate", "--no-check-files", spec, check=False)
+    assert proc.returncode == 2
+    assert "methods[1].sft_mix" in proc.stdout + proc.stderr and "does not train with SFT" in proc.stdout + proc.stderr
