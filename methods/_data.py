@@ -28,9 +28,16 @@ def _ensure_placeholder(conversations: list[dict], has_image: bool) -> list[dict
     return convs
 
 
-def _encode(handle: ModelHandle, conversations: list[dict], image: str | None, max_length: int) -> Encoded | None:
+def _encode(handle: ModelHandle, conversations: list[dict], image: str | None, max_length: int,
+            image_root: Path | None = None) -> Encoded | None:
     """Tokenise and truncate; None when truncation would cut the image tokens or leave no answer."""
-    ids, labels = handle.encode_conversation(_ensure_placeholder(conversations, image is not None))
+    size = None
+    if handle.anyres and image is not None:  # LLaVA-NeXT: the image's size sets its token count
+        from PIL import Image
+
+        with Image.open(Path(image_root or ".") / image) as im:
+            size = im.size
+    ids, labels = handle.encode_conversation(_ensure_placeholder(conversations, image is not None), size)
     kept_ids, kept_labels = ids[:max_length], labels[:max_length]
     # The vision features fill every placeholder position, so a partial image cannot be fed.
     if kept_ids.count(handle.image_token_id) != ids.count(handle.image_token_id):
@@ -41,7 +48,7 @@ def _encode(handle: ModelHandle, conversations: list[dict], image: str | None, m
 
 
 def encode_examples(
-    handle: ModelHandle, examples: list[dict], objective: str, max_length: int
+    handle: ModelHandle, examples: list[dict], objective: str, max_length: int, image_root: Path | None = None
 ) -> tuple[list[tuple[Encoded, ...]], int]:
     """(encoded examples, how many were dropped by truncation); DPO gives (chosen, rejected) pairs."""
     out: list[tuple[Encoded, ...]] = []
@@ -52,11 +59,11 @@ def encode_examples(
             if "rejected_conversations" not in ex:
                 raise ValueError(f"example {ex.get('id')!r}: DPO needs 'rejected_conversations'")
             parts = (
-                _encode(handle, ex["conversations"], image, max_length),
-                _encode(handle, ex["rejected_conversations"], image, max_length),
+                _encode(handle, ex["conversations"], image, max_length, image_root),
+                _encode(handle, ex["rejected_conversations"], image, max_length, image_root),
             )
         else:
-            parts = (_encode(handle, ex["conversations"], image, max_length),)
+            parts = (_encode(handle, ex["conversations"], image, max_length, image_root),)
         if any(p is None for p in parts):
             dropped += 1
         else:
@@ -73,26 +80,26 @@ class BatchMaker:
         self.handle, self.image_root, self.max_length = handle, Path(image_root), max_length
         self.device, self.dtype = device, dtype
 
-    def _pixels(self, rel: str):
+    def _image(self, rel: str):
         from PIL import Image
 
         path = self.image_root / rel
         if not path.exists():
             raise FileNotFoundError(f"{path}: image of a training example is missing")
         with Image.open(path) as im:
-            return self.handle.pixel_values([im.convert("RGB")])[0]
+            return im.convert("RGB")
 
     def __call__(self, seqs: list[Encoded]) -> dict:
-        import torch
-
         batch = collate(self.handle, [(s.ids, s.labels) for s in seqs], self.max_length)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         loaded: dict[str, object] = {}
-        images = []
         for s in seqs:
-            if s.image is not None:
-                if s.image not in loaded:
-                    loaded[s.image] = self._pixels(s.image)
-                images.append(loaded[s.image])
-        batch["pixel_values"] = torch.stack(images).to(device=self.device, dtype=self.dtype) if images else None
+            if s.image is not None and s.image not in loaded:
+                loaded[s.image] = self._image(s.image)
+        images = [loaded[s.image] for s in seqs if s.image is not None]
+        batch["pixel_values"] = None
+        if images:
+            vision = self.handle.vision_inputs(images)
+            batch["pixel_values"] = vision.pop("pixel_values").to(device=self.device, dtype=self.dtype)
+            batch.update({k: v.to(self.device) for k, v in vision.items()})  # LLaVA-NeXT: image_sizes
         return batch

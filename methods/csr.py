@@ -63,8 +63,8 @@ def sentence_trees(handle, images: list, questions: list[str], search: dict, see
     handle.model.eval()
     trees = []
     for image, question in zip(images, questions):
-        pixels = handle.pixel_values([image]).to(handle.model.device)
-        prompt = handle.encode_prompt(question)
+        vision = {k: v.to(handle.model.device) for k, v in handle.vision_inputs([image]).items()}
+        prompt = handle.encode_prompt(question, image.size)
         nodes: list[dict] = [{"parent": None, "text": "", "score": 0.0, "final": False, "tokens": 0}]
         open_nodes = [0]
         for level in range(s["max_levels"]):
@@ -72,7 +72,7 @@ def sentence_trees(handle, images: list, questions: list[str], search: dict, see
             for parent in open_nodes:
                 prefix = _path_text(nodes, parent)
                 ids = prompt + (tok(" " + prefix, add_special_tokens=False)["input_ids"] if prefix else [])
-                for text, score, n_new, ended in _continue(handle, ids, pixels, s["branch"], s["step_tokens"], stop):
+                for text, score, n_new, ended in _continue(handle, ids, vision, s["branch"], s["step_tokens"], stop):
                     used = nodes[parent]["tokens"] + n_new
                     final = ended or used >= s["max_tokens"] or level == s["max_levels"] - 1 or not text
                     nodes.append({"parent": parent, "text": text, "score": nodes[parent]["score"] + score,
@@ -88,14 +88,14 @@ def sentence_trees(handle, images: list, questions: list[str], search: dict, see
     return trees
 
 
-def _continue(handle, ids: list[int], pixels, branch: int, max_new: int, stop: list[int]):
+def _continue(handle, ids: list[int], vision: dict, branch: int, max_new: int, stop: list[int]):
     """`branch` beam-search continuations of `ids` up to the next sentence end: (text, score, tokens, ended)."""
     import torch
 
     tok = handle.tokenizer
     x = torch.tensor([ids], device=handle.model.device)
     with torch.no_grad():
-        out = handle.model.generate(input_ids=x, attention_mask=torch.ones_like(x), pixel_values=pixels,
+        out = handle.model.generate(input_ids=x, attention_mask=torch.ones_like(x), **vision,
                                     do_sample=False, num_beams=branch, num_return_sequences=branch,
                                     max_new_tokens=max_new, eos_token_id=stop, pad_token_id=tok.pad_token_id,
                                     output_scores=True, return_dict_in_generate=True)

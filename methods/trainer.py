@@ -64,6 +64,7 @@ class _Loop:
                 attention_mask=batch["attention_mask"],
                 pixel_values=batch["pixel_values"],
                 use_cache=False,
+                **({"image_sizes": batch["image_sizes"]} if "image_sizes" in batch else {}),
             )
         return out.logits, batch
 
@@ -268,7 +269,7 @@ def _train(
         default_extensions_dir()
 
     handle = load(base_model_dir, template=template)
-    encoded, dropped = encode_examples(handle, examples, objective, hp["max_length"])
+    encoded, dropped = encode_examples(handle, examples, objective, hp["max_length"], image_root)
     if not encoded:
         raise ValueError(f"no trainable examples ({len(examples)} given, {dropped} dropped by max_length)")
     model = prepare_model(handle.model, hp, objective)

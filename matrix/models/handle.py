@@ -30,25 +30,47 @@ class ModelHandle:
     image_processor: object
     template: Template
     image_token_id: int
-    num_image_tokens: int
+    num_image_tokens: int  # per image (LLaVA-1.5); LLaVA-NeXT's count depends on the image size
     pad_to_square: bool = True
+    anyres: bool = False  # LLaVA-NeXT: each image tiled at its own resolution
+    processor: object = None
 
     # ---- inputs -------------------------------------------------------------------------------
-    def pixel_values(self, images: list) -> "torch.Tensor":  # noqa: F821
-        imgs = [_expand2square(im, self.image_processor) if self.pad_to_square else im for im in images]
-        pv = self.image_processor(images=imgs, return_tensors="pt")["pixel_values"]
-        return pv.to(self.model.dtype)
+    def image_tokens(self, size: tuple[int, int] | None = None) -> int:
+        """Image tokens of one image of `size` (width, height); LLaVA-1.5's count is fixed."""
+        if not self.anyres:
+            return self.num_image_tokens
+        if size is None:
+            raise ValueError("LLaVA-NeXT counts image tokens per image: the image size is needed")
+        crop = self.image_processor.crop_size
+        n = self.processor._get_number_of_features(size[1], size[0], crop["height"], crop["width"])
+        return n - 1 if self.processor.vision_feature_select_strategy == "default" else n
 
-    def encode_prompt(self, question: str) -> list[int]:
+    def vision_inputs(self, images: list) -> dict:
+        """What the model's forward takes for `images`: pixel values (LLaVA-NeXT: per-image tiles, and
+        `image_sizes`)."""
+        imgs = [_expand2square(im, self.image_processor) if self.pad_to_square and not self.anyres else im
+                for im in images]
+        out = self.image_processor(images=imgs, return_tensors="pt")
+        inputs = {"pixel_values": out["pixel_values"].to(self.model.dtype)}
+        if self.anyres:
+            inputs["image_sizes"] = out["image_sizes"]
+        return inputs
+
+    def pixel_values(self, images: list) -> "torch.Tensor":  # noqa: F821
+        return self.vision_inputs(images)["pixel_values"]
+
+    def encode_prompt(self, question: str, image_size: tuple[int, int] | None = None) -> list[int]:
         """Generation prompt ids; the image placeholder goes first unless the question places it."""
         if IMAGE_PLACEHOLDER not in question:
             question = f"{IMAGE_PLACEHOLDER}\n{question}"
-        return tokenize_prompt(self.tokenizer, self.template.prompt(question), self.image_token_id, self.num_image_tokens)
+        return tokenize_prompt(self.tokenizer, self.template.prompt(question), self.image_token_id,
+                               self.image_tokens(image_size))
 
-    def encode_conversation(self, conversations: list[dict]) -> tuple[list[int], list[int]]:
-        return tokenize_conversation(
-            self.tokenizer, self.template, conversations, self.image_token_id, self.num_image_tokens
-        )
+    def encode_conversation(self, conversations: list[dict], image_size: tuple[int, int] | None = None
+                            ) -> tuple[list[int], list[int]]:
+        n = self.image_tokens(image_size) if any(IMAGE_PLACEHOLDER in t["value"] for t in conversations) else 0
+        return tokenize_conversation(self.tokenizer, self.template, conversations, self.image_token_id, n)
 
     # ---- generation ---------------------------------------------------------------------------
     def generate(
@@ -92,11 +114,11 @@ class ModelHandle:
             torch.manual_seed(seed)
         self.model.eval()
         return self._batches(images, questions, max_new_tokens, batch_size, do_sample, temperature, top_p,
-                             pixel_transform, self.encode_prompt, num_beams)
+                             pixel_transform, lambda q, im: self.encode_prompt(q, im.size), num_beams)
 
     def _generate_text(self, questions: list[str], max_new_tokens: int, batch_size: int, do_sample: bool,
                        temperature: float, top_p: float, seed: int | None, num_beams: int = 1) -> list[str]:
-        def encode(q: str) -> list[int]:
+        def encode(q: str, _image=None) -> list[int]:
             text = self.template.prompt(q)
             ids = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
             return ids + self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -118,23 +140,21 @@ class ModelHandle:
         for start in range(0, len(questions), batch_size):
             qs = questions[start : start + batch_size]
             ims = images[start : start + batch_size]
-            encoded = [encode(q) for q in qs]
+            encoded = [encode(q, im) for q, im in zip(qs, ims)]
             width = max(len(e) for e in encoded)
             input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
             attention = torch.zeros((len(encoded), width), dtype=torch.long)
             for i, e in enumerate(encoded):
                 input_ids[i, width - len(e) :] = torch.tensor(e)
                 attention[i, width - len(e) :] = 1
-            pixels = None
-            if ims[0] is not None:
-                pixels = self.pixel_values(ims)
-                if pixel_transform is not None:
-                    pixels = pixel_transform(pixels)
             kwargs = dict(do_sample=do_sample)
+            if ims[0] is not None:
+                vision = self.vision_inputs(ims)
+                if pixel_transform is not None:
+                    vision["pixel_values"] = pixel_transform(vision["pixel_values"])
+                kwargs.update({k: v.to(self.model.device) for k, v in vision.items()})
             if num_beams > 1:
                 kwargs["num_beams"] = num_beams
-            if pixels is not None:
-                kwargs["pixel_values"] = pixels.to(self.model.device)
             if do_sample:
                 kwargs.update(temperature=temperature, top_p=top_p)
             with torch.no_grad():
@@ -194,16 +214,16 @@ def read_meta(model_dir: Path) -> dict:
 def load(model_dir: Path, template: str | None = None, dtype: str = "float32", device: str = "cpu") -> ModelHandle:
     """Load a LLaVA model directory (local files only) into a `ModelHandle`."""
     import torch
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers import AutoProcessor, LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"{model_dir}: no config.json; expected a llava-hf model directory")
     meta = read_meta(model_dir)
     template_name = template or meta.get("template") or "vicuna_v1"
-    model = LlavaForConditionalGeneration.from_pretrained(
-        model_dir, local_files_only=True, dtype=getattr(torch, dtype)
-    ).to(device)
+    anyres = json.loads((model_dir / "config.json").read_text()).get("model_type") == "llava_next"
+    cls = LlavaNextForConditionalGeneration if anyres else LlavaForConditionalGeneration
+    model = cls.from_pretrained(model_dir, local_files_only=True, dtype=getattr(torch, dtype)).to(device)
     processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
     cfg = model.config
     vis = cfg.vision_config
@@ -217,4 +237,6 @@ def load(model_dir: Path, template: str | None = None, dtype: str = "float32", d
         template=get_template(template_name),
         image_token_id=cfg.image_token_id,
         num_image_tokens=n,
+        anyres=anyres,
+        processor=processor,
     )

@@ -1,11 +1,7 @@
 """LLaVA-NeXT checkpoints in the llava-hf layout (e.g. llava-v1.6-vicuna-13b-hf), read from a local
-directory: planned, cached and fingerprinted like LLaVA-1.5 checkpoints.
-
-Running them is not supported yet, and the model stage says so before anything loads: LLaVA-NeXT tiles
-each image at its own resolution ("anyres"), so the number of image tokens differs per image, while the
-model handle (`matrix.models.handle`) feeds LLaVA-1.5's fixed count. Specs naming this family (Table 4)
-validate and plan; a run stops at the model stage with that message.
-"""
+directory, like LLaVA-1.5's. The model handle loads them as `LlavaNextForConditionalGeneration` and
+counts each image's tokens from its size (anyres tiling: the processor's own rule), so generation,
+training and evaluation take them as they take LLaVA-1.5 (tested on a tiny LLaVA-NeXT)."""
 from __future__ import annotations
 
 import json
@@ -28,6 +24,4 @@ class LlavaNextFamily(LlavaFamily):
         kind = json.loads(config.read_text()).get("model_type")
         if kind != "llava_next":
             raise ValueError(f"{config}: model_type is {kind!r}, not 'llava_next'; use family 'llava' for LLaVA-1.5")
-        raise NotImplementedError(
-            f"{params['path']}: LLaVA-NeXT checkpoints plan but do not run yet: their per-image token count "
-            "(anyres tiling) is not supported by the model handle")
+        return {"source": "external", "path": params["path"]}
