@@ -24,6 +24,12 @@ Rules
   reference nor the question holds. Instruction following: 0 for an empty answer; when the question asks
   for a single word or phrase, 10 for at most four words, else 4; otherwise 10 for an answer that ends
   a sentence (".", "!" or "?"), else 6 (cut off).
+- nSFT's construction prompt (methods/nsft.py): five User/GPT turns from the REFERENCE. Every coloured
+  shape the MODEL ANSWER names that the reference lacks gets "Is there a <colour> <shape> in the image?
+  No."; then reference objects are asked about: with the error codebook in the prompt, their colour
+  ("What color is the <shape> at the <position>?"), place ("Where is the <colour> <shape>?") and
+  existence in turn; without it, existence only (the codebook is what points at attributes and
+  locations). Turns repeat from the start when the reference has too few objects.
 """
 from __future__ import annotations
 
@@ -110,6 +116,33 @@ def grade_indomain(question: str, reference: str, answer: str) -> tuple[int, int
     return follows, int(Decimal(accuracy).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+_PLACED = re.compile(r"\b(" + "|".join(COLOURS) + r") (" + "|".join(SHAPES) + r")(?:e?s)?(?: (?:at the|in the) ([a-z ]+?))?(?=[.,;]| and |$)")
+
+
+def write_nsft(reference: str, answer: str, codebook: bool, turns: int = 5) -> str:
+    objects = []  # (colour, shape, position or None), in reference order, once each
+    for colour, shape, position in _PLACED.findall(reference.lower()):
+        if (colour, shape) not in [(c, s) for c, s, _ in objects]:
+            objects.append((colour, shape, position.strip() or None))
+    if not objects:
+        raise JudgeError(f"the reference judge finds no coloured shape in this nSFT reference: {reference[:200]!r}")
+    _, have = _named_objects(_words(reference))
+    _, said = _named_objects(_words(answer))
+    pairs = [(f"Is there a {c} {s} in the image?", "No.") for c, s in sorted(said - have)]
+    asks = []
+    for colour, shape, position in objects:
+        if codebook and position:
+            where = "in the center" if position == "center" else f"at the {position}"
+            asks.append((f"What color is the {shape} {where}?", f"It is {colour}."))
+            asks.append((f"Where is the {colour} {shape}?", f"It is {where}."))
+        asks.append((f"Is there a {colour} {shape} in the image?", "Yes."))
+    while len(pairs) < turns:
+        pairs += asks[: turns - len(pairs)]
+    errors = ", ".join(f"{c} {s}" for c, s in sorted(said - have)) or "none"
+    return f"Errors: {errors}\n" + "\n".join(f"User: {q}\nGPT: {a}" for q, a in pairs[:turns])
+
+
+_NSFT = re.compile(r"REFERENCE: (.*?)\n\nMODEL ANSWER: (.*?)\n\n", re.S)
 _INDOMAIN = re.compile(r"Question: (.*)\nReference answer: (.*)\nAnswer: (.*)\Z", re.S)
 _MMHAL = re.compile(r"Image contents: (.*)\nQuestion: (.*)\nStandard answer: (.*)\nResponse: (.*)\Z", re.S)
 
@@ -154,6 +187,8 @@ class ReferenceJudge:
     def _grade(self, prompt: str) -> str:
         if m := _MMHAL.search(prompt):
             return f"Graded by the reference rules.\nRating: {grade_mmhal(*m.groups())}"
+        if (m := _NSFT.search(prompt)) and "QUESTION: " in prompt:
+            return write_nsft(m.group(1), m.group(2), codebook="Instance level:" in prompt)
         if m := _INDOMAIN.search(prompt):
             follows, accuracy = grade_indomain(*m.groups())
             return f"Graded by the reference rules.\nInstruction following: {follows}\nAccuracy: {accuracy}"
@@ -166,6 +201,6 @@ class ReferenceJudge:
                 if len(fields) >= 4:
                     return f"{grade_mmvet(fields[1], ' | '.join(fields[2:-1])):.1f}"
         raise JudgeError(
-            "the reference judge grades only the synthetic world's MM-Vet, MMHal and in-domain prompts; "
+            "the reference judge reads only the synthetic world's MM-Vet, MMHal, in-domain and nSFT prompts; "
             f"this one it cannot read: {prompt[-200:]!r}"
         )

@@ -66,12 +66,6 @@ def check_files(spec: Spec, spec_path: str | Path) -> None:
                 add(("datasets", name, "path"), f"{ds.path} not found: expected a LLaVA JSON conversation file")
             if not Path(ds.image_root).expanduser().is_dir():
                 add(("datasets", name, "image_root"), f"{ds.image_root} not found: expected the image folder")
-    for i, m in enumerate(spec.methods):
-        if m.sft_mix is not None:
-            if not Path(m.sft_mix.path).expanduser().exists():
-                add(("methods", i, "sft_mix", "path"), f"{m.sft_mix.path} not found: expected LLaVA JSON records")
-            if not Path(m.sft_mix.image_root).expanduser().is_dir():
-                add(("methods", i, "sft_mix", "image_root"), f"{m.sft_mix.image_root} not found: expected the image folder")
     for i, b in enumerate(spec.benchmarks):
         if b.template is not None and not Path(b.template).expanduser().is_file():
             add(("benchmarks", i, "template"), f"{b.template} not found: expected a grading-template file")

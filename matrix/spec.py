@@ -151,20 +151,15 @@ class TrainingSpec(Strict):
         return self
 
 
-class SftMixSpec(Strict):
-    path: Path = Field(description="LLaVA JSON records (e.g. llava_v1_5_mix665k.json)")
-    image_root: Path = Field(description="folder their 'image' fields are relative to")
-
-
 class MethodEntry(Strict):
     id: str = Field(description="the row's name in the grid and tables; also the plug-in unless 'method' is given")
     method: str | None = Field(None, description="the method plug-in, when several rows use one (e.g. external)")
     label: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict, description="training keys for this method only")
     params: dict[str, Any] = Field(default_factory=dict, description="method-specific construction settings")
-    sft_mix: SftMixSpec | None = Field(None, description="SFT methods: records trained on together with the "
-                                                         "constructed ones (the paper's Table 2 merges its 15k "
-                                                         "into LLaVA's 665k SFT mix)")
+    sft_mix: str | None = Field(None, description="SFT methods: a spec dataset whose records are trained on "
+                                                  "together with the constructed ones (the paper's Table 2 merges "
+                                                  "its 15k into LLaVA's 665k SFT mix)")
     iterations: int = Field(1, ge=1, description="iterative training (CSR): iteration k starts from iteration "
                                                  "k-1's merged model and regenerates its data; one row per "
                                                  "iteration, ids '<id>-iter<k>'")

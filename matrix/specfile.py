@@ -155,6 +155,8 @@ def _check_references(spec: Spec, data: dict, lines: LineMap) -> list[Problem]:
             add(("methods", i, "overrides"), f"unknown training keys {sorted(bad)}; known: {', '.join(TrainingSpec.model_fields)}")
         if m.sft_mix is not None and m.plugin in METHODS and METHODS.get(m.plugin).objective != "sft":
             add(("methods", i, "sft_mix"), f"method {m.plugin!r} does not train with SFT: an SFT mix cannot join it")
+        elif m.sft_mix is not None and m.sft_mix not in spec.datasets:
+            add(("methods", i, "sft_mix"), f"dataset {m.sft_mix!r} is not in 'datasets'")
     for name, ds in spec.datasets.items():
         for j, part in enumerate(ds.parts):
             if part.dataset not in spec.datasets or spec.datasets[part.dataset].source == "mixture":

@@ -207,9 +207,8 @@ class _Builder:
                                                       model=start, who=who)
         construct_params = {"method": entry.plugin, "version": method.version, "params": entry.params}
         files = {name: Path(path).expanduser().resolve() for name, path in plugin.input_files(entry.params).items()}
-        if entry.sft_mix is not None:  # records trained on with the constructed ones (Table 2's 665k mix)
-            files["sft_mix"] = Path(entry.sft_mix.path).expanduser().resolve()
-            construct_params["sft_mix_image_root"] = str(Path(entry.sft_mix.image_root).expanduser().resolve())
+        if entry.sft_mix is not None:  # a dataset trained on with the constructed examples (Table 2's 665k)
+            deps["sft_mix"] = self.dataset(entry.sft_mix)
         if files:  # e.g. CSR's CLIP model: a new file or a changed one is a new construct stage
             construct_params["files"] = {name: {"path": str(path), "fingerprint": _folder_fingerprint(path)
                                                 if path.is_dir() else _file_fingerprint(path)}

@@ -49,12 +49,12 @@ class ConstructStage(StageKind):
         examples, stats = method.construct(records, responses, params["params"], env)
         if not examples:
             raise ValueError(f"{params['method']}: construction produced no training examples ({stats})")
-        if "sft_mix" in env.files:  # trained together with the constructed examples, images made absolute
+        if "sft_mix" in inputs:  # a dataset trained together with the constructed examples, images absolute
             from runner.kinds.data import read_records
 
-            root = Path(params["sft_mix_image_root"])
+            root = resolve(inputs["sft_mix"], "image_root").resolve()
             mix = [{**r, "image": str(root / r["image"])} if r.get("image") else r
-                   for r in read_records(env.files["sft_mix"])]
+                   for r in read_records(resolve(inputs["sft_mix"], "data_file"))]
             stats = {**stats, "constructed": len(examples), "sft_mix": len(mix), "examples": len(examples) + len(mix)}
             examples = examples + mix
         (out / "examples.json").write_text(json.dumps(examples))

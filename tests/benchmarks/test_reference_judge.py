@@ -73,3 +73,34 @@ def test_a_prompt_it_cannot_read_is_an_error():
 def test_provider_is_part_of_the_judge_key():
     assert JudgeSpec(model="gpt-4").key() == "gpt-4"
     assert JudgeSpec(provider="reference", model="gpt-4").key() == "reference:gpt-4"
+
+
+REFERENCE = ("The image shows two objects on a plain light background. There are one circle and one star. "
+             "There is a red circle at the top left. There is a blue star in the center.")
+
+
+def test_nsft_turns_with_and_without_the_codebook():
+    from methods.nsft import judge_prompt, parse_conversation
+
+    judge = ReferenceJudge()
+    answer = "There is a green square at the top left. There is a blue star in the center."
+    with_codebook = parse_conversation(judge._grade(judge_prompt("Describe.", REFERENCE, answer, codebook=True)))
+    assert with_codebook == [
+        ("Is there a green square in the image?", "No."),      # named by the answer, not in the reference
+        ("What color is the circle at the top left?", "It is red."),
+        ("Where is the red circle?", "It is at the top left."),
+        ("Is there a red circle in the image?", "Yes."),
+        ("What color is the star in the center?", "It is blue."),
+    ]
+    without = parse_conversation(judge._grade(judge_prompt("Describe.", REFERENCE, answer, codebook=False)))
+    assert without == [("Is there a green square in the image?", "No."),
+                       ("Is there a red circle in the image?", "Yes."), ("Is there a blue star in the image?", "Yes."),
+                       ("Is there a red circle in the image?", "Yes."), ("Is there a blue star in the image?", "Yes.")]
+
+
+def test_nsft_reference_without_objects_is_an_error():
+    from benchmarks.judge import JudgeError
+    from methods.nsft import judge_prompt
+
+    with pytest.raises(JudgeError, match="no coloured shape"):
+        ReferenceJudge()._grade(judge_prompt("What is the title?", "The Great Gatsby", "Moby Dick", True))

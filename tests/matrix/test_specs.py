@@ -23,7 +23,8 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 # table8: 4 cells; data = 1 dataset + 1 MMHal (both entries name the one plug-in); generation greedy
 #   (GT-DPO, nSFT, SeVa's chosen) + augmented (SeVa); per cell one answer stage shared by the two
 #   entries and one scoring stage per judge: 4 x 3 = 12.
-# table2: models = base + SeVa-7B + SIMA-7B (external); data = 3 sources + the mixture + 10 benchmarks
+# table2: models = base + SeVa-7B + SIMA-7B (external); data = 3 sources + the mixture + the 665k SFT
+#   mix (nSFT's sft_mix, a construct input) + 10 benchmarks
 #   (MMB and MMB-CN are two plug-ins); subsets: each source's 5k (the mixture's parts) + the mixture's
 #   15k; one nSFT cell (the sources themselves are excluded from the grid); 4 cells x 10 benchmarks +
 #   an answer stage per cell for each judged one (MM-Vet, SHR): 40 + 8.
@@ -37,7 +38,7 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 # table4: 2 base models; generate greedy + augmented per model; cont-SFT's construction reads no model
 #   answers, so both models share it: construct 1 + 2 (SeVa) + 2 (nSFT); train 3 x 2; 8 cells x 4.
 EXPECTED = {
-    "table2": {"model": 3, "data": 14, "subset": 4, "generate": 1, "construct": 1, "train": 1, "evaluate": 48},
+    "table2": {"model": 3, "data": 15, "subset": 4, "generate": 1, "construct": 1, "train": 1, "evaluate": 48},
     "table4": {"model": 2, "data": 5, "subset": 1, "generate": 4, "construct": 5, "train": 6, "evaluate": 32},
     "table3": {"model": 1, "data": 6, "subset": 3, "generate": 6, "construct": 9, "train": 9, "evaluate": 24},
     "table5": {"model": 2, "data": 5, "subset": 1, "generate": 4, "construct": 4, "train": 4, "merge": 2,

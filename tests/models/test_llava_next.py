@@ -1,4 +1,4 @@
-"""LLaVA-NeXT (anyres) through the model handle, on a tiny LLaVA-NeXT built from the shipped tiny model:
+"""LLaVA-NeXT (anyres) through the model handle, on the shipped tiny model in LLaVA-NeXT form (tiny-next):
 per-image token counts equal the transformers processor's own expansion, batched answers equal one-at-a-
 time answers for images of different sizes, and a train stage's checkpoint loads back."""
 import json
@@ -8,37 +8,15 @@ import torch
 from PIL import Image
 
 from matrix.models.families.tiny import SHIPPED
-from matrix.models.handle import load, write_meta
-
-PINPOINTS = [[48, 96], [96, 48], [96, 96]]
+from matrix.models.handle import load
 
 
 @pytest.fixture(scope="module")
 def next_dir(tmp_path_factory):
-    from transformers import (LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessorPil,
-                              LlavaNextProcessor)
+    from matrix.models.families.tiny_next import to_llava_next
 
-    base = load(SHIPPED)
-    cfg = base.model.config
-    torch.manual_seed(0)
-    config = LlavaNextConfig(vision_config=cfg.vision_config, text_config=cfg.text_config,
-                             image_token_id=cfg.image_token_id, image_grid_pinpoints=PINPOINTS,
-                             vision_feature_select_strategy="default", vision_feature_layer=-1,
-                             tie_word_embeddings=cfg.tie_word_embeddings)
-    model = LlavaNextForConditionalGeneration(config)
-    missing, unexpected = model.load_state_dict(base.model.state_dict(), strict=False)
-    assert not unexpected and all("image_newline" in m for m in missing)
-    model.generation_config = base.model.generation_config
-    ip = base.image_processor
-    processor = LlavaNextProcessor(
-        image_processor=LlavaNextImageProcessorPil(size={"shortest_edge": 48}, crop_size={"height": 48, "width": 48},
-                                                   image_mean=ip.image_mean, image_std=ip.image_std,
-                                                   image_grid_pinpoints=PINPOINTS),
-        tokenizer=base.tokenizer, patch_size=16, vision_feature_select_strategy="default", num_additional_image_tokens=1)
     out = tmp_path_factory.mktemp("tiny-next")
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    write_meta(out, "llava-next", "plain_v1")
+    to_llava_next(SHIPPED, out)
     return out
 
 
@@ -89,4 +67,4 @@ def test_training_and_loading_a_checkpoint(next_dir, tmp_path):
     assert result["examples"] == 3 and result["steps"] == 1 and result["dropped_truncated"] == 0
     handle = load_trained(next_dir, tmp_path / "ckpt", template="plain_v1")
     assert handle.anyres and len(handle.generate(_images()[:1], ["Describe the image."], max_new_tokens=4)) == 1
-    assert json.loads((next_dir / "matrix_model.json").read_text())["family"] == "llava-next"
+    assert json.loads((next_dir / "matrix_model.json").read_text())["family"] == "tiny-next"

@@ -20,11 +20,12 @@ datasets:
   vqa: {{source: synthetic, kind: ocrvqa, size: 30}}
   caps: {{source: synthetic, kind: textcaps, size: 30}}
   mix: {{source: mixture, parts: [{{dataset: vqa, size: 10}}, {{dataset: caps, size: 12}}], label: Mix}}
+  base-sft: {{source: synthetic, kind: detail, size: 7}}
 scales: [22]
 methods:
   - baseline
-  - {{id: cont-sft, sft_mix: {{path: {sft}, image_root: {sft_root}}}}}
-grid: {{exclude: [{{dataset: vqa}}, {{dataset: caps}}]}}
+  - {{id: cont-sft, sft_mix: base-sft}}
+grid: {{exclude: [{{dataset: vqa}}, {{dataset: caps}}, {{dataset: base-sft}}]}}
 benchmarks: [{{id: pope, synthetic: 10}}]
 generation: {{max_new_tokens: 8}}
 training: {{lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 160, bf16: false, lora: {{r: 4, alpha: 8}}}}
@@ -33,12 +34,8 @@ ray: {{num_cpus: 2}}
 
 
 def test_a_mixture_and_an_sft_mix_train_together(tmp_path):
-    from matrix.world.datasets import synthesize_dataset
-
-    sft_root = tmp_path / "sft"
-    synthesize_dataset("detail", sft_root, 7, seed=9)
     spec = tmp_path / "mix.yaml"
-    spec.write_text(textwrap.dedent(SPEC.format(out=tmp_path / "run", sft=sft_root / "data.json", sft_root=sft_root)))
+    spec.write_text(textwrap.dedent(SPEC.format(out=tmp_path / "run")))
     matrix("run", spec)
     with sqlite3.connect(tmp_path / "run" / "matrix.db") as con:
         rows = {label: (key, json.loads(res)) for key, label, res in
@@ -57,7 +54,7 @@ def test_a_mixture_and_an_sft_mix_train_together(tmp_path):
 
 def test_an_sft_mix_on_a_dpo_method_is_refused(tmp_path):
     spec = tmp_path / "bad.yaml"
-    text = textwrap.dedent(SPEC.format(out=tmp_path / "run", sft=tmp_path / "x.json", sft_root=tmp_path))
+    text = textwrap.dedent(SPEC.format(out=tmp_path / "run"))
     spec.write_text(text.replace("{id: cont-sft,", "{id: gt-dpo,"))
     proc = matrix("validate", "--no-check-files", spec, check=False)
     assert proc.returncode == 2
