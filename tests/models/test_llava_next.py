@@ -4,8 +4,6 @@ time answers for images of different sizes, and a train stage's checkpoint loads
 import json
 
 import pytest
-import torch
-from PIL import Image
 
 from matrix.models.families.tiny import SHIPPED
 from matrix.models.handle import load
