@@ -179,8 +179,9 @@ class CSR(Method):
             problems.append(f"csr: search takes {', '.join(SEARCH_DEFAULTS)}")
         elif any(not isinstance(v, int) or v < 1 for v in search.values()):
             problems.append("csr: search settings are positive integers")
-        elif {**SEARCH_DEFAULTS, **search}["keep"] < 2:
-            problems.append("csr: search.keep must be at least 2 (the best and the worst paths)")
+        elif {**SEARCH_DEFAULTS, **search}["keep"] < 4:
+            problems.append("csr: search.keep must be at least 4 (keep // 2 - 1 best and keep // 2 worst paths stay "
+                            "open: fewer keeps no best path)")
         if not 0 <= float(params.get("alpha", 0.9)) <= 1:
             problems.append("csr: alpha (the CLIP score's weight) must be in [0, 1]")
         return problems

@@ -50,7 +50,7 @@ def test_no_pair_without_two_distinct_complete_paths():
 @pytest.mark.parametrize("params, fragment", [
     ({"alpha": 2}, "alpha"),
     ({"search": {"branch": 0}}, "positive integers"),
-    ({"search": {"keep": 1}}, "at least 2"),
+    ({"search": {"keep": 3}}, "at least 4"),
     ({"search": {"width": 3}}, "search takes"),
     ({"beams": 3}, "unknown params"),
 ])
@@ -60,7 +60,8 @@ def test_bad_params_are_named(params, fragment):
 
 def test_sentence_search_tree_shape():
     """On the shipped tiny model: every node but the prompt has a parent earlier in the list, each
-    expanded node has `branch` children, and at most `keep` nodes of a level stay open."""
+    expanded node has `branch` children, and at most 3 nodes of a level stay open (keep 4: the best one
+    and the worst two)."""
     from PIL import Image
 
     from matrix.models.families.tiny import SHIPPED
@@ -70,12 +71,12 @@ def test_sentence_search_tree_shape():
     handle = load(SHIPPED)
     img = Image.new("RGB", (48, 48), (240, 240, 240))
     tree = sentence_trees(handle, [img], ["Describe the image in detail."],
-                          {"branch": 3, "keep": 3, "step_tokens": 24, "max_tokens": 120, "max_levels": 4})[0]
+                          {"branch": 3, "keep": 4, "step_tokens": 24, "max_tokens": 120, "max_levels": 4})[0]
     assert tree[0]["parent"] is None
     kids: dict[int, int] = {}
     for i, n in enumerate(tree[1:], 1):
         assert 0 <= n["parent"] < i
         kids[n["parent"]] = kids.get(n["parent"], 0) + 1
     assert set(kids.values()) == {3}
-    assert len(kids) <= 1 + 3 * 3  # the prompt, then at most keep=3 open nodes on each of 3 further levels
+    assert len(kids) <= 1 + 3 * 3  # the prompt, then at most 3 open nodes on each of 3 further levels
     assert any(n["final"] for n in tree)
