@@ -270,11 +270,12 @@ class Executor:
                     self.on_event("done", stage, f"{payload.get('wall_s', 0):.1f}s")
         except KeyboardInterrupt:
             summary.interrupted = True
-            self.store.reset(list(retry_at))
             for ref in running:
                 ray.cancel(ref, force=True)
-            # Cancelled stages were never recorded done; drop their 'running' rows so status stays true.
-            self.store.reset([s.key for s in running.values()])
+            # Cancelled stages were never recorded done: drop every 'running' row so the store stays true.
+            # All of them, not only the submitted ones: Ctrl-C can land between marking a stage running and
+            # submitting it, or between a result's two writes (the run lock makes every such row ours).
+            self.store.forget_running()
         return summary
 
     @staticmethod

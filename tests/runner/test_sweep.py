@@ -145,11 +145,13 @@ def _running(run_dir: Path, kind: str) -> bool:
 def test_ctrl_c_cancels_running_stages_and_the_next_run_continues(tmp_path):
     spec = write_spec(tmp_path, "interrupted")
     run_dir = tmp_path / "interrupted"
+    # SIGINT at its default in the child: a test suite started in the background of a non-interactive
+    # shell (`make test &`) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
     proc = subprocess.Popen([sys.executable, "-m", "matrix", "run", str(spec)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
-    # Interrupt while a train stage runs (seconds of work left downstream of it): a fixed count of done
-    # stages raced the sweep's end once, when the evaluations after it finished within one poll.
+    # Interrupt while a train stage runs, with seconds of work left downstream of it.
     while time.time() < deadline and proc.poll() is None and not _running(run_dir, "train"):
         time.sleep(0.1)
     assert proc.poll() is None, "the sweep finished before it could be interrupted"
