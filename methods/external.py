@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from methods.base import METHODS, Method, Responses
+from methods.base import METHODS
+from methods.baseline import Baseline
 
 
 SOURCES = ("model", "checkpoint", "from_run")
@@ -46,11 +47,10 @@ def find_checkpoint(run: str, cell: str) -> Path:
 
 
 @METHODS.register("external")
-class External(Method):
+class External(Baseline):
+    """Untrained like the baseline (nothing constructed); what it evaluates is another model."""
+
     id = "external"
-    objective = "none"
-    responses = ()
-    defaults: dict = {}
 
     @classmethod
     def check_params(cls, params: dict) -> list[str]:
@@ -75,6 +75,3 @@ class External(Method):
             except ValidationError as e:
                 return [f"external: model: {err['msg']} at {'.'.join(map(str, err['loc']))}" for err in e.errors()]
         return []
-
-    def construct(self, records: list[dict], responses: Responses, params: dict, env=None) -> tuple[list[dict], dict]:
-        return [], {"records": len(records), "examples": 0}

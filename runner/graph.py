@@ -158,8 +158,8 @@ class _Builder:
         b = self.spec.benchmark(bench_id)
         bench_id = b.plugin  # entries naming one plug-in share its files
         if b.dataset is not None:  # a held-out slice, after the largest training subset of that dataset
-            train_max = max((c.scale for c in self.all_cells if c.dataset == b.dataset and c.scale), default=0)
-            params = {"what": "heldout", "id": bench_id, "n": b.heldout, "seed": self.spec.seed, "after": train_max}
+            params = {"what": "heldout", "id": bench_id, "n": b.heldout, "seed": self.spec.seed,
+                      "after": self.largest_scale(None, b.dataset)}
             return self.add(Stage("data", params, {"data": self.dataset(b.dataset)},
                                   label=f"data {b.id} (held out of {b.dataset})"))
         if b.synthetic is not None:
@@ -174,8 +174,10 @@ class _Builder:
         return self.add(Stage("subset", {"n": n, "seed": self.spec.seed}, {"data": self.dataset(dataset)},
                               label=f"subset {dataset}-{n}"))
 
-    def largest_scale(self, base_model: str, dataset: str) -> int:
-        return max(c.scale for c in self.all_cells if c.dataset == dataset and c.base_model == base_model and c.scale)
+    def largest_scale(self, base_model: str | None, dataset: str) -> int:
+        """The largest scale of `dataset` in the whole grid, for `base_model` (None: any); 0 if none."""
+        return max((c.scale for c in self.all_cells
+                    if c.dataset == dataset and c.scale and base_model in (None, c.base_model)), default=0)
 
     def generate(self, base_model: str, dataset: str, mode: str, seed: int, extra: dict | None = None,
                  model: Stage | None = None, who: str | None = None) -> Stage:
@@ -206,9 +208,9 @@ class _Builder:
             deps[f"responses.{mode}"] = self.generate(cell.base_model, cell.dataset, mode, cell.seed, extra,
                                                       model=start, who=who)
         construct_params = {"method": entry.plugin, "version": method.version, "params": entry.params}
-        files = {name: Path(path).expanduser().resolve() for name, path in plugin.input_files(entry.params).items()}
         if entry.sft_mix is not None:  # a dataset trained on with the constructed examples (Table 2's 665k)
             deps["sft_mix"] = self.dataset(entry.sft_mix)
+        files = {name: Path(path).expanduser().resolve() for name, path in plugin.input_files(entry.params).items()}
         if files:  # e.g. CSR's CLIP model: a new file or a changed one is a new construct stage
             construct_params["files"] = {name: {"path": str(path), "fingerprint": _folder_fingerprint(path)
                                                 if path.is_dir() else _file_fingerprint(path)}

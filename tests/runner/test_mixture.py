@@ -1,13 +1,11 @@
 """Table 2's data: a mixture of several datasets' subsets as one dataset, and an SFT mix trained
 together with a method's constructed examples (run end to end on the shapes world)."""
 import json
-import sqlite3
 import textwrap
 from pathlib import Path
 
 import pytest
-
-from tests.runner.test_sweep import matrix
+from tests.runner.sweeps import done_records, matrix
 
 pytestmark = pytest.mark.slow
 
@@ -37,9 +35,7 @@ def test_a_mixture_and_an_sft_mix_train_together(tmp_path):
     spec = tmp_path / "mix.yaml"
     spec.write_text(textwrap.dedent(SPEC.format(out=tmp_path / "run")))
     matrix("run", spec)
-    with sqlite3.connect(tmp_path / "run" / "matrix.db") as con:
-        rows = {label: (key, json.loads(res)) for key, label, res in
-                con.execute("SELECT key, label, result FROM stages WHERE status='done'")}
+    rows = {label: (key, res) for label, (key, _, _, res) in done_records(tmp_path / "run").items()}
     art = tmp_path / "run" / "artifacts"
     mixed = json.loads((art / "data" / rows["data mix"][0][:16] / "data.json").read_text())
     assert rows["data mix"][1]["parts"] == {"vqa": 10, "caps": 12} and len(mixed) == 22

@@ -2,16 +2,12 @@
 CSR's iterations chain through merge stages, an external row read from another run reports its source's
 numbers, and in-domain evaluation asks each cell its own source's held-out slice."""
 import json
-import sqlite3
 import textwrap
-from pathlib import Path
 
 import pytest
-
-from tests.runner.test_sweep import matrix
+from tests.runner.sweeps import REPO, done_records, matrix
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
 
 SOURCE = """\
 name: source
@@ -39,12 +35,6 @@ tables:
 """
 
 
-def _stages(run_dir: Path) -> list[tuple[str, str, str, dict, dict]]:
-    with sqlite3.connect(run_dir / "matrix.db") as con:
-        rows = con.execute("SELECT key, kind, label, deps, result FROM stages WHERE status='done'").fetchall()
-    return [(k, kind, label, json.loads(deps or "{}"), json.loads(res or "{}")) for k, kind, label, deps, res in rows]
-
-
 def test_table5_tiny_csr_iterations_and_an_external_row(tmp_path):
     source = tmp_path / "source.yaml"
     source.write_text(textwrap.dedent(SOURCE.format(out=tmp_path / "source")))
@@ -56,9 +46,8 @@ def test_table5_tiny_csr_iterations_and_an_external_row(tmp_path):
     args = [a for s in sets for a in ("--set", s)]
     first = matrix("run", REPO / "specs" / "table5-tiny.yaml", *args)
     assert "failed 0" in first.stdout
-    stages = _stages(out)
-    by_label = {label: (key, kind, deps, res) for key, kind, label, deps, res in stages}
-    kinds = [kind for _, kind, *_ in stages]
+    by_label = done_records(out)
+    kinds = [kind for _, kind, _, _ in by_label.values()]
     assert kinds.count("merge") == 1 and kinds.count("checkpoint") == 1
     assert not any(label.startswith("train ppo") for label in by_label)
     # Iteration 2 samples from iteration 1's merged model, which merged iteration 1's checkpoint.
@@ -88,7 +77,7 @@ def test_table3_tiny_in_domain_on_held_out_slices(tmp_path):
     args = [a for s in sets for a in ("--set", s)]
     run = matrix("run", REPO / "specs" / "table3-tiny.yaml", *args)
     assert "failed 0" in run.stdout
-    stages = _stages(out)
+    stages = [(key, kind, label, deps, res) for label, (key, kind, deps, res) in done_records(out).items()]
     # Each trained cell is asked only its own source's slice; the baseline all three.
     asked = {label for _, kind, label, _, res in stages if kind == "evaluate" and "shards" not in res
              and label.startswith("evaluate ")}

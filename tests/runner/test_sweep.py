@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.runner.sweeps import REPO, done_stages, matrix, running
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
 
 SPEC = """\
 name: small
@@ -43,25 +43,6 @@ def write_spec(tmp_path: Path, name: str, scales="[40]") -> Path:
     p = tmp_path / f"{name}.yaml"
     p.write_text(textwrap.dedent(SPEC.format(out=tmp_path / name, scales=scales)))
     return p
-
-
-def matrix(*args, check=True, **kw):
-    proc = subprocess.run([sys.executable, "-m", "matrix", *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=600, **kw)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"matrix {args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def done_stages(run_dir: Path) -> dict[str, float]:
-    db = run_dir / "matrix.db"
-    if not db.exists():
-        return {}
-    try:
-        with sqlite3.connect(db, timeout=5) as con:
-            return dict(con.execute("SELECT key, finished FROM stages WHERE status='done'").fetchall())
-    except sqlite3.OperationalError:
-        return {}
 
 
 def test_kill_9_then_resume_redoes_nothing_and_matches_uninterrupted(tmp_path):
@@ -131,17 +112,6 @@ def test_failing_stage_is_recorded_and_the_rest_completes(tmp_path):
         assert 100 * sum(flags) / len(flags) == pytest.approx(stored[(labels[method], f"{split}_accuracy")])
 
 
-def _running(run_dir: Path, kind: str) -> bool:
-    db = run_dir / "matrix.db"
-    if not db.exists():
-        return False
-    try:
-        with sqlite3.connect(db, timeout=5) as con:
-            return con.execute("SELECT 1 FROM stages WHERE kind=? AND status='running'", (kind,)).fetchone() is not None
-    except sqlite3.OperationalError:
-        return False
-
-
 def test_ctrl_c_cancels_running_stages_and_the_next_run_continues(tmp_path):
     spec = write_spec(tmp_path, "interrupted")
     run_dir = tmp_path / "interrupted"
@@ -152,7 +122,7 @@ def test_ctrl_c_cancels_running_stages_and_the_next_run_continues(tmp_path):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     # Interrupt while a train stage runs, with seconds of work left downstream of it.
-    while time.time() < deadline and proc.poll() is None and not _running(run_dir, "train"):
+    while time.time() < deadline and proc.poll() is None and not running(run_dir, "train"):
         time.sleep(0.1)
     assert proc.poll() is None, "the sweep finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
