@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ class Planned:
         for stage in self.graph.ordered():
             rec = records.get(stage.key)
             status = rec.status if rec else "to run"
-            status = {"done": "cached", "running": "to run"}.get(status, status)
+            status = {"done": "cached", "running": "to run", "interrupted": "to run"}.get(status, status)
             why = rec.error_line if rec and rec.status == "failed" else ("" if rec else "not computed yet")
             rows.append({"kind": stage.kind, "label": stage.label, "key": stage.short, "status": status, "why": why})
         return rows
@@ -154,44 +156,76 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
     """Run every stage of the (selected) grid that is not already done; returns a RunSummary."""
     from matrix.lock import RunLock
     from runner.cluster import connect, kill_orphans, node_capacities
-    from runner.executor import Executor
+    from runner.executor import Executor, RunSummary
+    from runner.interrupt import StopRequests
 
     planned = plan(spec, only)
     run_dir = spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(run_dir) as lock:
+    # Stop signals (Ctrl-C, SIGTERM, SIGHUP) are recorded from here on and acted on by the executor
+    # between two steps; before it starts, they end the run before any stage is submitted.
+    with StopRequests() as stops, RunLock(run_dir) as lock:
         if lock.previous and lock.previous.get("ray_pids"):
             kill_orphans(lock.previous["ray_pids"])
         store = Store(run_dir)
         try:
             store.clear_tmp()
             store.forget_running()
+            store.close_stale_runs()
             if rerun:
                 _reset_for_rerun(store, planned, rerun)
             text, sha = snapshot_spec(spec)
             (run_dir / SPEC_SNAPSHOT).write_text(text)
             records = store.stages()
             if all(records.get(s.key) and records[s.key].status == "done" for s in planned.graph.stages.values()):
-                from runner.executor import RunSummary
-
                 return RunSummary(cached=[s.label for s in planned.graph.stages.values()])
             run_id = store.start_run(" ".join(sys.argv), sha, provenance(sha))
-            conn = connect(address or spec.ray.address, spec.ray.num_cpus, spec.ray.num_gpus)
-            lock.note(ray_pids=conn.pids)
+            summary = RunSummary()
+            conn = None
+            if not stops.requested:
+                try:
+                    conn = connect(address or spec.ray.address, spec.ray.num_cpus, spec.ray.num_gpus)
+                except SystemExit as e:  # Ray's own SIGTERM handler, active while Ray starts: sys.exit(15)
+                    if e.code != signal.SIGTERM:
+                        raise
+                    _shutdown_ray()
+                    stops.signum = signal.SIGTERM
+                    conn = None
+                stops.install()  # again: Ray's start-up replaced the SIGTERM handler with its own
+            if conn is not None:
+                lock.note(ray_pids=conn.pids)
+                try:
+                    runtime = spec.runtime()
+                    executor = Executor(store, planned.graph, spec.resources, node_capacities(), fail_fast, on_event,
+                                        runtime)
+                    if on_start:
+                        on_start(planned, store)
+                    summary = executor.run(stops)
+                finally:
+                    # Ends the workers of stages still running (embedded Ray stops; a cluster ends this
+                    # driver's job and, with it, its tasks).
+                    conn.shutdown()
+                    lock.note(ray_pids=[])
+                if conn.embedded and summary.interrupted:
+                    store.clear_tmp()  # the embedded workers are gone: their half-written folders can go too
+            if stops.requested:
+                summary.interrupted, summary.signal = True, stops.signum
+            status = "ok" if summary.ok else ("interrupted" if summary.interrupted else "failed")
             try:
-                runtime = spec.runtime()
-                executor = Executor(store, planned.graph, spec.resources, node_capacities(), fail_fast, on_event,
-                                    runtime)
-                if on_start:
-                    on_start(planned, store)
-                summary = executor.run()
-            finally:
-                conn.shutdown()
-                lock.note(ray_pids=[])
-            store.finish_run(run_id, "ok" if summary.ok else ("interrupted" if summary.interrupted else "failed"))
+                store.finish_run(run_id, status)
+            except (sqlite3.Error, OSError):
+                if not summary.store_error:
+                    raise
             return summary
         finally:
             store.close()
+
+
+def _shutdown_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def _reset_for_rerun(store: Store, planned: Planned, rerun: list[str]) -> None:

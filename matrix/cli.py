@@ -92,7 +92,7 @@ def run(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional
         fail_fast: bool = typer.Option(False, "--fail-fast", help="stop scheduling new stages after a failure"),
         rerun: Optional[list[str]] = typer.Option(None, "--rerun", help="force re-execution: 'failed' or a stage kind"),
         address: Optional[str] = typer.Option(None, "--address", help="join this Ray cluster instead of embedded Ray")):
-    """Run every stage not already done. Safe to kill at any moment and run again: finished stages are kept. A stage whose worker dies is retried (resources.KIND.max_retries); one that raises is recorded failed and the rest go on."""
+    """Run every stage not already done. Safe to kill at any moment and run again: finished stages are kept (Ctrl-C, SIGTERM and SIGHUP stop it cleanly: exit 130, 143, 129; twice stops at once). A stage whose worker dies is retried (resources.KIND.max_retries); one that raises is recorded failed and the rest go on."""
     from matrix import api
     from runner.progress import SweepProgress
 
@@ -109,9 +109,15 @@ def run(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional
     out.print(f"ran {len(summary.ran)}, cached {len(summary.cached)}, recovered {len(summary.adopted)}, "
               f"failed {len(summary.failed)}, blocked {len(summary.blocked)}"
               + (f", retried {len(summary.retried)} after worker failures" if summary.retried else ""))
+    if summary.store_error:
+        err.print(f"error: {summary.store_error}", markup=False, highlight=False)
+        raise typer.Exit(1)
     if summary.interrupted:
-        err.print("interrupted: finished stages are stored; `matrix run` continues from here")
-        raise typer.Exit(130)
+        import signal
+
+        name = signal.Signals(summary.signal or signal.SIGINT).name
+        err.print(f"interrupted ({name}): finished stages are stored; `matrix run` continues from here")
+        raise typer.Exit(128 + int(summary.signal or signal.SIGINT))
     if summary.failed or summary.blocked:
         for label, line in summary.failed:
             err.print(f"failed: {label}: {line}", markup=False, highlight=False)

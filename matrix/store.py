@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS stages (
     label TEXT NOT NULL,
     params TEXT NOT NULL,
     deps TEXT NOT NULL,
-    status TEXT NOT NULL,            -- running | done | failed
+    status TEXT NOT NULL,            -- running | done | failed | interrupted (its driver stopped or died)
     attempts INTEGER NOT NULL DEFAULT 0,
     started REAL,
     finished REAL,
@@ -153,13 +153,25 @@ class Store:
                 (key, kind, label, json.dumps(params, sort_keys=True, default=str), json.dumps(deps), time.time(), host),
             )
 
+    def ensure(self, key: str, kind: str, label: str, params: dict, deps: dict[str, str], attempts: int) -> None:
+        """A row for the stage if it has none (a stage adopted from its artifact, or refused before it
+        started), with `attempts` starts; an existing row is left as it is."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO stages (key, kind, label, params, deps, status, attempts) VALUES (?, ?, ?, ?, ?, "
+                "'interrupted', ?) ON CONFLICT(key) DO NOTHING",
+                (key, kind, label, json.dumps(params, sort_keys=True, default=str), json.dumps(deps), attempts),
+            )
+
     def mark_done(self, key: str, result: dict[str, Any], wall_s: float | None, peak_mem_mb: float | None,
-                  metrics: dict[str, float] | None = None, benchmark: str | None = None) -> None:
+                  metrics: dict[str, float] | None = None, benchmark: str | None = None,
+                  host: str | None = None) -> None:
         """Record a finished stage and its metrics in one transaction."""
         with self._tx() as db:
             db.execute(
-                "UPDATE stages SET status='done', finished=?, wall_s=?, peak_mem_mb=?, result=?, error=NULL WHERE key=?",
-                (time.time(), wall_s, peak_mem_mb, json.dumps(result, default=str), key),
+                "UPDATE stages SET status='done', finished=?, wall_s=?, peak_mem_mb=?, result=?, error=NULL, "
+                "host=COALESCE(?, host) WHERE key=?",
+                (time.time(), wall_s, peak_mem_mb, json.dumps(result, default=str), host, key),
             )
             if metrics:
                 db.execute("DELETE FROM metrics WHERE stage_key=?", (key,))
@@ -173,9 +185,11 @@ class Store:
             db.execute("UPDATE stages SET status='failed', finished=?, error=? WHERE key=?", (time.time(), error, key))
 
     def forget_running(self) -> int:
-        """Stages left 'running' by a driver that died are simply not done: make them pending again."""
+        """Stages left 'running' by a driver that stopped or died are not done: mark them `interrupted` (to
+        run again), keeping their count of attempts. Call only while holding the run lock."""
         with self._tx() as db:
-            return db.execute("DELETE FROM stages WHERE status='running'").rowcount
+            return db.execute("UPDATE stages SET status='interrupted', finished=? WHERE status='running'",
+                              (time.time(),)).rowcount
 
     def reset(self, keys: list[str]) -> None:
         with self._tx() as db:
@@ -225,6 +239,11 @@ class Store:
                 (time.time(), command, spec_sha, json.dumps(provenance)),
             )
             return int(cur.lastrowid)
+
+    def close_stale_runs(self) -> int:
+        """Runs still marked `running` belong to drivers that died (the caller holds the run lock): `killed`."""
+        with self._tx() as db:
+            return db.execute("UPDATE runs SET status='killed' WHERE status='running'").rowcount
 
     def finish_run(self, run_id: int, status: str) -> None:
         with self._tx() as db:

@@ -42,10 +42,28 @@ class Connection:
     pids: list[tuple[int, float]]  # (pid, create_time) of processes an embedded Ray started
 
     def shutdown(self) -> None:
+        """Disconnect; an embedded instance stops, and every process it started (workers, and what a
+        stage started, such as DeepSpeed ranks) is ended and waited for, so no stage writes after this."""
+        import psutil
         import ray
 
+        descendants = psutil.Process().children(recursive=True) if self.embedded else []
         if ray.is_initialized():
             ray.shutdown()
+        alive = []
+        for proc in descendants:
+            try:
+                proc.terminate()
+                alive.append(proc)
+            except psutil.Error:
+                continue
+        _, still = psutil.wait_procs(alive, timeout=5)
+        for proc in still:
+            try:
+                proc.kill()
+            except psutil.Error:
+                continue
+        psutil.wait_procs(still, timeout=5)
 
 
 def connect(address: str | None, num_cpus: int | None, num_gpus: int | None) -> Connection:

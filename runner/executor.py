@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import time
 import traceback
 import uuid
@@ -23,6 +24,7 @@ from typing import Any, Callable
 from matrix.spec import ResourceSpec, ResourcesSpec
 from matrix.store import Store
 from runner.graph import StageGraph
+from runner.interrupt import StopRequests
 from runner.stage import KINDS, Stage, StageContext, StageInput
 
 
@@ -35,10 +37,33 @@ class RunSummary:
     blocked: list[str] = field(default_factory=list)  # not run because something upstream failed
     retried: list[str] = field(default_factory=list)  # a label per retry after a worker/node failure
     interrupted: bool = False
+    signal: int | None = None  # the stop signal, when one interrupted the run
+    store_error: str | None = None  # why the store could not be written (the sweep stopped there)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.blocked and not self.interrupted
+        return not self.failed and not self.blocked and not self.interrupted and not self.store_error
+
+
+class StoreWriteError(Exception):
+    """The run's store (or the disk under the run directory) could not be written: the sweep stops."""
+
+    def __init__(self, store: Store, what: str):
+        usage = ""
+        try:
+            free = shutil.disk_usage(store.run_dir).free
+            usage = f"; {free / 2**20:.1f} MiB free on the filesystem of {store.run_dir}"
+        except OSError:
+            pass
+        super().__init__(f"cannot write the run's store {store.db_path}: {what}{usage}. Free space (or fix the "
+                         f"filesystem) and run `matrix run` again: finished stages are kept")
+
+
+DISK_FULL = re.compile(r"No space left on device|database or disk is full|\[Errno 28\]")
+
+
+def disk_full(error_text: str) -> bool:
+    return bool(DISK_FULL.search(error_text))
 
 
 class StageError(Exception):
@@ -154,17 +179,32 @@ class Executor:
         self._record(stage, payload)
         return True
 
+    def _write(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """A store write; a failure (disk full, read-only, I/O error) stops the sweep with a clear message."""
+        try:
+            return fn(*args, **kwargs)
+        except (sqlite3.Error, OSError) as e:
+            raise StoreWriteError(self.store, f"{type(e).__name__}: {e}") from None
+
+    def _ensure_row(self, stage: Stage, attempts: int) -> None:
+        self._write(self.store.ensure, stage.key, stage.kind, stage.label, stage.params,
+                    {n: d.key for n, d in stage.deps.items()}, attempts)
+
     def _record(self, stage: Stage, payload: dict[str, Any]) -> None:
         result = payload.get("result", {})
-        self.store.mark_running(stage.key, stage.kind, stage.label, stage.params,
-                                {n: d.key for n, d in stage.deps.items()}, payload.get("host", ""))
-        self.store.mark_done(stage.key, result, payload.get("wall_s"), payload.get("peak_mem_mb"),
-                             metrics=result.get("metrics") if stage.kind == "evaluate" else None,
-                             benchmark=stage.params.get("benchmark"))
+        self._ensure_row(stage, 1)  # adopted: it ran (at least once) under a driver that died before recording
+        self._write(self.store.mark_done, stage.key, result, payload.get("wall_s"), payload.get("peak_mem_mb"),
+                    metrics=result.get("metrics") if stage.kind == "evaluate" else None,
+                    benchmark=stage.params.get("benchmark"), host=payload.get("host"))
 
-    def run(self) -> RunSummary:
+    def run(self, stops: StopRequests | None = None) -> RunSummary:
+        """Run what is pending until everything is done, failed or blocked, or until `stops` records a
+        stop signal (or the store cannot be written): then stop scheduling, mark the stages still running
+        `interrupted` and return. Running Ray tasks are left to the caller's `ray.shutdown()`, which
+        ends their workers: cancelling them here raced their replies inside Ray (runner/interrupt.py)."""
         import ray
 
+        stops = stops or StopRequests()  # not installed: never requested
         summary = RunSummary()
         remote = ray.remote(execute_stage)
         # A fresh worker process per run for kinds that hold process-wide state (max_calls is not an .options()).
@@ -184,26 +224,29 @@ class Executor:
         running: dict[Any, Stage] = {}
         failed_keys: set[str] = set()
         stop = False
-        attempts: dict[str, int] = {}  # key -> submissions so far
+        attempts: dict[str, int] = {}  # key -> submissions in this run (retries count here)
         retry_at: dict[str, tuple[float, Stage]] = {}  # key -> (monotonic time to resubmit, stage)
 
-        def submit(stage: Stage, records) -> Any:
+        def submit(stage: Stage) -> Any:
             req = self._request(stage)
             # Retries are the driver's (with backoff), not Ray's: Ray would resubmit at once.
             options: dict[str, Any] = {"num_cpus": req.cpus, "num_gpus": req.gpus, "max_retries": 0}
             if req.memory_gb:
                 options["memory"] = int(req.memory_gb * 2**30)
             attempts[stage.key] = attempts.get(stage.key, 0) + 1
+            # One store attempt per start, retries and resumed runs included (the row's count survives them).
+            self._write(self.store.mark_running, stage.key, stage.kind, stage.label, stage.params,
+                        {n: d.key for n, d in stage.deps.items()}, "")
             fn = remote_fresh if KINDS.get(stage.kind).FRESH_PROCESS else remote
             return fn.options(**options).remote(
-                stage.kind, stage.key, stage.label, stage.params, self._inputs(stage, records),
+                stage.kind, stage.key, stage.label, stage.params, self._inputs(stage, self.store.stages()),
                 str(self._final_dir(stage)), str(self.store.tmp), str(self.store.run_dir), req.cpus, req.gpus,
                 self.runtime)
 
         try:
-            while pending or running or retry_at:
+            while (pending or running or retry_at) and not stops.requested:
                 if stop and retry_at:  # --fail-fast: retries not yet due are not run either
-                    self.store.reset(list(retry_at))
+                    self._write(self.store.reset, list(retry_at))
                     summary.blocked += [stage.label for _, stage in retry_at.values()]
                     retry_at.clear()
                 records = self.store.stages()
@@ -216,12 +259,10 @@ class Executor:
                         del pending[key]
                         self.on_event("blocked", stage, "")
                         continue
-                    if stop or not all(records.get(d) and records[d].status == "done" for d in deps):
+                    if stop or stops.requested or not all(records.get(d) and records[d].status == "done" for d in deps):
                         continue
                     del pending[key]
                     req = self._request(stage)
-                    self.store.mark_running(stage.key, stage.kind, stage.label, stage.params,
-                                            {n: d.key for n, d in stage.deps.items()}, "")
                     if not fits(req, self.nodes):
                         msg = (f"ResourceError: stage '{stage.label}' asks for {req.cpus:g} CPU, {req.gpus:g} GPU"
                                f"{f', {req.memory_gb:g} GiB' if req.memory_gb else ''} on one node, but the cluster "
@@ -230,16 +271,17 @@ class Executor:
                         self._fail(stage, msg, summary, failed_keys)
                         stop = stop or self.fail_fast
                         continue
-                    running[submit(stage, records)] = stage
+                    running[submit(stage)] = stage
                     self.on_event("started", stage, "")
                 now = time.monotonic()
                 for key, (when, stage) in list(retry_at.items()):
-                    if when <= now and not stop:
+                    if when <= now and not stop and not stops.requested:
                         del retry_at[key]
-                        running[submit(stage, self.store.stages())] = stage
-                        self.on_event("started", stage, f"attempt {attempts[key] + 1}")
+                        running[submit(stage)] = stage
+                        self.on_event("started", stage, f"attempt {attempts[key]}")
                 if not running and retry_at and not stop:
-                    time.sleep(max(0.0, min(w for w, _ in retry_at.values()) - time.monotonic()))
+                    # In short slices, so that a stop request is seen within one.
+                    time.sleep(min(0.5, max(0.0, min(w for w, _ in retry_at.values()) - time.monotonic())))
                     continue
                 if not running:
                     if pending and (stop or not any(self._ready(s, records) for s in pending.values())):
@@ -249,6 +291,8 @@ class Executor:
                     continue
                 wait_s = 1.0 if not retry_at else max(0.01, min(1.0, min(w for w, _ in retry_at.values()) - time.monotonic()))
                 done, _ = ray.wait(list(running), num_returns=1, timeout=wait_s)
+                if stops.requested:
+                    break  # a stage finished meanwhile has its artifact in place: the next run adopts it
                 for ref in done:
                     stage = running.pop(ref)
                     try:
@@ -262,20 +306,29 @@ class Executor:
                             self.on_event("retrying", stage, f"{_error_text(e).splitlines()[0][:120]}; "
                                                              f"attempt {attempts[stage.key] + 1} in {delay:.0f}s")
                             continue
-                        self._fail(stage, _error_text(e), summary, failed_keys)
+                        text = _error_text(e)
+                        self._fail(stage, text, summary, failed_keys)
                         stop = stop or self.fail_fast
+                        if disk_full(text):
+                            raise StoreWriteError(self.store, f"stage '{stage.label}' ran out of space") from None
                         continue
                     self._record(stage, payload)
                     summary.ran.append(stage.label)
                     self.on_event("done", stage, f"{payload.get('wall_s', 0):.1f}s")
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # asked twice, or no handler installed (the API called from a thread)
             summary.interrupted = True
-            for ref in running:
-                ray.cancel(ref, force=True)
-            # Cancelled stages were never recorded done: drop every 'running' row so the store stays true.
-            # All of them, not only the submitted ones: Ctrl-C can land between marking a stage running and
-            # submitting it, or between a result's two writes (the run lock makes every such row ours).
-            self.store.forget_running()
+        except StoreWriteError as e:
+            summary.store_error = str(e)
+        if stops.requested:
+            summary.interrupted = True
+            summary.signal = stops.signum
+        if summary.interrupted or summary.store_error:
+            # Stages still running were never recorded done: mark them interrupted (their attempt count is
+            # kept). All of them, not only the submitted ones: a result's writes may have been cut short.
+            try:
+                self.store.forget_running()
+            except (sqlite3.Error, OSError):
+                pass  # the store is what failed; the next run (holding the run lock) does this first
         return summary
 
     @staticmethod
@@ -283,7 +336,8 @@ class Executor:
         return all(records.get(d.key) and records[d.key].status == "done" for d in stage.deps.values())
 
     def _fail(self, stage: Stage, error: str, summary: RunSummary, failed_keys: set[str]) -> None:
-        self.store.mark_failed(stage.key, error)
+        self._ensure_row(stage, 0)  # refused before it started (no node fits it): no attempt
+        self._write(self.store.mark_failed, stage.key, error)
         failed_keys.add(stage.key)
         last = [ln for ln in error.strip().splitlines() if ln.strip()]
         summary.failed.append((stage.label, last[-1] if last else error))

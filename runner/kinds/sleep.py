@@ -32,5 +32,5 @@ class SleepStage(StageKind):
         time.sleep(float(params.get("seconds", 0)))
         context = ray.get_runtime_context()
         return {"node_id": context.get_node_id(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
-                "pid": os.getpid(), "slept_s": time.time() - started,
+                "pid": os.getpid(), "slept_s": time.time() - started, "started": started, "ended": time.time(),
                 "inputs": sorted(inputs)}

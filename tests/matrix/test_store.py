@@ -33,8 +33,29 @@ def test_forget_running_and_clear_tmp(tmp_path):
     store = Store(tmp_path)
     store.mark_running("k", "train", "t", {}, {}, "h")
     (store.tmp / "abc-123").mkdir(parents=True)
-    assert store.forget_running() == 1 and store.stage("k") is None
+    assert store.forget_running() == 1 and store.stage("k").status == "interrupted"
+    store.mark_running("k", "train", "t", {}, {}, "h")  # resumed: the second start of the same stage
+    assert store.stage("k").attempts == 2
     assert store.clear_tmp() == 1 and not any(store.tmp.iterdir())
+
+
+def test_stale_runs_rows_are_marked_killed(tmp_path):
+    store = Store(tmp_path)
+    dead = store.start_run("matrix run a.yaml", "sha", {})  # a driver killed before it could finish the row
+    finished = store.start_run("matrix run a.yaml", "sha", {})
+    store.finish_run(finished, "interrupted")
+    assert store.close_stale_runs() == 1
+    assert {r["id"]: r["status"] for r in store.runs()} == {dead: "killed", finished: "interrupted"}
+
+
+def test_ensure_adds_a_row_once_and_keeps_an_existing_count(tmp_path):
+    store = Store(tmp_path)
+    store.mark_running("k", "train", "t", {}, {}, "h")
+    store.mark_running("k", "train", "t", {}, {}, "h")
+    store.ensure("k", "train", "t", {}, {}, 1)
+    store.ensure("new", "train", "n", {}, {}, 0)
+    assert store.stage("k").attempts == 2 and store.stage("k").status == "running"
+    assert store.stage("new").attempts == 0
 
 
 def _hold_lock(run_dir, ready):

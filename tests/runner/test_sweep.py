@@ -112,7 +112,10 @@ def test_failing_stage_is_recorded_and_the_rest_completes(tmp_path):
         assert 100 * sum(flags) / len(flags) == pytest.approx(stored[(labels[method], f"{split}_accuracy")])
 
 
-def test_ctrl_c_cancels_running_stages_and_the_next_run_continues(tmp_path):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl_c", "sigterm"])
+def test_a_stop_signal_cancels_running_stages_and_the_next_run_continues(tmp_path, signum, code):
+    """Ctrl-C, and SIGTERM (what SLURM and Kubernetes send on preemption): a summary and exit 128+N,
+    no `running` row, the run row `interrupted`, no temporary folder left, and the next run resumes."""
     spec = write_spec(tmp_path, "interrupted")
     run_dir = tmp_path / "interrupted"
     # SIGINT at its default in the child: a test suite started in the background of a non-interactive
@@ -125,18 +128,26 @@ def test_ctrl_c_cancels_running_stages_and_the_next_run_continues(tmp_path):
     while time.time() < deadline and proc.poll() is None and not running(run_dir, "train"):
         time.sleep(0.1)
     assert proc.poll() is None, "the sweep finished before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, (out, err)
-    assert "interrupted" in err
+    assert proc.returncode == code, (out, err)
+    assert f"interrupted ({signal.Signals(signum).name})" in err and "Traceback" not in err
     before = done_stages(run_dir)
     with sqlite3.connect(run_dir / "matrix.db") as con:
-        statuses = [s for (s,) in con.execute("SELECT status FROM stages")]
+        statuses = dict(con.execute("SELECT label, status FROM stages").fetchall())
+        attempts = dict(con.execute("SELECT label, attempts FROM stages").fetchall())
         (run_status,) = con.execute("SELECT status FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-    assert "running" not in statuses and run_status == "interrupted"  # the store says what is true
+    assert "running" not in statuses.values() and run_status == "interrupted"  # the store says what is true
+    assert statuses["train cont-sft/tiny/shapes-40"] == "interrupted"
+    tmp = run_dir / "artifacts" / ".tmp"
+    assert not tmp.exists() or not any(tmp.iterdir())  # the stopped stages' half-written folders are gone
     matrix("run", spec)
     after = done_stages(run_dir)
-    assert {k: after[k] for k in before} == before  # nothing finished before Ctrl-C ran again
+    assert {k: after[k] for k in before} == before  # nothing finished before the signal ran again
+    with sqlite3.connect(run_dir / "matrix.db") as con:
+        (resumed,) = con.execute("SELECT attempts FROM stages WHERE label='train cont-sft/tiny/shapes-40'").fetchone()
+    assert resumed == attempts["train cont-sft/tiny/shapes-40"] + 1  # started once more, and counted
+    assert all(a == 1 for label, a in attempts.items() if statuses[label] == "done")
     assert "nothing to do" in matrix("run", spec).stdout
 
 
