@@ -50,6 +50,7 @@ from benchmarks.base import (
     check_answers,
     ratio,
     read_jsonl,
+    image_file,
     require,
     write_jsonl,
 )
@@ -221,7 +222,7 @@ class Chair(Benchmark):
         write_jsonl(base / QUESTION_FILE, questions)
         (base / "ground_truth.json").write_text(json.dumps(truth, indent=1))
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / "chair"
         qfile = base / QUESTION_FILE
         rows = read_jsonl(qfile, 'CHAIR caption questions, one {"question_id", "image", "text"} per line')
@@ -250,11 +251,11 @@ class Chair(Benchmark):
             if row["image"] not in ids:
                 raise BenchmarkFileError(f"{qfile}: question {n}: image {row['image']} is not in "
                                          f"{base / INSTANCES}")
-            image = require(base / IMAGE_DIR / row["image"], f"the CHAIR image {row['image']} (COCO val2014)")
+            image = image_file(base / IMAGE_DIR / row["image"], f"the CHAIR image {row['image']} (COCO val2014)", images)
             image_id = ids[row["image"]]
             samples.append(Sample(str(row["question_id"]), image, row["text"],
                                   {"image": row["image"], "image_id": image_id, "root": str(root),
-                                   "objects": sorted(truth.get(image_id, set()))}))
+                                   "objects": sorted(truth.get(image_id, set()))}, official_id=row["question_id"]))
         return samples
 
     def synonyms(self, root: Path | None = None) -> Synonyms:

@@ -44,6 +44,7 @@ from benchmarks.base import (
     check_answers,
     ratio,
     read_jsonl,
+    image_file,
     require,
     write_jsonl,
 )
@@ -161,7 +162,7 @@ class LlavaWild(Benchmark):
         write_jsonl(base / ANSWER_FILE, answers)
         write_jsonl(base / CONTEXT_FILE, contexts)
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / FOLDER
         qfile = base / QUESTION_FILE
         rows = read_jsonl(qfile, 'LLaVA-Bench questions, one {"question_id", "image", "text", "category"} per line')
@@ -180,10 +181,10 @@ class LlavaWild(Benchmark):
             if contexts.get(row["image"]) is None:
                 raise BenchmarkFileError(f"{base / CONTEXT_FILE}: no context for image {row['image']}")
             context = contexts[row["image"]]
-            image = require(base / IMAGE_DIR / row["image"], f"the LLaVA-Bench image {row['image']}")
+            image = image_file(base / IMAGE_DIR / row["image"], f"the LLaVA-Bench image {row['image']}", images)
             samples.append(Sample(qid, image, row["text"], {
                 "category": row["category"], "reference": refs[qid],
-                "context": "\n".join(context) if isinstance(context, list) else str(context)}))
+                "context": "\n".join(context) if isinstance(context, list) else str(context)}, official_id=row["question_id"]))
         return samples
 
     # ---- grading -------------------------------------------------------------------------------------

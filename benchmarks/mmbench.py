@@ -2,11 +2,13 @@
 
 Files, under the eval folder (LLaVA's `scripts/v1_5/eval/mmbench.sh` / `mmbench_cn.sh` layout):
 
-- `mmbench/mmbench_dev_20230712.tsv` (CN: `mmbench/mmbench_dev_cn_20231003.tsv`): one row per question
+- `mmbench/mmbench_dev_20230712.tsv` (CN: `mmbench_cn/mmbench_dev_cn_20231003.tsv`, its own folder as
+  in LLaVA's `mmbench_cn.sh`): one row per question
   with the columns index, question, hint, A, B, C, D, answer, category, image (base64), source,
   l2-category, comment, split. Missing cells (no hint, fewer options) are empty, "nan" or "none".
   Images are decoded once into `mmbench/<tsv stem>_images/` (a temporary folder when that one cannot
   be written); an image cell that is a short row index instead of base64 means that row's image.
+  Scoring alone (`load(images=False)`) decodes and writes nothing.
 
 Prompts follow `model_vqa_mmbench.py --single-pred-prompt`: "[hint\\n]question\\nA. ...\\nB. ..." (the
 options up to the first missing one) + the multiple-choice suffix (CN: "\\n请直接回答选项字母。");
@@ -20,17 +22,19 @@ right. When no index reaches 1,000,000 the file has no copies and accuracy is pl
 (`circular` = 0 in the metrics says which was done). `limit` keeps the first `limit` questions with all
 their copies.
 
-Answers are read by the rule-based step of VLMEvalKit-style matching, reimplemented: the single option
-letter standing alone in the answer (punctuation counts as space), else the single option whose text
-the answer contains; otherwise the answer is unreadable and wrong (the official scorer would then ask
-a GPT judge; this plug-in has none, and `unparsed` counts those answers).
+Answers are read by VLMEvalKit's rule step `can_infer` (`vlmeval/utils/matching_util.py`, rules as at
+VLMEvalKit c026693, unchanged from Dec 2023 to Aug 2025), reimplemented in `extract_letter`: the
+refusal phrases give "Z"; else, with `.()[],:;!*#{}` made spaces, exactly one option letter among the
+words gives it; else no option letter but a word "Z" gives "Z"; else the single option whose text
+(lowercased) the lowercased answer contains. Otherwise the answer is unreadable and wrong (the official
+pipeline would then ask a GPT extractor; this plug-in has none, and `unparsed` counts those answers).
+"Z" is never an option, so it is counted wrong.
 """
 from __future__ import annotations
 
 import base64
 import csv
 import random
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -52,7 +56,10 @@ LETTERS = ("A", "B", "C", "D")
 COPY_STRIDE = 1_000_000
 COLUMNS = ("index", "question", "hint", "A", "B", "C", "D", "answer", "category", "image", "source",
            "l2-category", "comment", "split")
-_PUNCT = re.compile(r"[.()\[\],:;!*#{}\"'<>/?，。：；！（）]")
+# VLMEvalKit's can_infer_option: these characters count as spaces, no others (not "?", quotes, CJK)
+_SPACED = ".()[],:;!*#{}"
+REFUSALS = ("Sorry, I can't help with images of people yet.", "I can't process this file.",
+            "I'm sorry, but without the image provided", "Cannot determine the answer")
 
 
 def is_none(value: str | None) -> bool:
@@ -75,18 +82,31 @@ def build_prompt(row: dict, suffix: str) -> tuple[str, dict[str, str]]:
 
 
 def extract_letter(answer: str, options: dict[str, str]) -> str | None:
-    """The option an answer picks: one option letter standing alone, else one option's text inside
-    the answer; None when neither is unambiguous."""
-    words = _PUNCT.sub(" ", answer).split()
-    letters = {w for w in words if w in options}
+    """VLMEvalKit's `can_infer(answer, options)`: an option letter, "Z" (a refusal), or None where it
+    returns False. Official quirks kept: "B?" and '"B"' find nothing (only `_SPACED` are separators);
+    "B, not A" names two letters, so the option texts decide."""
+    answer = str(answer)
+    if "Failed to obtain answer via API" in answer:
+        return _by_text(answer, options)  # can_infer_option gives False; can_infer_text still runs
+    if any(r in answer for r in REFUSALS):
+        return "Z"
+    answer_mod = answer
+    for c in _SPACED:
+        answer_mod = answer_mod.replace(c, " ")
+    words = [w.strip() for w in answer_mod.split()]
+    letters = [c for c in options if c in words]
     if len(letters) == 1:
-        return letters.pop()
-    if not letters:
-        lowered = answer.lower()
-        by_text = [k for k, text in options.items() if text.lower() in lowered]
-        if len(by_text) == 1:
-            return by_text[0]
-    return None
+        return letters[0]
+    if not letters and "Z" in words:
+        return "Z"
+    return _by_text(answer, options)
+
+
+def _by_text(answer: str, options: dict[str, str]) -> str | None:
+    """can_infer_text: the one option whose lowercased text is inside the lowercased answer."""
+    lowered = answer.lower()
+    found = [k for k, text in options.items() if str(text).lower() in lowered]
+    return found[0] if len(found) == 1 else None
 
 
 def _category(question: str) -> tuple[str, str]:
@@ -100,6 +120,7 @@ def _category(question: str) -> tuple[str, str]:
 class _MMBench(Benchmark):
     headline = "accuracy"
     max_new_tokens = 1024  # model_vqa_mmbench.py
+    folder: str = ""
     tsv: str = ""
     suffix: str = ""
     cn: bool = False
@@ -108,7 +129,7 @@ class _MMBench(Benchmark):
         """`size` questions with 4 options, some with a hint, each written 4 times: the original
         (index i) and its 3 rotations (index i + k * 1,000,000), originals first, as the dev TSVs do."""
         rng = random.Random(f"{self.id}:{seed}")
-        path = Path(root) / "mmbench" / self.tsv
+        path = Path(root) / self.folder / self.tsv
         path.parent.mkdir(parents=True, exist_ok=True)
         originals = []
         for i in range(size):
@@ -136,12 +157,12 @@ class _MMBench(Benchmark):
             writer.writeheader()
             writer.writerows(rows)
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
-        path = require(Path(root) / "mmbench" / self.tsv,
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
+        path = require(Path(root) / self.folder / self.tsv,
                        f"the {self.id} dev TSV from OpenCompass (index, question, hint, A-D, answer, category, "
                        "base64 image, ...)")
         rows = _read_tsv(path)
-        images = _image_folder(path)
+        folder = _image_folder(path) if images else None
         by_index = {row["index"]: row for row in rows}
         order: dict[int, int] = {}  # question id (index % 1e6) -> its rank of first appearance
         samples = []
@@ -160,10 +181,10 @@ class _MMBench(Benchmark):
             if row["answer"] not in options:
                 raise BenchmarkFileError(f"{path}: line {n}: answer {row['answer']!r} is not one of the options "
                                          f"{', '.join(options)}")
-            image = _decode_image(row, by_index, images, path, n)
+            image = _decode_image(row, by_index, folder, path, n) if images else None
             samples.append(Sample(str(index), image, question, {
                 "label": row["answer"], "options": options, "group": group, "circular_copy": index >= COPY_STRIDE,
-                "category": row.get("category"), "l2_category": row.get("l2-category")}))
+                "category": row.get("category"), "l2_category": row.get("l2-category")}, official_id=index))
         return samples
 
     def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:
@@ -186,12 +207,24 @@ class _MMBench(Benchmark):
             "circular": float(circular),
             "unparsed": float(sum(r["parsed"] is None for r in per_sample)),
         }
+        # per category and l2-category (VLMEvalKit's report), CircularEval over the groups of each
+        for key, prefix in (("l2_category", "l2"), ("category", "category")):
+            names = {s.meta["group"]: s.meta.get(key) for s in samples if not is_none(s.meta.get(key))}
+            for name in sorted(set(names.values())):
+                in_it = [ok for g, ok in groups.items() if names.get(g) == name]
+                metrics[f"{prefix}_{name}"] = 100 * ratio(sum(all(v) for v in in_it), len(in_it))
         return Scored(metrics, per_sample)
+
+    def official_prompt(self, sample: Sample) -> str:
+        """model_vqa_mmbench.py records the prompt without the answer-format suffix."""
+        q = sample.question
+        return q[: -len(self.suffix)] if self.suffix and q.endswith(self.suffix) else q
 
 
 @BENCHMARKS.register("mmbench")
 class MMBench(_MMBench):
     id = "mmbench"
+    folder = "mmbench"
     tsv = "mmbench_dev_20230712.tsv"
     suffix = language.MULTIPLE_CHOICE_SUFFIX
 
@@ -199,6 +232,7 @@ class MMBench(_MMBench):
 @BENCHMARKS.register("mmbench-cn")
 class MMBenchCN(_MMBench):
     id = "mmbench-cn"
+    folder = "mmbench_cn"  # mmbench_cn.sh keeps the CN TSV in its own folder
     tsv = "mmbench_dev_cn_20231003.tsv"
     suffix = language.MULTIPLE_CHOICE_SUFFIX_CN
     cn = True

@@ -40,6 +40,7 @@ from benchmarks.base import (
     check_answers,
     ratio,
     read_jsonl,
+    image_file,
     require,
     write_jsonl,
 )
@@ -136,7 +137,7 @@ class MMVet(GradingTemplate, Benchmark):
         write_jsonl(base / QUESTION_FILE, questions)
         (base / TRUTH_FILE).write_text(json.dumps(truth, indent=1))
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / "mm-vet"
         qfile = base / QUESTION_FILE
         rows = read_jsonl(qfile, 'MM-Vet questions, one {"question_id", "image", "text"} per line')
@@ -155,10 +156,10 @@ class MMVet(GradingTemplate, Benchmark):
             if not isinstance(gt, dict) or not all(k in gt for k in ("capability", "answer")):
                 raise BenchmarkFileError(f"{tfile}: no {key} with capability and answer for question "
                                          f"{row['question_id']} of {qfile}")
-            image = require(base / IMAGE_DIR / row["image"], f"the MM-Vet image {row['image']}")
+            image = image_file(base / IMAGE_DIR / row["image"], f"the MM-Vet image {row['image']}", images)
             samples.append(Sample(str(row["question_id"]), image, row["text"],
                                   {"key": key, "question": gt.get("question", row["text"]),
-                                   "answer": gt["answer"], "capability": list(gt["capability"])}))
+                                   "answer": gt["answer"], "capability": list(gt["capability"])}, official_id=row["question_id"]))
         return samples
 
     # ---- grading -------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from benchmarks.base import (
     check_answers,
     ratio,
     read_jsonl,
+    image_file,
     require,
     write_jsonl,
 )
@@ -93,7 +94,7 @@ class SeedBench(Benchmark):
                                                   indent=1))
         (base / "ground_truth.json").write_text(json.dumps(truth, indent=1))
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / "seed_bench"
         qfile = base / QUESTION_FILE
         rows = read_jsonl(qfile, 'LLaVA\'s SEED-Bench questions, one {"question_id", "image", "text"} per line')
@@ -122,9 +123,9 @@ class SeedBench(Benchmark):
             seen[qtype] += 1
             if limit is not None and seen[qtype] > limit:
                 continue
-            image = require(base / row["image"], f"the SEED-Bench image {row['image']}")
+            image = image_file(base / row["image"], f"the SEED-Bench image {row['image']}", images)
             samples.append(Sample(qid, image, row["text"], {"label": gold["answer"], "question_type_id": qtype,
-                                                            "question_type": names.get(qtype, str(qtype))}))
+                                                            "question_type": names.get(qtype, str(qtype))}, official_id=row["question_id"]))
         return samples
 
     def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:

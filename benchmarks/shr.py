@@ -50,6 +50,7 @@ from benchmarks.base import (
     check_answers,
     ratio,
     read_jsonl,
+    image_file,
     require,
 )
 from matrix.world import language
@@ -163,7 +164,7 @@ class SHR(GradingTemplate, Benchmark):
         for name, rows in zip(FACT_FILES, facts):
             (base / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / "shr"
         images = _json(base / IMAGES_FILE, 'SHR images, a JSON list of {"image_id"}')
         data = {d["image_id"]: d for d in _json(base / VG / "image_data.json", "Visual Genome image_data.json")}
@@ -186,7 +187,7 @@ class SHR(GradingTemplate, Benchmark):
             if image_id not in data:
                 raise BenchmarkFileError(f"{base / VG / 'image_data.json'}: no image {image_id}")
             folder, file = data[image_id]["url"].split("/")[-2:]
-            image = require(base / VG / folder / file, f"the Visual Genome image {image_id}")
+            image = image_file(base / VG / folder / file, f"the Visual Genome image {image_id}", images)
             samples.append(Sample(str(image_id), image, PROMPT, {
                 "image_id": image_id, "regions": region_text(data[image_id], regions.get(image_id, [])),
                 "facts": "\n".join(facts.get(str(image_id), []))}))

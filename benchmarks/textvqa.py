@@ -33,6 +33,7 @@ from benchmarks.base import (
     check_answers,
     ratio,
     read_jsonl,
+    image_file,
     require,
     write_jsonl,
 )
@@ -196,7 +197,7 @@ class TextVQA(Benchmark):
         (base / TRUTH_FILE).write_text(json.dumps({"dataset_type": "val", "dataset_name": "textvqa",
                                                    "dataset_version": "0.5.1", "data": data}, indent=1))
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         """Questions in file order; `limit` keeps the first `limit`."""
         base = Path(root) / "textvqa"
         qfile = base / QUESTION_FILE
@@ -222,9 +223,9 @@ class TextVQA(Benchmark):
                 raise BenchmarkFileError(f"{tfile}: no annotation for image {key[0]} and question {key[1]!r} "
                                          f"({qfile}, line {n})")
             gold = truth[key]
-            image = require(base / IMAGE_DIR / row["image"], f"the TextVQA image {row['image']}")
+            image = image_file(base / IMAGE_DIR / row["image"], f"the TextVQA image {row['image']}", images)
             samples.append(Sample(str(row["question_id"]), image, row["text"],
-                                  {"answers": list(gold["answers"]), "textvqa_question_id": gold.get("question_id")}))
+                                  {"answers": list(gold["answers"]), "textvqa_question_id": gold.get("question_id")}, official_id=row["question_id"]))
         return samples
 
     def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:

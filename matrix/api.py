@@ -1,6 +1,7 @@
 """The library surface the CLI is a thin layer over: load a spec, plan it, run it, look at a run.
 
-Tests and notebooks call these directly: `plan(...)`, `run(...)`, `status(...)`, `report(...)`.
+Tests and notebooks call these directly: `plan(...)`, `run(...)`, `status(...)`, `report(...)`,
+`score(...)` (an existing answer file against a benchmark's official files; `matrix.scoring`).
 """
 from __future__ import annotations
 
@@ -40,6 +41,14 @@ class Planned:
             why = rec.error_line if rec and rec.status == "failed" else ("" if rec else "not computed yet")
             rows.append({"kind": stage.kind, "label": stage.label, "key": stage.short, "status": status, "why": why})
         return rows
+
+
+def score(benchmark: str, path: str | Path, answers: str | Path, **kwargs):
+    """Score an answer file (LLaVA's or a run's answers.jsonl) on a benchmark's official files, reading no
+    image; returns a `matrix.scoring.ScoreResult`. Keywords: judge, template, replies, limit."""
+    from matrix.scoring import score as score_file
+
+    return score_file(benchmark, path, answers, **kwargs)
 
 
 def load(spec_path: str | Path, overrides: list[str] | None = None) -> Spec:

@@ -32,7 +32,7 @@ class EvaluateStage(StageKind):
             i, n = params["shard"]
             lo, hi = shard_bounds(len(samples), i, n)
             answers, elapsed = self._answer(params, inputs, bench, samples[lo:hi])
-            self._write_answers(out, samples[lo:hi], answers)
+            self._write_answers(out, bench, samples[lo:hi], answers)
             return {"questions": hi - lo, "shard": [i, n], "answers_per_s": (hi - lo) / max(elapsed, 1e-9)}
         if params.get("shards"):
             answers, elapsed = [], 0.0
@@ -58,7 +58,7 @@ class EvaluateStage(StageKind):
                 raise ValueError(f"judge {settings.key()!r} differs from the stage's {params['judge']!r}")
             judge = open_judge(settings)
         scored = bench.score(samples, answers, judge=judge)
-        self._write_answers(out, samples, answers)
+        self._write_answers(out, bench, samples, answers)
         with open(out / "scores.jsonl", "w") as f:
             for row in scored.per_sample:
                 f.write(json.dumps(row, default=str) + "\n")
@@ -87,10 +87,12 @@ class EvaluateStage(StageKind):
         return answers, time.time() - start
 
     @staticmethod
-    def _write_answers(out: Path, samples, answers) -> None:
+    def _write_answers(out: Path, bench, samples, answers) -> None:
+        """LLaVA's answer-file fields (its id type, its recorded prompt), so its scripts read ours."""
         with open(out / "answers.jsonl", "w") as f:
             for s, a in zip(samples, answers):
-                f.write(json.dumps({"question_id": s.question_id, "prompt": s.question, "text": a}) + "\n")
+                row = {"question_id": s.record_id, "prompt": bench.official_prompt(s), "text": a}
+                f.write(json.dumps(row) + "\n")
 
 
 def shard_bounds(n: int, i: int, shards: int) -> tuple[int, int]:

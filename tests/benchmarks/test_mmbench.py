@@ -101,7 +101,7 @@ def test_synthetic_round_trip(synthetic):
 
 def test_cn_file_and_question_language(tmp_path):
     MMBenchCN().synthesize(tmp_path, 2, seed=0)
-    assert (tmp_path / "mmbench" / "mmbench_dev_cn_20231003.tsv").exists()
+    assert (tmp_path / "mmbench_cn" / "mmbench_dev_cn_20231003.tsv").exists()
     samples = MMBenchCN().load(tmp_path)
     assert all("图中" in s.question for s in samples)
     with pytest.raises(BenchmarkFileError, match=r"mmbench_dev_20230712\.tsv not found"):
