@@ -148,7 +148,7 @@ def score(benchmark: str, path: str | Path, answers: str | Path, *, judge: dict 
             if not hasattr(bench, "replay"):
                 raise UserError(f"--replies: {benchmark} has no stored-reply format; it is scored by rules"
                                 if not bench.needs_judge else f"--replies: {benchmark} cannot read stored replies")
-            scored = bench.replay(root, Path(replies).expanduser(), {str(r["question_id"]): r["text"] for r in rows})
+            scored = bench.replay(root, Path(replies).expanduser(), rows)
             grading = {"source": "stored replies", "replies": str(replies), "comparable": True}
             n = len(scored.per_sample)
         else:
