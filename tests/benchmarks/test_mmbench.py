@@ -20,6 +20,12 @@ OPTS = {"A": "red", "B": "blue", "C": "green", "D": "yellow"}
     ("A or B", None),              # two letters: ambiguous
     ("red and blue", None),        # two option texts
     ("E", None), ("", None), ("a", None),   # lower-case "a" is not the letter
+    # VLMEvalKit can_infer (c026693) on these gives the value beside each (official result, its rules
+    # run by hand): only .()[],:;!*#{} separate words, so "B?", '"B"' and "（B）" name no letter
+    ("B?", None), ('"B"', None), ("（B）", None),
+    ("B, the blue one, not A", "B"),        # two letters: the option texts decide ("blue")
+    ("Z", "Z"), ("Cannot determine the answer", "Z"),   # a refusal: "Z", never an option, so wrong
+    ("A: red. B is wrong", "A"),            # two letters; of the option texts only "red" is inside
 ])
 def test_answer_reading(text, expected):
     assert extract_letter(text, OPTS) == expected
@@ -123,4 +129,5 @@ def test_official_style_row_with_quoted_newline(tmp_path):
     assert s.question.startswith("Line one\nline two\nWhich colour?\nA. red\nB. blue\n")
     assert s.image.suffix == ".jpg" and Image.open(s.image).size == (4, 4)
     assert MMBench().score([s], ["A"]).metrics == pytest.approx(
-        {"accuracy": 100.0, "plain_accuracy": 100.0, "circular": 0.0, "unparsed": 0.0})
+        {"accuracy": 100.0, "plain_accuracy": 100.0, "circular": 0.0, "unparsed": 0.0, "l2_l2": 100.0,
+         "category_c": 100.0})

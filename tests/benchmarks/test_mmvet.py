@@ -75,7 +75,8 @@ def test_a_template_file_replaces_ours(make_judge, tmp_path):
     with JudgeServer(["1"]) as server:
         scored = MMVet(template_path=path).score(_samples()[:1], ANSWERS[:1], judge=make_judge(server))
         content = server.chat_requests[0].body["messages"][0]["content"]
-    assert content == "OFFICIAL PROMPT TEXT\n" + judge_line("question 0?", "gt0<OR>alt0", "answer 0")
+    # verbatim, then "\n" and the sample line: mm-vet_evaluator.py's `prompt + "\n" + " | ".join(...)`
+    assert content == "OFFICIAL PROMPT TEXT\n\n" + judge_line("question 0?", "gt0<OR>alt0", "answer 0")
     assert scored.metrics["total"] == 100.0
     with pytest.raises(BenchmarkFileError, match="missing.txt"):
         MMVet(template_path=tmp_path / "missing.txt").template()
