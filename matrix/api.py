@@ -82,11 +82,20 @@ def check_files(spec: Spec, spec_path: str | Path) -> None:
             from benchmarks.base import BENCHMARKS, BenchmarkFileError
 
             try:
-                BENCHMARKS.get(b.plugin)().load(Path(b.path).expanduser(), limit=1)
+                BENCHMARKS.get(b.plugin)().load(Path(b.path).expanduser(), limit=1, images=_answered(spec, b.id))
             except (BenchmarkFileError, FileNotFoundError) as e:
                 add(("benchmarks", i, "path"), str(e))
     if problems:
         raise SpecError(problems=problems)
+
+
+def _answered(spec: Spec, bench_id: str) -> bool:
+    """Whether some row answers the benchmark's questions (so its images must be there); a benchmark
+    only external rows' answer files cover is scored without images."""
+    from methods.external import answer_file, has_model
+
+    return any(m.plugin != "external" or (has_model(m.params) and answer_file(m.params, bench_id) is None)
+               for m in spec.methods)
 
 
 def _lines(spec_path: str | Path) -> tuple[dict, LineMap]:

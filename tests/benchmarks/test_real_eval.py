@@ -132,3 +132,33 @@ def test_scoring_reads_no_image_and_writes_nothing():
     result = score("mmbench", ROOT, ROOT / "mmbench/answers/mmbench_dev_20230712/llava-v1.5-13b.jsonl")
     assert result.questions == 4377
     assert sorted(p for p in ROOT.rglob("*")) == before  # no decoded-image folder beside the TSV
+
+
+def test_a_published_answers_row_in_a_spec_needs_no_images(tmp_path):
+    from matrix import api
+    from matrix.specfile import load_spec
+    from runner.kinds.data import DataStage
+    from runner.kinds.evaluate import EvaluateStage
+    from runner.stage import StageContext, StageInput
+
+    answers = ROOT / "pope/answers/llava-v1.5-13b.jsonl"
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(f"""\
+name: published
+base_models:
+  tiny: {{family: tiny}}
+methods:
+  - {{id: llava-13b, method: external, label: LLaVA-1.5-13B, params: {{answers: {{pope: {answers}}}}}}}
+benchmarks:
+  - {{id: pope, path: {ROOT}}}
+""")
+    spec = load_spec(spec_file)
+    api.check_files(spec, spec_file)  # the real folder has no val2014/: fine, nothing answers POPE here
+    [cell] = api.plan(spec).graph.cells
+    stage = cell.evaluate["pope"]
+    ctx = StageContext(tmp_path, 1, 0, "k", "t", {})
+    (tmp_path / "data").mkdir()
+    data = DataStage().run(stage.deps["bench"].params, {}, tmp_path / "data", ctx)
+    (tmp_path / "eval").mkdir()
+    result = EvaluateStage().run(stage.params, {"bench": StageInput(tmp_path / "data", data)}, tmp_path / "eval", ctx)
+    assert round(result["metrics"]["f1"], 3) == 85.947
