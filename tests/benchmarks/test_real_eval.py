@@ -162,3 +162,27 @@ benchmarks:
     (tmp_path / "eval").mkdir()
     result = EvaluateStage().run(stage.params, {"bench": StageInput(tmp_path / "data", data)}, tmp_path / "eval", ctx)
     assert round(result["metrics"]["f1"], 3) == 85.947
+
+
+@pytest.mark.parametrize("bench_id,answers", [
+    ("pope", "pope/answers/llava-v1.5-13b.jsonl"),
+    ("mme", "MME/answers/llava-v1.5-13b.jsonl"),
+    ("sqa", "scienceqa/answers/llava-v1.5-13b.jsonl"),
+    ("mmbench", "mmbench/answers/mmbench_dev_20230712/llava-v1.5-13b.jsonl"),
+])
+def test_our_answer_files_carry_llavas_fields(tmp_path, bench_id, answers):
+    """A run's answers.jsonl for these questions has LLaVA's question_id (with its JSON type) and prompt
+    on every line, so LLaVA's scripts (eval_science_qa.py counts IMG by '<image>' in the prompt,
+    convert_seed_for_submission.py looks ids up as ints) read it as they read LLaVA's own."""
+    from benchmarks.base import BENCHMARKS
+    from runner.kinds.evaluate import EvaluateStage
+
+    bench = BENCHMARKS.get(bench_id)()
+    samples = bench.load(ROOT, images=False)
+    theirs = [json.loads(line) for line in (ROOT / answers).read_text().splitlines()]
+    texts = {(str(r["question_id"]), r["prompt"]): r["text"] for r in theirs}
+    EvaluateStage._write_answers(tmp_path, bench, samples, [texts[(s.question_id, bench.official_prompt(s))]
+                                                            for s in samples])
+    ours = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    key = lambda r: (json.dumps(r["question_id"]), r["prompt"])  # noqa: E731 - the id's JSON type counts
+    assert sorted(map(key, ours)) == sorted(map(key, theirs))
