@@ -140,6 +140,9 @@ def score(benchmark: str, path: str | Path, answers: str | Path, *, judge: dict 
             raise UserError(f"--template: {benchmark} is not graded by a judge; it takes no template")
         kwargs["template_path"] = Path(template).expanduser()
     bench = cls(**kwargs)
+    if bench.needs_judge and judge is None and replies is None:
+        raise UserError(f"{benchmark} is graded by a judge: give --judge MODEL (with --judge-url for a local "
+                        "server), or --replies FILE with the official tool's stored grades")
     rows = read_answers(answers)
     grading: dict[str, Any] = {}
     notes: list[str] = []
@@ -158,9 +161,6 @@ def score(benchmark: str, path: str | Path, answers: str | Path, *, judge: dict 
                 notes.append(f"{extra} answers in {answers.name} match no question of {benchmark} and were ignored")
             handle = None
             if bench.needs_judge:
-                if judge is None:
-                    raise UserError(f"{benchmark} is graded by a judge: give --judge MODEL (with --judge-url for "
-                                    "a local server), or --replies FILE with the official tool's stored grades")
                 handle = _open_judge(judge)
                 own = getattr(bench, "template_path", None) is None
                 grading = {"source": "judge", **handle.describe(),
