@@ -278,11 +278,13 @@ class Chair(Benchmark):
             if row["image"] not in ids:
                 raise BenchmarkFileError(f"{qfile}: question {n}: image {row['image']} is not in "
                                          f"{base / INSTANCES}")
-            image = image_file(base / IMAGE_DIR / row["image"], f"the CHAIR image {row['image']} (COCO val2014)", images)
+            image = image_file(base / IMAGE_DIR / row["image"], f"the CHAIR image {row['image']} (COCO val2014)",
+                               images)
             image_id = ids[row["image"]]
             samples.append(Sample(str(row["question_id"]), image, row["text"],
                                   {"image": row["image"], "image_id": image_id, "root": str(root),
-                                   "objects": sorted(truth.get(image_id, set()))}, official_id=row["question_id"]))
+                                   "objects": sorted(truth.get(image_id, set()))},
+                                   official_id=row["question_id"]))
         return samples
 
     def synonyms(self, root: Path | None = None) -> Synonyms:

@@ -120,7 +120,8 @@ class GQA(Benchmark):
             types = gold.get("types", {})
             samples.append(Sample(qid, image, row["text"], {
                 "label": gold["answer"], "balanced": bool(gold.get("isBalanced", True)),
-                "structural": types.get("structural"), "semantic": types.get("semantic")}, official_id=row["question_id"]))
+                "structural": types.get("structural"), "semantic": types.get("semantic")},
+                official_id=row["question_id"]))
         return samples
 
     def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:

@@ -202,10 +202,12 @@ class LlavaWild(Benchmark):
             if contexts.get(row["image"]) is None:
                 raise BenchmarkFileError(f"{base / CONTEXT_FILE}: no context for image {row['image']}")
             context = contexts[row["image"]]
-            image = image_file(base / IMAGE_DIR / row["image"], f"the LLaVA-Bench image {row['image']}", images)
+            image = image_file(base / IMAGE_DIR / row["image"], f"the LLaVA-Bench image {row['image']}",
+                               images)
             samples.append(Sample(qid, image, row["text"], {
                 "category": row["category"], "reference": refs[qid],
-                "context": "\n".join(context) if isinstance(context, list) else str(context)}, official_id=row["question_id"]))
+                "context": "\n".join(context) if isinstance(context, list) else str(context)},
+                official_id=row["question_id"]))
         return samples
 
     # ---- grading -------------------------------------------------------------------------------------

@@ -125,7 +125,8 @@ class MMHal(GradingTemplate, Benchmark):
             if missing:
                 raise BenchmarkFileError(f"{path}: entry {n} lacks {', '.join(missing)}")
             file = row["image_src"].rstrip("/").split("/")[-1]
-            image = image_file(base / IMAGE_DIR / file, f"the MMHal-Bench image {file} (from {row['image_src']})", images)
+            image = image_file(base / IMAGE_DIR / file, f"the MMHal-Bench image {file} (from {row['image_src']})",
+                               images)
             samples.append(Sample(str(n), image, row["question"],
                                   {"question_type": row["question_type"], "image_content": row["image_content"],
                                    "gt_answer": row["gt_answer"]}))

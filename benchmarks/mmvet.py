@@ -166,7 +166,8 @@ class MMVet(GradingTemplate, Benchmark):
             image = image_file(base / IMAGE_DIR / row["image"], f"the MM-Vet image {row['image']}", images)
             samples.append(Sample(str(row["question_id"]), image, row["text"],
                                   {"key": key, "question": gt.get("question", row["text"]),
-                                   "answer": gt["answer"], "capability": list(gt["capability"])}, official_id=row["question_id"]))
+                                   "answer": gt["answer"], "capability": list(gt["capability"])},
+                                   official_id=row["question_id"]))
         return samples
 
     # ---- grading -------------------------------------------------------------------------------------

@@ -151,9 +151,11 @@ class Pope(Benchmark):
             seen[split] += 1
             if limit is not None and index >= limit:
                 continue
-            image = image_file(base / IMAGE_DIR / row["image"], f"the POPE image {row['image']} (COCO val2014)", images)
+            image = image_file(base / IMAGE_DIR / row["image"], f"the POPE image {row['image']} (COCO val2014)",
+                               images)
             samples.append(Sample(str(row["question_id"]), image, row["text"],
-                                  {"category": split, "label": labels[split][index], "image": row["image"]}, official_id=row["question_id"]))
+                                  {"category": split, "label": labels[split][index], "image": row["image"]},
+                                  official_id=row["question_id"]))
         return samples
 
     @staticmethod

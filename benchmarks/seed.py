@@ -132,7 +132,7 @@ class SeedBench(Benchmark):
             samples.append(Sample(qid, image, row["text"], {"label": gold["answer"], "question_type_id": qtype,
                                                             "question_type": names.get(qtype, str(qtype)),
                                                             "type_total": totals[qtype] if limit is None else None},
-                                  official_id=row["question_id"]))
+                                                            official_id=row["question_id"]))
         return samples
 
     def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:

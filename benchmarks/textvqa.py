@@ -307,7 +307,8 @@ class TextVQA(Benchmark):
             gold = truth[key]
             image = image_file(base / IMAGE_DIR / row["image"], f"the TextVQA image {row['image']}", images)
             samples.append(Sample(str(row["question_id"]), image, row["text"],
-                                  {"answers": list(gold["answers"]), "textvqa_question_id": gold.get("question_id")}, official_id=row["question_id"]))
+                                  {"answers": list(gold["answers"]), "textvqa_question_id": gold.get("question_id")},
+                                  official_id=row["question_id"]))
         return samples
 
     def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:
