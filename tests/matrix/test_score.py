@@ -93,3 +93,18 @@ def test_a_judged_benchmark_through_the_judge_and_its_cache(tmp_path, monkeypatc
     assert again["metrics"] == first["metrics"] and again["grading"]["usage"]["cached_hits"] == 4
     assert first["grading"]["template"] == "ours" and first["grading"]["comparable"] is False
     assert any("not comparable with published numbers" in n for n in first["notes"])
+
+
+@pytest.mark.parametrize("bench_id", ["pope", "mme", "sqa", "mmbench", "mmbench-cn", "seed", "gqa", "textvqa",
+                                      "mmvet", "llava-wild", "mmhal", "shr", "chair"])
+def test_every_loader_scores_without_images(tmp_path, bench_id):
+    bench = BENCHMARKS.get(bench_id)()
+    bench.synthesize(tmp_path, 4, seed=1)
+    with_images = bench.load(tmp_path)
+    for image in [p for p in tmp_path.rglob("*") if p.suffix in (".png", ".jpg")]:
+        image.unlink()
+    before = sorted(tmp_path.rglob("*"))
+    without = bench.load(tmp_path, images=False)
+    assert [s.question_id for s in without] == [s.question_id for s in with_images]
+    assert [s.question for s in without] == [s.question for s in with_images]
+    assert sorted(tmp_path.rglob("*")) == before  # nothing decoded or written
