@@ -68,11 +68,15 @@ def read_answers(path: Path) -> list[dict]:
     return rows
 
 
-def _same_prompt(a: str, b: str) -> bool:
-    # LLaVA records "<image>\n" in some prompts (ScienceQA) and leaves the answer suffix out of others
-    # (MMBench); only questions sharing an id are told apart this way, and theirs differ in the question.
-    a, b = a.replace("<image>", "").strip(), b.replace("<image>", "").strip()
-    return a == b or a.startswith(b) or b.startswith(a)
+def _by_prompt(rows: list[dict], prompt: str) -> list[dict]:
+    """The rows whose prompt is this question's: equal once "<image>" is ignored, else (an answer file
+    that kept or dropped the answer-format suffix) one being the start of the other."""
+    def norm(text: str) -> str:
+        return text.replace("<image>", "").strip()
+
+    prompt = norm(prompt)
+    exact = [r for r in rows if norm(r["prompt"]) == prompt]
+    return exact or [r for r in rows if norm(r["prompt"]).startswith(prompt) or prompt.startswith(norm(r["prompt"]))]
 
 
 def match_answers(samples, rows: list[dict], path: Path, bench=None) -> tuple[list[str], int]:
@@ -89,7 +93,7 @@ def match_answers(samples, rows: list[dict], path: Path, bench=None) -> tuple[li
         candidates = [r for r in by_id.get(s.question_id, []) if id(r) not in used]
         if shared[s.question_id] > 1 and candidates and all("prompt" in r for r in candidates):
             prompt = bench.official_prompt(s) if bench is not None else s.question
-            candidates = [r for r in candidates if _same_prompt(r["prompt"], prompt)] or []
+            candidates = _by_prompt(candidates, prompt)
         if not candidates:
             missing.append(s.question_id)
             answers.append("")
