@@ -14,7 +14,8 @@ Files, under the eval folder (LLaVA's `scripts/v1_5/eval/mme.sh` layout):
 Ground truth is looked up as LLaVA's `convert_answer_to_mme.py` does (restore MME's prompt from the
 asked text), and answers are scored by MME's `eval_tool/calculation.py` rules. Perception = sum over
 the perception subtasks present (all ten: max 2000), cognition = sum over the cognition subtasks
-present (max 800). The synthetic version writes the four coarse perception subtasks in the flat
+present (max 800). One departure: an answer holding a tab or a newline breaks calculation.py's
+tab-separated lines (it stops with an error); here it is scored like any other answer. The synthetic version writes the four coarse perception subtasks in the flat
 layout, plus `MME/ground_truth.json` (`{question_id: scene}`), which loading does not read.
 """
 from __future__ import annotations
