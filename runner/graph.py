@@ -290,6 +290,14 @@ class _Builder:
 def build(spec: Spec, cells: list[Cell], all_cells: list[Cell] | None = None) -> StageGraph:
     """Stages of `cells`; `all_cells` (default: `cells`) is the whole grid, which fixes shared stages."""
     builder = _Builder(spec, all_cells if all_cells is not None else cells)
+    known = [b.id for b in spec.benchmarks]
+    for m in spec.methods:  # an external row's answer files must name benchmarks of the spec
+        unknown = sorted(set((m.params or {}).get("answers") or {}) - set(known)) if m.plugin == "external" else []
+        if unknown:
+            from matrix.errors import UserError
+
+            raise UserError(f"methods: {m.id}: params.answers names {', '.join(unknown)}, which the spec's "
+                            f"benchmarks do not list (known: {', '.join(known)})")
     out = []
     for cell in cells:
         train = builder.train(cell)

@@ -155,3 +155,12 @@ def test_the_answer_file_stage_scores_as_matrix_score(tmp_path):
 def test_answers_params_are_checked(tmp_path, answers, message):
     with pytest.raises(SpecError, match=message):
         load_spec(write(tmp_path, f"- {{id: e, method: external, params: {{answers: {answers}}}}}\n"))
+
+
+def test_answers_for_a_benchmark_the_spec_lacks_are_refused(tmp_path):
+    from matrix.errors import UserError
+
+    path, _ = _answer_file(tmp_path, right=0)
+    rows = f"- {{id: paper, method: external, params: {{answers: {{mme: {path}}}}}}}\n"
+    with pytest.raises(UserError, match="params.answers names mme, which the spec's benchmarks do not list"):
+        api.plan(load_spec(write(tmp_path, rows)))
