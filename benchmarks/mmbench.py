@@ -26,9 +26,11 @@ Answers are read by VLMEvalKit's rule step `can_infer` (`vlmeval/utils/matching_
 VLMEvalKit c026693, unchanged from Dec 2023 to Aug 2025), reimplemented in `extract_letter`: the
 refusal phrases give "Z"; else, with `.()[],:;!*#{}` made spaces, exactly one option letter among the
 words gives it; else no option letter but a word "Z" gives "Z"; else the single option whose text
-(lowercased) the lowercased answer contains. Otherwise the answer is unreadable and wrong (the official
-pipeline would then ask a GPT extractor; this plug-in has none, and `unparsed` counts those answers).
-"Z" is never an option, so it is counted wrong.
+(lowercased) the lowercased answer contains. Otherwise the answer is unreadable: `mmbench` and
+`mmbench-cn` count it wrong (`unparsed` counts those answers); `mmbench-extract` and
+`mmbench-cn-extract` (the same files, judged: `{id: mmbench, benchmark: mmbench-extract}` with a judge)
+first ask the judge, as VLMEvalKit's GPT step does (see `_Extracting`). "Z" is never an option, so it
+is counted wrong.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ from benchmarks.base import (
     BENCHMARKS,
     Benchmark,
     BenchmarkFileError,
+    GradingTemplate,
     Sample,
     Scored,
     check_answers,
@@ -184,20 +187,23 @@ class _MMBench(Benchmark):
             image = _decode_image(row, by_index, folder, path, n) if images else None
             samples.append(Sample(str(index), image, question, {
                 "label": row["answer"], "options": options, "group": group, "circular_copy": index >= COPY_STRIDE,
+                "raw_question": row["question"],
                 "category": row.get("category"), "l2_category": row.get("l2-category")}, official_id=index))
         return samples
 
     def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:
         check_answers(samples, answers)
+        parsed = [extract_letter(a, s.meta["options"]) for s, a in zip(samples, answers)]
+        replies = self._extract(samples, answers, parsed, judge)
         per_sample = []
         groups: dict[int, list[bool]] = {}
-        for s, answer in zip(samples, answers):
-            parsed = extract_letter(answer, s.meta["options"])
-            correct = parsed == s.meta["label"]
+        for i, (s, answer) in enumerate(zip(samples, answers)):
+            correct = parsed[i] == s.meta["label"]
             groups.setdefault(s.meta["group"], []).append(correct)
             per_sample.append({"question_id": s.question_id, "group": s.meta["group"],
                                "category": s.meta.get("category"), "question": s.question, "answer": answer,
-                               "parsed": parsed, "label": s.meta["label"], "correct": correct})
+                               "parsed": parsed[i], "label": s.meta["label"], "correct": correct,
+                               **({"judge_replies": replies[i]} if replies.get(i) else {})})
         circular = any(s.meta["circular_copy"] for s in samples)
         main = [r for r, s in zip(per_sample, samples) if not s.meta["circular_copy"]]
         metrics = {
@@ -207,6 +213,8 @@ class _MMBench(Benchmark):
             "circular": float(circular),
             "unparsed": float(sum(r["parsed"] is None for r in per_sample)),
         }
+        if self.needs_judge:  # read by the extractor (its reply matched by the same rules)
+            metrics["extracted"] = float(sum(1 for i in replies if parsed[i] is not None))
         # per category and l2-category (VLMEvalKit's report), CircularEval over the groups of each
         for key, prefix in (("l2_category", "l2"), ("category", "category")):
             names = {s.meta["group"]: s.meta.get(key) for s in samples if not is_none(s.meta.get(key))}
@@ -214,6 +222,10 @@ class _MMBench(Benchmark):
                 in_it = [ok for g, ok in groups.items() if names.get(g) == name]
                 metrics[f"{prefix}_{name}"] = 100 * ratio(sum(all(v) for v in in_it), len(in_it))
         return Scored(metrics, per_sample)
+
+    def _extract(self, samples, answers, parsed: list, judge) -> dict[int, list[str]]:
+        """The rule-based step only (`parsed` as is); the extracting plug-ins override this."""
+        return {}
 
     def official_prompt(self, sample: Sample) -> str:
         """model_vqa_mmbench.py records the prompt without the answer-format suffix."""
@@ -284,3 +296,70 @@ def _decode_image(row: dict, by_index: dict, folder: Path, path: Path, line: int
         tmp.write_bytes(raw)
         tmp.replace(target)
     return target
+
+
+# ---- the answer extractor (VLMEvalKit's GPT step) --------------------------------------------------------
+EXTRACT_ATTEMPTS = 3  # VLMEvalKit's `retry = 3`
+EXTRACT_MAX_TOKENS = 128
+EXTRACT_TEMPLATE = """\
+A model answered a multiple-choice question in its own words. Decide which option its answer means.
+Reply with one capital letter: the option the answer agrees with, or Z when it agrees with none of them
+or refuses to answer.
+
+Question: What colour is the square?
+There are several options:
+A. red
+B. green
+C. blue
+Answer: It looks green to me.
+Your output: B
+
+Question: {}?
+{}Answer: {}
+Your output: """
+
+
+def option_lines(options: dict[str, str]) -> str:
+    """VLMEvalKit's `build_option_str`: a header line, then "A. text" per option, each ending in "\n"."""
+    return "There are several options: \n" + "".join(f"{k}. {v}\n" for k, v in options.items())
+
+
+class _Extracting(GradingTemplate):
+    """MMBench with VLMEvalKit's second step: an answer the rules cannot read (`extract_letter` gives
+    None) goes to the judge with the extraction template (ours; VLMEvalKit's `build_prompt` text as a
+    file: its three `{}` are the question, the option lines, the answer), and the judge's reply is read
+    by the same rules, up to 3 replies. Where VLMEvalKit then picks a random option, the answer stays
+    unread and counts as wrong. `extracted` counts the answers the judge made readable."""
+
+    needs_judge = True
+    default_template = EXTRACT_TEMPLATE
+    template_what = "an MMBench answer-extraction template (a format string: question, options, answer)"
+
+    def _extract(self, samples, answers, parsed: list, judge) -> dict[int, list[str]]:
+        if judge is None:
+            raise ValueError(f"{self.id} asks a judge to read the answers the rules cannot: pass judge=Judge(...)")
+        template = self.template()
+        todo = [i for i, p in enumerate(parsed) if p is None]
+        prompts = {i: template.format(samples[i].meta["raw_question"], option_lines(samples[i].meta["options"]),
+                                      answers[i]) for i in todo}
+        replies: dict[int, list[str]] = {i: [] for i in todo}
+        for attempt in range(EXTRACT_ATTEMPTS):
+            if not todo:
+                break
+            got = judge.complete([prompts[i] for i in todo], temperature=0.0, max_tokens=EXTRACT_MAX_TOKENS,
+                                 attempt=attempt)
+            for i, reply in zip(todo, got):
+                replies[i].append(reply.text)
+                parsed[i] = extract_letter(reply.text, samples[i].meta["options"])
+            todo = [i for i in todo if parsed[i] is None]
+        return replies
+
+
+@BENCHMARKS.register("mmbench-extract")
+class MMBenchExtract(_Extracting, MMBench):
+    id = "mmbench-extract"
+
+
+@BENCHMARKS.register("mmbench-cn-extract")
+class MMBenchCNExtract(_Extracting, MMBenchCN):
+    id = "mmbench-cn-extract"

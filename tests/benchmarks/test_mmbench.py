@@ -131,3 +131,26 @@ def test_official_style_row_with_quoted_newline(tmp_path):
     assert MMBench().score([s], ["A"]).metrics == pytest.approx(
         {"accuracy": 100.0, "plain_accuracy": 100.0, "circular": 0.0, "unparsed": 0.0, "l2_l2": 100.0,
          "category_c": 100.0})
+
+
+def test_the_extractor_reads_only_what_the_rules_cannot(judge_env, make_judge):
+    from benchmarks.mmbench import MMBenchExtract, option_lines
+    from tests.judge_server import JudgeServer
+
+    opts = {"A": "red", "B": "blue"}
+    samples = [Sample(str(i), None, "q", {"label": "B", "options": opts, "group": i, "circular_copy": False,
+                                          "raw_question": "Which colour"}) for i in range(3)]
+    answers = ["B", "It is the colour of the sky", "no idea"]   # only the first is read by the rules
+    # the judge: sample 1 -> "B" at once; sample 2 -> unreadable twice, then "Z" (a refusal: wrong)
+    with JudgeServer(["B", "maybe", "hmm", "Z"]) as server:
+        scored = MMBenchExtract().score(samples, answers, judge=make_judge(server))
+        bodies = [r.body for r in server.chat_requests]
+    assert [r["parsed"] for r in scored.per_sample] == ["B", "B", "Z"]
+    assert scored.metrics["accuracy"] == pytest.approx(200 / 3) and scored.metrics["extracted"] == 2
+    assert len(bodies) == 4 and all(b["temperature"] == 0.0 for b in bodies)
+    # the prompt's last lines as VLMEvalKit's build_prompt lays them out (question + "?", option lines)
+    assert bodies[0]["messages"][0]["content"].endswith(
+        "Question: Which colour?\n" + option_lines(opts) + "Answer: It is the colour of the sky\nYour output: ")
+    assert option_lines(opts) == "There are several options: \nA. red\nB. blue\n"
+    with pytest.raises(ValueError, match="judge"):
+        MMBenchExtract().score(samples, answers)

@@ -68,6 +68,11 @@ def test_mmbench_dev_circular_eval():
     assert out["questions"] == 4377
     assert round(out["metrics"]["accuracy"], 3) == 67.687
     assert out["metrics"]["circular"] == 1.0 and out["metrics"]["unparsed"] == 0
+    # with the extractor: the rules read every 13B answer, so no judge is asked (none listens here)
+    ext = run_score("mmbench-extract", "--answers", str(ROOT / "mmbench/answers/mmbench_dev_20230712/llava-v1.5-13b.jsonl"),
+                    "--judge", "gpt-4", "--judge-url", "http://127.0.0.1:9/v1")
+    assert ext["metrics"]["accuracy"] == out["metrics"]["accuracy"] and ext["metrics"]["extracted"] == 0
+    assert ext["grading"]["usage"]["calls"] == 0
 
 
 @pytest.mark.parametrize("model,total", [("13b", 36.147), ("7b", 31.193)])
