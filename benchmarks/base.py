@@ -31,12 +31,19 @@ class Sample:
     image: Path
     question: str  # exactly what the model is asked, official suffix included, without "<image>"
     meta: dict[str, Any] = field(default_factory=dict)  # ground truth and grouping (split, subtask...)
+    official_id: Any = None  # the question file's id with its JSON type (int or str), when not a str
+
+    @property
+    def record_id(self) -> Any:
+        """The id as LLaVA's answer files write it (POPE's 1, not "1"), so its scripts can read ours."""
+        return self.question_id if self.official_id is None else self.official_id
 
 
 @dataclass
 class Scored:
     metrics: dict[str, float]  # in the units the paper prints (POPE F1 85.9, MME perception 1510.7)
     per_sample: list[dict[str, Any]]  # one row per answer: question_id, answer, parsed, label, correct
+    notes: list[str] = field(default_factory=list)  # what a reader of the numbers must know (left out...)
 
 
 class Benchmark:
@@ -55,9 +62,14 @@ class Benchmark:
         """Write a synthetic version of `size` images in the official file layout under `root`."""
         raise NotImplementedError
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
-        """Read the official files under `root` (LLaVA's eval folder) into samples."""
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
+        """Read the official files under `root` (LLaVA's eval folder) into samples. `images=False`:
+        scoring only (`matrix score`): image files are not required, opened or written."""
         raise NotImplementedError
+
+    def official_prompt(self, sample: Sample) -> str:
+        """The `prompt` LLaVA's answer file records for this question (some scripts read it back)."""
+        return sample.question
 
     def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:
         """Score `answers[i]` for `samples[i]` by the official rules (`judge`: set when `needs_judge`)."""
@@ -77,6 +89,11 @@ def require(path: Path, what: str) -> Path:
     if not path.exists():
         raise BenchmarkFileError(f"{path} not found: expected {what}")
     return path
+
+
+def image_file(path: Path, what: str, images: bool) -> Path:
+    """An image's path, required to exist only when the questions are to be answered (`images`)."""
+    return require(path, what) if images else path
 
 
 def read_jsonl(path: Path, what: str) -> list[dict]:

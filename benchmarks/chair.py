@@ -7,15 +7,29 @@ Files, under the eval folder (COCO's layout, as the CHAIR tool reads it):
 - `chair/annotations/instances_val2014.json`: COCO instances, `{"images": [{"id", "file_name"}],
   "annotations": [{"image_id", "category_id"}], "categories": [{"id", "name"}]}`;
 - `chair/annotations/captions_val2014.json`: COCO captions, `{"annotations": [{"image_id", "caption"}]}`;
-- `chair/synonyms.txt` (optional): the synonym table, one object per line, comma-separated, the first
-  name canonical (the format of the CHAIR repo's `data/synonyms.txt`; put COCO's there for COCO).
-  Without it, `benchmarks/data/chair_synonyms.txt` (the shapes world's objects) is used.
+- `chair/synonyms.txt` (optional): the synonym table, one object per line, names separated by ", ",
+  the first canonical: the CHAIR repo's `data/synonyms.txt` (LisaAnne/Hallucination) as it is, for
+  COCO. Read as CHAIR reads it (`line.strip().split(', ')`, names verbatim), so its odd entries behave
+  as they do there: "  motor bike" (two spaces before it), "iPhone" (a capital) and "stove top oven"
+  (three words) never match a caption word. Without the file, `benchmarks/data/chair_synonyms.txt`
+  (the shapes world's objects) is used.
 - `chair/val2014/<image>`: the images.
 
 Ground truth per image = the canonical names of its instance categories ∪ the objects parsed from its
-reference captions. A caption is parsed as the CHAIR tool does: lowercase and tokenise, singularise each
-word, merge two-word phrases of the table ("plus sign" -> cross), keep the words the table knows and map
-them to their canonical object. Every mention counts (a word said three times is three mentions).
+reference captions. A caption is parsed as CHAIR's `caption_to_words` does (utils/chair.py): lowercase,
+nltk word tokens (so "man's" is "man" + "'s"), each singularised; then pairs of words are merged by
+CHAIR's hard-coded COCO rules (`DOUBLE_WORDS`: "traffic light", "hot dog"... stay one object; "baby
+elephant", "adult giraffe" -> the animal and "passenger train" -> the vehicle, so no person is counted;
+"bow tie" -> tie; "toilet seat" -> toilet), and when a caption says both "toilet" and "seat", every
+"seat" is dropped (a toilet seat is no chair); the words the table names are kept and mapped to their
+canonical object. Every mention counts (a word said three times is three mentions). Our one addition:
+the table's own two-word names are merged too (the shapes world's "plus sign"); on COCO's table that
+adds only "dining table", which CHAIR reads as "table", the same object.
+
+Two parts are not CHAIR's own code: the singulariser is ours (`singularize`; CHAIR's `pattern.en` does
+not install on current Python), and nltk's `word_tokenize` is replaced by its word tokenizer on
+sentences split at ". ", "! " and "? " (`word_tokenize` needs the punkt model, a download; for
+captions the split is the same).
 
     CHAIR_i = hallucinated mentions / all object mentions          (over all captions)
     CHAIR_s = captions with >= 1 hallucinated mention / captions
@@ -30,8 +44,6 @@ val2014 images drawn with `random.Random(0)` from the sorted image ids of the in
 question each, "Describe this image in detail." Decoding: greedy, `max_new_tokens=512` (the detailed
 description setting REFERENCE gives for SHR; CHAIR's own protocol names none).
 
-Not encoded: the COCO tool's special cases beyond two-word phrases ("baby/adult <animal>", "passenger
-jet", dropping "seat" beside "toilet"); put "toilet seat", "bow tie" etc. as two-word synonyms instead.
 The synthetic version writes `chair/ground_truth.json` (`{image: scene}`), which loading does not read.
 """
 from __future__ import annotations
@@ -50,6 +62,7 @@ from benchmarks.base import (
     check_answers,
     ratio,
     read_jsonl,
+    image_file,
     require,
     write_jsonl,
 )
@@ -67,7 +80,20 @@ SAMPLE_SIZE, SAMPLE_SEED = 500, 0
 
 
 # ---- words -------------------------------------------------------------------------------------------
-_TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+# CHAIR's hard-coded COCO rules (utils/chair.py, CHAIR.__init__): two words read as one object.
+COCO_DOUBLE_WORDS = ("motor bike", "motor cycle", "air plane", "traffic light", "street light", "traffic signal",
+                     "stop light", "fire hydrant", "stop sign", "parking meter", "suit case", "sports ball",
+                     "baseball bat", "baseball glove", "tennis racket", "wine glass", "hot dog", "cell phone",
+                     "mobile phone", "teddy bear", "hair drier", "potted plant", "bow tie", "laptop computer",
+                     "stove top oven", "home plate")  # "stove top oven" is three words: it never matches
+ANIMAL_WORDS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "animal",
+                "cub")  # "baby/adult <animal>" is the animal, not a person
+VEHICLE_WORDS = ("jet", "train")  # "passenger <vehicle>" is the vehicle, not a person
+DOUBLE_WORDS = {**{w: w for w in COCO_DOUBLE_WORDS},
+                **{f"{q} {a}": a for a in ANIMAL_WORDS for q in ("baby", "adult")},
+                **{f"passenger {v}": v for v in VEHICLE_WORDS},
+                "bow tie": "tie", "toilet seat": "toilet", "wine glas": "wine glass"}
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _IRREGULAR = {
     "people": "person", "men": "man", "women": "woman", "children": "child", "mice": "mouse",
     "geese": "goose", "teeth": "tooth", "feet": "foot", "knives": "knife", "leaves": "leaf",
@@ -102,52 +128,54 @@ def singularize(word: str) -> str:
 
 
 def tokenize(text: str) -> list[str]:
-    return _TOKEN.findall(text.lower())
+    """nltk's word tokens of the lowercased text, sentence by sentence (punctuation is a token)."""
+    from nltk.tokenize import NLTKWordTokenizer
+
+    tokenizer = NLTKWordTokenizer()
+    return [t for sentence in _SENTENCE_END.split(text.lower()) for t in tokenizer.tokenize(sentence)]
 
 
 class Synonyms:
     """Surface words and two-word phrases -> canonical object names (CHAIR's `synonyms.txt`)."""
 
     def __init__(self, table: dict[str, str]):
-        self.table = table  # singular surface form ("plus sign") -> canonical ("cross")
+        self.table = table  # name as the file writes it ("plus sign") -> canonical ("cross")
         self.objects = sorted(set(table.values()))
+        # CHAIR's COCO rules, plus the table's own two-word names (a rule wins where both have a pair)
+        self.double_words = {**{n: n for n in table if len(n.split(" ")) == 2 and n == n.strip()}, **DOUBLE_WORDS}
 
     @classmethod
     def read(cls, path: Path) -> Synonyms:
-        require(path, "the CHAIR synonym table: one object per line, comma-separated names, canonical first")
+        """CHAIR's reading: `line.strip().split(', ')`, every name verbatim, the first canonical (a name
+        on two lines names the later line's object, as CHAIR's dict keeps the last)."""
+        require(path, "the CHAIR synonym table: one object per line, names separated by ', ', canonical first")
         table: dict[str, str] = {}
-        for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-            names = [" ".join(tokenize(name)) for name in line.split(",")]
-            names = [name for name in names if name]
-            if not names:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            names = line.strip().split(", ")
+            if names == [""]:
                 continue
             for name in names:
-                if len(name.split()) > 2:
-                    raise BenchmarkFileError(f"{path}:{n}: {name!r}: names of more than two words are not "
-                                             "merged by CHAIR's parser")
-                key = " ".join(singularize(w) for w in name.split())
-                if table.get(key, names[0]) != names[0]:
-                    raise BenchmarkFileError(f"{path}:{n}: {name!r} already names {table[key]!r}")
-                table[key] = names[0]
+                table[name] = names[0]
         if not table:
             raise BenchmarkFileError(f"{path}: the synonym table is empty")
         return cls(table)
 
     def mentions(self, caption: str) -> list[tuple[str, str]]:
-        """(surface word or phrase, canonical object) for every object mention, in caption order."""
+        """(word, canonical object) for every object mention, in caption order (CHAIR's caption_to_words)."""
         words = [singularize(w) for w in tokenize(caption)]
-        out: list[tuple[str, str]] = []
+        merged: list[str] = []
         i = 0
         while i < len(words):
-            pair = f"{words[i]} {words[i + 1]}" if i + 1 < len(words) else None
-            if pair in self.table:  # a two-word phrase wins over its parts ("plus sign", "five-pointed star")
-                out.append((pair, self.table[pair]))
+            pair = " ".join(words[i:i + 2])
+            if pair in self.double_words:  # "plus sign", "baby elephant" -> elephant, "toilet seat" -> toilet
+                merged.append(self.double_words[pair])
                 i += 2
-                continue
-            if words[i] in self.table:
-                out.append((words[i], self.table[words[i]]))
-            i += 1
-        return out
+            else:
+                merged.append(words[i])
+                i += 1
+        if "toilet" in merged and "seat" in merged:  # CHAIR: "toilet seat is not chair", every seat goes
+            merged = [w for w in merged if w != "seat"]
+        return [(w, self.table[w]) for w in merged if w in self.table]
 
     def objects_in(self, caption: str) -> set[str]:
         return {canonical for _, canonical in self.mentions(caption)}
@@ -221,7 +249,7 @@ class Chair(Benchmark):
         write_jsonl(base / QUESTION_FILE, questions)
         (base / "ground_truth.json").write_text(json.dumps(truth, indent=1))
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / "chair"
         qfile = base / QUESTION_FILE
         rows = read_jsonl(qfile, 'CHAIR caption questions, one {"question_id", "image", "text"} per line')
@@ -233,7 +261,7 @@ class Chair(Benchmark):
             names = {c["id"]: c["name"] for c in instances["categories"]}
             truth: dict[int, set[str]] = {}
             for a in instances["annotations"]:
-                name = " ".join(singularize(w) for w in tokenize(names[a["category_id"]]))
+                name = names[a["category_id"]]  # CHAIR: inverse_synonym_dict[category name]
                 if name not in synonyms.table:
                     raise BenchmarkFileError(f"{base / INSTANCES}: category {names[a['category_id']]!r} is not "
                                              f"in the synonym table")
@@ -250,11 +278,13 @@ class Chair(Benchmark):
             if row["image"] not in ids:
                 raise BenchmarkFileError(f"{qfile}: question {n}: image {row['image']} is not in "
                                          f"{base / INSTANCES}")
-            image = require(base / IMAGE_DIR / row["image"], f"the CHAIR image {row['image']} (COCO val2014)")
+            image = image_file(base / IMAGE_DIR / row["image"], f"the CHAIR image {row['image']} (COCO val2014)",
+                               images)
             image_id = ids[row["image"]]
             samples.append(Sample(str(row["question_id"]), image, row["text"],
                                   {"image": row["image"], "image_id": image_id, "root": str(root),
-                                   "objects": sorted(truth.get(image_id, set()))}))
+                                   "objects": sorted(truth.get(image_id, set()))},
+                                   official_id=row["question_id"]))
         return samples
 
     def synonyms(self, root: Path | None = None) -> Synonyms:

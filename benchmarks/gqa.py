@@ -29,6 +29,7 @@ from benchmarks.base import (
     check_answers,
     ratio,
     read_jsonl,
+    image_file,
     require,
     write_jsonl,
 )
@@ -96,7 +97,7 @@ class GQA(Benchmark):
         (base / TRUTH_FILE).write_text(json.dumps(truth, indent=1))
         (base / "ground_truth.json").write_text(json.dumps(scenes, indent=1))
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         """Questions in file order; `limit` keeps the first `limit` (accuracy is one number)."""
         base = Path(root) / "gqa"
         qfile = base / QUESTION_FILE
@@ -115,11 +116,12 @@ class GQA(Benchmark):
             if qid not in truth:
                 raise BenchmarkFileError(f"{tfile}: no question {qid} (asked in {qfile}, line {n})")
             gold = truth[qid]
-            image = require(base / IMAGE_DIR / row["image"], f"the GQA image {row['image']}")
+            image = image_file(base / IMAGE_DIR / row["image"], f"the GQA image {row['image']}", images)
             types = gold.get("types", {})
             samples.append(Sample(qid, image, row["text"], {
                 "label": gold["answer"], "balanced": bool(gold.get("isBalanced", True)),
-                "structural": types.get("structural"), "semantic": types.get("semantic")}))
+                "structural": types.get("structural"), "semantic": types.get("semantic")},
+                official_id=row["question_id"]))
         return samples
 
     def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:

@@ -74,7 +74,7 @@ class InDomain(GradingTemplate, Benchmark):
     def synthesize(self, root: Path, size: int, seed: int) -> None:
         raise ValueError("indomain asks a held-out slice of a spec dataset: give the entry 'dataset', not 'synthetic'")
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         from methods.base import question_items
 
         data = json.loads(require(Path(root) / FILE, "the held-out slice the data stage writes").read_text())

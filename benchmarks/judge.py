@@ -186,16 +186,23 @@ class Judge:
 
     # ---- asking ------------------------------------------------------------------------------------
     def complete(
-        self, prompts: list[Prompt], *, temperature: float = 0.0, max_tokens: int = 1024
+        self, prompts: list[Prompt], *, temperature: float = 0.0, max_tokens: int = 1024,
+        stop: list[str] | None = None, attempt: int = 0,
     ) -> list[JudgeReply]:
         """One reply per prompt, in order; up to `max_concurrency` requests in flight at once.
 
         A prompt is a user message string or a list of chat messages. With the cache on, a prompt
         repeated within the batch is asked once. On the first failure the requests not yet started
         are dropped and `JudgeError` is raised; replies that arrived before it are already cached.
+        `stop`: the server's stop strings. `attempt` > 0: a fresh sample of a request already asked
+        (a retry at the same temperature); it is part of the cache key only, never sent.
         """
         requests = [_messages(p) for p in prompts]
         decode = {"temperature": float(temperature), "max_tokens": int(max_tokens)}
+        if stop:
+            decode["stop"] = list(stop)
+        if attempt:
+            decode["attempt"] = int(attempt)
         replies: list[JudgeReply | None] = [None] * len(requests)
         pending: dict[str, list[int]] = {}  # job id -> the prompt indices it answers
         for i, messages in enumerate(requests):
@@ -249,7 +256,8 @@ class Judge:
     def _ask(self, messages: list[dict], decode: dict, key: str | None) -> JudgeReply:
         self._count(calls=1)
         try:
-            response = self._client.chat.completions.create(model=self.model, messages=messages, **decode)
+            sent = {k: v for k, v in decode.items() if k != "attempt"}
+            response = self._client.chat.completions.create(model=self.model, messages=messages, **sent)
             text, finish_reason, prompt_tokens, completion_tokens = _read_completion(response)
         except Exception as e:  # noqa: BLE001 - every failure becomes a JudgeError without the key
             self._count(errors=1)
@@ -278,14 +286,16 @@ class Judge:
                 setattr(self, name, getattr(self, name) + amount)
 
     # ---- the cache ---------------------------------------------------------------------------------
-    def cache_key(self, messages: list[dict], *, temperature: float, max_tokens: int) -> str:
-        """sha256 over (model, messages, decode settings); the server's URL is not part of it."""
+    def cache_key(self, messages: list[dict], *, temperature: float, max_tokens: int, **more: Any) -> str:
+        """sha256 over (model, messages, decode settings); the server's URL is not part of it. Settings
+        beyond temperature and max_tokens (stop, attempt) enter only when given, so older keys hold."""
         payload = {
             "v": CACHE_VERSION,
             "model": self.model,
             "messages": messages,
             "temperature": float(temperature),
             "max_tokens": int(max_tokens),
+            **more,
         }
         canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()

@@ -10,23 +10,29 @@ Files, under the eval folder (LLaVA's `scripts/v1_5/eval/llavabench.sh` layout):
 - `llava-bench-in-the-wild/images/<image>`.
 
 Asked as is (`model_vqa`, greedy, `max_new_tokens=1024`). Grading (LLaVA's `eval_gpt_review_bench.py`
-and `summarize_gpt_review.py` rules, our own prompts): the judge (temperature 0.2, max_tokens 1024)
-gets a system message and one user message with the context, the question, the reference answer as
-assistant 1 and the model's answer as assistant 2, plus the category's rule; the first line of its
-reply holds the two scores (1-10), "ref model". They are read as LLaVA does: commas become spaces,
-and the line must hold exactly two numbers (we split on any whitespace, so "8, 9" reads as 8 and 9;
-LLaVA's split on single spaces would not read it). An unreadable reply gets LLaVA's (-1, -1), which
-LLaVA then averages in like any other pair; we do the same, so the numbers match LLaVA's, and count
-it in `unparsed` (it is not asked again).
+and `summarize_gpt_review.py` rules): the judge (temperature 0.2, max_tokens 1024) gets a system
+message and one user message with the context, the question, the reference answer as assistant 1 and
+the model's answer as assistant 2, plus the category's rule; the first line of its reply holds the two
+scores (1-10), "ref model". They are read by `parse_pair`, LLaVA's rule exactly: commas become
+spaces, the line is split on single spaces and must give exactly two numbers ("8, 9" gives three
+pieces, so it is unreadable, as in LLaVA). An unreadable reply gets LLaVA's (-1, -1), which LLaVA then
+averages in like any other pair; we do the same, so the numbers match LLaVA's, and count it in
+`unparsed` (it is not asked again).
 
 Metrics: `relative` = mean(model score) / mean(reference score) x100 over all questions (the number
-papers print), `relative_<category>` likewise per category, `model_score` / `reference_score` = the
-means x10 (LLaVA's second and third printed numbers), `unparsed` (a count).
+papers print; both means rounded to 3 decimals first, as `summarize_gpt_review.py` does),
+`relative_<category>` likewise per category, `model_score` / `reference_score` = the means x10,
+`unparsed` (a count).
 
-The rules are ours, in LLaVA's `rule.json` shape: `{"llava_bench_<category>": {"role", "prompt"}}`.
-To use another rule file (LLaVA's own), set `LlavaWild.rules_path` (or `LlavaWild(rules_path=...)`);
-its `role` and `prompt` for each category replace ours (the message layout around them stays ours).
-The rules are not part of the evaluate stage's key: clear that stage when you switch.
+Two prompt sets, both in LLaVA's `rule.json` shape `{"llava_bench_<category>": {"role", "prompt"}}`:
+- ours (the default, `RULES`, with our own message layout and system line), for offline use: its
+  scores are not comparable with published numbers;
+- a rule file (`benchmarks: [{id: llava-wild, template: rule.json}]`, or `LlavaWild(template_path=...)`):
+  LLaVA's own `llava/eval/table/rule.json` is then sent in LLaVA's layout byte for byte: its system
+  line and its `[Context]` ... `[System]` user message (`official_messages`).
+
+`replay` reads LLaVA's stored review files (`reviews/*.jsonl`: question_id, category, content) through
+the same parsing and aggregation, asking no judge.
 """
 from __future__ import annotations
 
@@ -44,6 +50,7 @@ from benchmarks.base import (
     check_answers,
     ratio,
     read_jsonl,
+    image_file,
     require,
     write_jsonl,
 )
@@ -62,6 +69,8 @@ JUDGE_MAX_TOKENS = 1024
 UNPARSED = (-1.0, -1.0)
 
 SYSTEM = "You are a careful, impartial reviewer of answers to questions about images."
+# eval_gpt_review_bench.py's system line, sent with a rule file
+OFFICIAL_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
 _SCORING = (
     "Score each assistant's answer from 1 to 10 for {what}; a higher score is a better answer. "
     "Put the two scores alone on the first line, assistant 1 first, separated by a space. From the "
@@ -85,14 +94,27 @@ RULES = {
 
 
 def parse_pair(text: str | None) -> tuple[float, float] | None:
-    """The two scores on the reply's first line (commas count as spaces), or None."""
-    first = (text or "").split("\n")[0].replace(",", " ").split()
-    if len(first) != 2:
+    """eval_gpt_review_bench.py's `parse_score`: the first line, commas made spaces, split on single
+    spaces, must be two numbers; None where LLaVA records (-1, -1). Official quirks, kept: "8, 9",
+    "8  9", " 8 9", "8 9 " and "8\t9" are all unreadable (the split gives empty or joined pieces)."""
+    pieces = (text or "").split("\n")[0].replace(",", " ").split(" ")
+    if len(pieces) != 2:
         return None
     try:
-        return float(first[0]), float(first[1])
+        return float(pieces[0]), float(pieces[1])
     except ValueError:
         return None
+
+
+def official_messages(context: str, question: str, reference: str, answer: str, rule: dict) -> list[dict]:
+    """The messages eval_gpt_review_bench.py sends, byte for byte (context: the caption lines joined)."""
+    role = rule["role"]
+    content = (f"[Context]\n{context}\n\n"
+               f"[Question]\n{question}\n\n"
+               f"[{role} 1]\n{reference}\n\n[End of {role} 1]\n\n"
+               f"[{role} 2]\n{answer}\n\n[End of {role} 2]\n\n"
+               f"[System]\n{rule['prompt']}\n\n")
+    return [{"role": "system", "content": OFFICIAL_SYSTEM}, {"role": "user", "content": content}]
 
 
 def review_message(context: str, question: str, reference: str, answer: str, rule: dict) -> str:
@@ -109,21 +131,21 @@ class LlavaWild(Benchmark):
     headline = "relative"
     max_new_tokens = 1024  # llavabench.sh runs model_vqa
     needs_judge = True
-    rules_path: ClassVar[Path | None] = None  # a rule.json-shaped file whose entries replace RULES
+    template_path: ClassVar[Path | None] = None  # LLaVA's rule.json (or one in its shape)
 
-    def __init__(self, rules_path: Path | None = None):
-        if rules_path is not None:
-            self.rules_path = Path(rules_path)
+    def __init__(self, template_path: Path | None = None, rules_path: Path | None = None):
+        if (template_path or rules_path) is not None:
+            self.template_path = Path(template_path or rules_path)
 
     def rules(self) -> dict:
-        if self.rules_path is None:
+        if self.template_path is None:
             return RULES
-        path = require(Path(self.rules_path), 'a rule.json: {"llava_bench_<category>": {"role", "prompt"}}')
+        path = require(Path(self.template_path), 'a rule.json: {"llava_bench_<category>": {"role", "prompt"}}')
         try:
             rules = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise BenchmarkFileError(f"{path}: not valid JSON ({e.msg}); expected LLaVA's rule.json shape") from None
-        return {**RULES, **rules}
+        return rules
 
     # ---- files ---------------------------------------------------------------------------------------
     def synthesize(self, root: Path, size: int, seed: int) -> None:
@@ -161,7 +183,7 @@ class LlavaWild(Benchmark):
         write_jsonl(base / ANSWER_FILE, answers)
         write_jsonl(base / CONTEXT_FILE, contexts)
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / FOLDER
         qfile = base / QUESTION_FILE
         rows = read_jsonl(qfile, 'LLaVA-Bench questions, one {"question_id", "image", "text", "category"} per line')
@@ -180,10 +202,12 @@ class LlavaWild(Benchmark):
             if contexts.get(row["image"]) is None:
                 raise BenchmarkFileError(f"{base / CONTEXT_FILE}: no context for image {row['image']}")
             context = contexts[row["image"]]
-            image = require(base / IMAGE_DIR / row["image"], f"the LLaVA-Bench image {row['image']}")
+            image = image_file(base / IMAGE_DIR / row["image"], f"the LLaVA-Bench image {row['image']}",
+                               images)
             samples.append(Sample(qid, image, row["text"], {
                 "category": row["category"], "reference": refs[qid],
-                "context": "\n".join(context) if isinstance(context, list) else str(context)}))
+                "context": "\n".join(context) if isinstance(context, list) else str(context)},
+                official_id=row["question_id"]))
         return samples
 
     # ---- grading -------------------------------------------------------------------------------------
@@ -197,9 +221,12 @@ class LlavaWild(Benchmark):
             key = f"llava_bench_{s.meta['category']}"
             if key not in rules:
                 raise BenchmarkFileError(f"no rule {key!r} for question {s.question_id}; rules: {sorted(rules)}")
-            prompts.append([{"role": "system", "content": SYSTEM},
-                            {"role": "user", "content": review_message(
-                                s.meta["context"], s.question, s.meta["reference"], a, rules[key])}])
+            if self.template_path is not None:
+                prompts.append(official_messages(s.meta["context"], s.question, s.meta["reference"], a, rules[key]))
+            else:
+                prompts.append([{"role": "system", "content": SYSTEM},
+                                {"role": "user", "content": review_message(
+                                    s.meta["context"], s.question, s.meta["reference"], a, rules[key])}])
         replies = judge.complete(prompts, temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS)
         per_sample = []
         for s, answer, reply in zip(samples, answers, replies):
@@ -210,10 +237,39 @@ class LlavaWild(Benchmark):
                                "model_score": model, "judge_reply": reply.text, "unparsed": pair is None})
         return Scored(self.aggregate(per_sample), per_sample)
 
+    def replay(self, root: Path, replies: Path, answers: list[dict]) -> Scored:
+        """LLaVA's stored reviews (`eval_gpt_review_bench.py` output: question_id, category, content per
+        line) read by `parse_pair` and aggregated as `summarize_gpt_review.py` does; no judge is asked.
+        The answer file must be the one reviewed: every reviewed question answered, and where both
+        files carry answer ids, the review's `answer2_id` is the answer's."""
+        rows = read_jsonl(Path(replies), "LLaVA-Bench reviews, one {question_id, category, content} per line")
+        by_id = {str(a["question_id"]): a for a in answers}
+        per_sample = []
+        for n, review in enumerate(rows, 1):
+            if not all(k in review for k in ("question_id", "category", "content")):
+                raise BenchmarkFileError(f"{replies}:{n}: a review needs question_id, category and content")
+            qid = str(review["question_id"])
+            answer = by_id.get(qid)
+            if answer is None:
+                raise BenchmarkFileError(f"{replies}:{n}: reviews question {qid}, which the answer file lacks")
+            if "answer2_id" in review and "answer_id" in answer and review["answer2_id"] != answer["answer_id"]:
+                raise BenchmarkFileError(f"{replies}:{n}: reviews answer {review['answer2_id']} of question {qid}, "
+                                         f"but the answer file has answer {answer['answer_id']}: not these answers")
+            pair = parse_pair(review["content"])
+            ref, model = pair if pair is not None else UNPARSED
+            category = str(review["category"]).removeprefix("llava_bench_")
+            per_sample.append({"question_id": qid, "category": category, "question": answer.get("prompt"),
+                               "answer": answer["text"], "reference_score": ref, "model_score": model,
+                               "judge_reply": review["content"], "unparsed": pair is None})
+        return Scored(self.aggregate(per_sample), per_sample)
+
     @staticmethod
     def aggregate(rows: list[dict]) -> dict[str, float]:
         def relative(group: list[dict]) -> float:
-            return 100 * ratio(sum(r["model_score"] for r in group), sum(r["reference_score"] for r in group))
+            # summarize_gpt_review.py rounds both means to 3 decimals before dividing; so do we
+            ref = round(ratio(sum(r["reference_score"] for r in group), len(group)), 3)
+            model = round(ratio(sum(r["model_score"] for r in group), len(group)), 3)
+            return 100 * ratio(model, ref)
 
         metrics = {"relative": relative(rows)}
         cats = [c for c in CATEGORIES if any(r["category"] == c for r in rows)]

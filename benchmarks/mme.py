@@ -6,13 +6,16 @@ Files, under the eval folder (LLaVA's `scripts/v1_5/eval/mme.sh` layout):
   `image` is relative to the release folder; `text` is MME's question with its "Please answer yes or
   no." replaced by LLaVA's short-answer suffix;
 - `MME/MME_Benchmark_release_version/<subtask>/`: the official ground truth, `<image stem>.txt` next to
-  each image, or (artwork, celebrity, ...) `images/` beside `questions_answers_YES_or_NO/`; each line
-  `question<TAB>Yes|No` with MME's own instruction in the question.
+  each image, or (artwork, celebrity, landmark, posters, scene) `images/` beside `questions_answers_YN/`
+  (the release's names, which LLaVA's `convert_answer_to_mme.py` reads too); each line
+  `question<TAB>Yes|No` with MME's own instruction in the question. Scoring needs only these `.txt`
+  files; the images are read when the questions are answered.
 
 Ground truth is looked up as LLaVA's `convert_answer_to_mme.py` does (restore MME's prompt from the
 asked text), and answers are scored by MME's `eval_tool/calculation.py` rules. Perception = sum over
 the perception subtasks present (all ten: max 2000), cognition = sum over the cognition subtasks
-present (max 800). The synthetic version writes the four coarse perception subtasks in the flat
+present (max 800). One departure: an answer holding a tab or a newline breaks calculation.py's
+tab-separated lines (it stops with an error); here it is scored like any other answer. The synthetic version writes the four coarse perception subtasks in the flat
 layout, plus `MME/ground_truth.json` (`{question_id: scene}`), which loading does not read.
 """
 from __future__ import annotations
@@ -31,6 +34,7 @@ from benchmarks.base import (
     check_answers,
     ratio,
     read_jsonl,
+    image_file,
     require,
     write_jsonl,
 )
@@ -44,6 +48,7 @@ COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation
 SYNTHETIC_SUBTASKS = ("existence", "count", "position", "color")
 QUESTION_FILE = "llava_mme.jsonl"
 RELEASE = "MME_Benchmark_release_version"
+TRUTH_DIR = "questions_answers_YN"  # beside images/ in artwork, celebrity, landmark, posters, scene
 MME_INSTRUCTION = language.YES_NO_SUFFIX.strip()  # "Please answer yes or no."
 LLAVA_INSTRUCTION = language.SHORT_ANSWER_SUFFIX.strip()
 POSITIONS = tuple(Obj("circle", "red", r, c).position for r in range(GRID) for c in range(GRID))
@@ -128,7 +133,7 @@ class MME(Benchmark):
         write_jsonl(base / QUESTION_FILE, [r for t in SYNTHETIC_SUBTASKS for r in rows[t]])
         (base / "ground_truth.json").write_text(json.dumps(truth, indent=1))
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / "MME"
         qfile = base / QUESTION_FILE
         rows = read_jsonl(qfile, 'MME questions, one {"question_id": "<subtask>/<file>", "image", "text"} '
@@ -154,7 +159,7 @@ class MME(Benchmark):
                 wanted = official_prompts(row["text"])[0]
                 raise BenchmarkFileError(f"{path}: no line for the question {wanted!r} ({qfile}, "
                                          f"question {n}); expected 'question<TAB>Yes|No' lines")
-            image = require(release / row["image"], f"the MME image of {qid}")
+            image = image_file(release / row["image"], f"the MME image of {qid}", images)
             meta = {"category": subtask, "label": truth[path][prompt], "mme_question": prompt}
             samples.append(Sample(qid, image, row["text"], meta))
         return samples
@@ -195,15 +200,17 @@ def truth_file(release: Path, question_id: str) -> Path:
     subtask = question_id.split("/")[0]
     name = question_id.split("/")[-1].split(".")[0] + ".txt"
     folder = release / subtask
-    if (folder / "images").is_dir():
-        return folder / "questions_answers_YES_or_NO" / name
+    # convert_answer_to_mme.py picks the folder by whether `images/` exists; the answers folder itself
+    # says the same and is there even when the images are not (scoring without images).
+    if (folder / TRUTH_DIR).is_dir() or (folder / "images").is_dir():
+        return folder / TRUTH_DIR / name
     return folder / name
 
 
 def read_truth(path: Path, question_id: str) -> dict[str, str]:
     """MME question (with its instruction) -> "Yes"/"No", from one ground-truth file."""
     require(path, f"the MME ground truth of {question_id}: 'question<TAB>Yes|No' lines, next to the image or "
-                  "in questions_answers_YES_or_NO/ when the subtask keeps its images in images/")
+                  f"in {TRUTH_DIR}/ when the subtask keeps its images in images/")
     out: dict[str, str] = {}
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():

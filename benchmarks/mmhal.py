@@ -39,6 +39,7 @@ from benchmarks.base import (
     Scored,
     check_answers,
     ratio,
+    image_file,
     require,
 )
 from benchmarks.replies import parse_rating
@@ -108,7 +109,7 @@ class MMHal(GradingTemplate, Benchmark):
                          "gt_answer": answer, "model_answer": "", "scene": scene.to_json()})
         (base / TEMPLATE_FILE).write_text(json.dumps(rows, indent=1))
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / "mmhal-bench"
         path = require(base / TEMPLATE_FILE, "MMHal-Bench's response_template.json (a JSON list of questions)")
         try:
@@ -124,7 +125,8 @@ class MMHal(GradingTemplate, Benchmark):
             if missing:
                 raise BenchmarkFileError(f"{path}: entry {n} lacks {', '.join(missing)}")
             file = row["image_src"].rstrip("/").split("/")[-1]
-            image = require(base / IMAGE_DIR / file, f"the MMHal-Bench image {file} (from {row['image_src']})")
+            image = image_file(base / IMAGE_DIR / file, f"the MMHal-Bench image {file} (from {row['image_src']})",
+                               images)
             samples.append(Sample(str(n), image, row["question"],
                                   {"question_type": row["question_type"], "image_content": row["image_content"],
                                    "gt_answer": row["gt_answer"]}))

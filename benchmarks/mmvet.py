@@ -40,6 +40,7 @@ from benchmarks.base import (
     check_answers,
     ratio,
     read_jsonl,
+    image_file,
     require,
     write_jsonl,
 )
@@ -75,6 +76,7 @@ What is the total of the numbers shown? | 12 | 7 + 5, so the total is 13. | 0.0
 Is the star left of the circle? | yes | Yes, the star is on the left side, next to a green circle. | 1.0
 Describe the mood of the scene. | calm <AND> sunny | It looks like a calm afternoon. | 0.5"""
 RETRY_SUFFIX = "\nGive just the score, a number between 0.0 and 1.0: "
+OFFICIAL_RETRY_SUFFIX = "\nPredict the correctness of the answer (digit): "  # mm-vet_evaluator.py's
 
 
 def judge_line(question: str, truth: str, prediction: str) -> str:
@@ -93,7 +95,13 @@ class MMVet(GradingTemplate, Benchmark):
     template_what = "an MM-Vet grading template (plain text)"
 
     def template(self) -> str:
-        return super().template().rstrip("\n")  # the file's text goes verbatim before the sample line
+        # A file's text is sent verbatim, then "\n" and the sample line, as mm-vet_evaluator.py sends its
+        # `prompt` (which ends in a newline, so a blank line comes before the sample line).
+        return super().template() if self.template_path is not None else TEMPLATE
+
+    def retry_suffix(self) -> str:
+        """With a template file, MM-Vet's own retry line; with ours, ours."""
+        return OFFICIAL_RETRY_SUFFIX if self.template_path is not None else RETRY_SUFFIX
 
     # ---- files ---------------------------------------------------------------------------------------
     def synthesize(self, root: Path, size: int, seed: int) -> None:
@@ -136,7 +144,7 @@ class MMVet(GradingTemplate, Benchmark):
         write_jsonl(base / QUESTION_FILE, questions)
         (base / TRUTH_FILE).write_text(json.dumps(truth, indent=1))
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / "mm-vet"
         qfile = base / QUESTION_FILE
         rows = read_jsonl(qfile, 'MM-Vet questions, one {"question_id", "image", "text"} per line')
@@ -155,10 +163,11 @@ class MMVet(GradingTemplate, Benchmark):
             if not isinstance(gt, dict) or not all(k in gt for k in ("capability", "answer")):
                 raise BenchmarkFileError(f"{tfile}: no {key} with capability and answer for question "
                                          f"{row['question_id']} of {qfile}")
-            image = require(base / IMAGE_DIR / row["image"], f"the MM-Vet image {row['image']}")
+            image = image_file(base / IMAGE_DIR / row["image"], f"the MM-Vet image {row['image']}", images)
             samples.append(Sample(str(row["question_id"]), image, row["text"],
                                   {"key": key, "question": gt.get("question", row["text"]),
-                                   "answer": gt["answer"], "capability": list(gt["capability"])}))
+                                   "answer": gt["answer"], "capability": list(gt["capability"])},
+                                   official_id=row["question_id"]))
         return samples
 
     # ---- grading -------------------------------------------------------------------------------------
@@ -178,7 +187,8 @@ class MMVet(GradingTemplate, Benchmark):
             if attempt == 0:
                 batch, temperature = [prompts[i] for i in todo], 0.0
             else:
-                batch, temperature = [prompts[i] + RETRY_SUFFIX for i in todo], RETRY_TEMPERATURES[attempt - 1]
+                batch = [prompts[i] + self.retry_suffix() for i in todo]
+                temperature = RETRY_TEMPERATURES[attempt - 1]
             got = judge.complete(batch, temperature=temperature, max_tokens=JUDGE_MAX_TOKENS)
             for i, reply in zip(todo, got):
                 replies[i].append(reply.text)
@@ -191,6 +201,62 @@ class MMVet(GradingTemplate, Benchmark):
                                "score": scores[i] if scores[i] is not None else 0.0,
                                "judge_replies": replies[i], "unparsed": scores[i] is None})
         return Scored(self.aggregate(per_sample), per_sample)
+
+    def replay(self, root: Path, replies: Path, answers: list[dict]) -> Scored:
+        """Grades stored by mm-vet_evaluator.py (`<model>_<gpt>-grade-<N>runs.json`: {"v1_<id>":
+        {"content": [reply per run], ...}}) read by `parse_score` (an unreadable stored reply scores 0,
+        as MM-Vet recorded after its retries) and aggregated per run as MM-Vet does; no judge is asked.
+        Capabilities come from `mm-vet/mm-vet.json` when it is there; without it only the totals."""
+        replies = Path(replies)
+        try:
+            grades = json.loads(require(replies, "MM-Vet's grade file").read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise BenchmarkFileError(f"{replies}: not valid JSON ({e.msg}); expected MM-Vet's grade file") from None
+        if not isinstance(grades, dict) or not all(isinstance(g, dict) and isinstance(g.get("content"), list)
+                                                   for g in grades.values()):
+            raise BenchmarkFileError(f'{replies}: expected {{"v1_<id>": {{"content": [reply, ...], ...}}}} '
+                                     "(mm-vet_evaluator.py's grade file)")
+        runs = {len(g["content"]) for g in grades.values()}
+        if len(runs) != 1 or 0 in runs:
+            raise BenchmarkFileError(f"{replies}: the questions were graded {sorted(runs)} times; expected the "
+                                     "same number of runs for every question")
+        n_runs = runs.pop()
+        tfile = Path(root) / "mm-vet" / TRUTH_FILE
+        notes = []
+        truth = None
+        if tfile.exists():
+            truth = json.loads(tfile.read_text(encoding="utf-8"))
+            ungraded = sorted(set(truth) - set(grades))
+            if ungraded:
+                raise BenchmarkFileError(f"{replies}: no grade for {len(ungraded)} questions of {tfile} "
+                                         f"(first: {ungraded[0]})")
+        else:
+            notes.append(f"{tfile} not found: totals only (per-capability scores need MM-Vet's ground truth)")
+        by_id = {str(a["question_id"]): a["text"] for a in answers}
+        rows = []
+        for key in (truth if truth is not None else grades):
+            qid = key.removeprefix("v1_")
+            if qid not in by_id:
+                raise BenchmarkFileError(f"{replies}: grades question {key}, which the answer file lacks")
+            parsed = [parse_score(c) for c in grades[key]["content"]]
+            rows.append({"question_id": qid, "key": key, "answer": by_id[qid],
+                         "capability": list(truth[key]["capability"]) if truth is not None else [],
+                         "scores": [p if p is not None else 0.0 for p in parsed],
+                         "unparsed_runs": [p is None for p in parsed], "judge_replies": grades[key]["content"]})
+        per_run = [self.aggregate([{**r, "score": r["scores"][k], "unparsed": r["unparsed_runs"][k]} for r in rows])
+                   for k in range(n_runs)]
+        metrics = {name: sum(m[name] for m in per_run) / n_runs for name in per_run[0] if name != "runs"}
+        metrics["unparsed"] = float(sum(m["unparsed"] for m in per_run))
+        if n_runs > 1:  # MM-Vet's `std` (numpy's, over the runs' totals) and each run's total
+            mean = metrics["total"]
+            metrics["std"] = (sum((m["total"] - mean) ** 2 for m in per_run) / n_runs) ** 0.5
+            for k, m in enumerate(per_run, 1):
+                metrics[f"total_run{k}"] = m["total"]
+        metrics["runs"] = float(n_runs)
+        for r in rows:
+            r["score"] = sum(r["scores"]) / n_runs
+            r["unparsed"] = any(r["unparsed_runs"])
+        return Scored(metrics, rows, notes)
 
     @staticmethod
     def aggregate(rows: list[dict]) -> dict[str, float]:

@@ -29,6 +29,7 @@ from benchmarks.base import (
     check_answers,
     ratio,
     read_jsonl,
+    image_file,
     require,
     write_jsonl,
 )
@@ -131,7 +132,7 @@ class Pope(Benchmark):
         truth = {name: scene.to_json() for name, scene, _ in images}
         (base / "ground_truth.json").write_text(json.dumps(truth, indent=1))
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / "pope"
         qfile = base / QUESTION_FILE
         rows = read_jsonl(qfile, 'POPE questions, one {"question_id", "image", "text", "category"} per line')
@@ -150,9 +151,11 @@ class Pope(Benchmark):
             seen[split] += 1
             if limit is not None and index >= limit:
                 continue
-            image = require(base / IMAGE_DIR / row["image"], f"the POPE image {row['image']} (COCO val2014)")
+            image = image_file(base / IMAGE_DIR / row["image"], f"the POPE image {row['image']} (COCO val2014)",
+                               images)
             samples.append(Sample(str(row["question_id"]), image, row["text"],
-                                  {"category": split, "label": labels[split][index], "image": row["image"]}))
+                                  {"category": split, "label": labels[split][index], "image": row["image"]},
+                                  official_id=row["question_id"]))
         return samples
 
     @staticmethod

@@ -178,7 +178,8 @@ class ReferenceJudge:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def complete(self, prompts: list[Prompt], *, temperature: float = 0.0, max_tokens: int = 1024) -> list[JudgeReply]:
+    def complete(self, prompts: list[Prompt], *, temperature: float = 0.0, max_tokens: int = 1024,
+                 stop: list[str] | None = None, attempt: int = 0) -> list[JudgeReply]:
         replies = [JudgeReply(self._grade(_messages(p)[-1]["content"]), 0, 0, cached=False) for p in prompts]
         with self._lock:
             self.calls += len(prompts)

@@ -3,7 +3,6 @@ judge's text. Each returns None when the reply holds no readable answer; the cal
 that means (dropped, 0, asked again), as the benchmark's own script does."""
 from __future__ import annotations
 
-import math
 import re
 
 
@@ -22,33 +21,33 @@ def parse_verdict(text: str | None, choices: tuple[int, ...] = (1, 2)) -> int | 
     return verdict if verdict in choices else None
 
 
-_RATING = re.compile(r"rating:\s*([0-9]+)(?!\.?[0-9])")
-
-
 def parse_rating(text: str | None, low: int = 0, high: int = 6) -> int | None:
-    """MMHal's rule: the reply, lowercased, names exactly one `rating: N` (repeats of the same N count
-    once), with low <= N <= high. None otherwise, where MMHal's script would record 0 and warn.
+    """MMHal's rule (LLaVA-RLHF `Eval/eval_gpt_mmhal.py`): the N in low..high for which `rating: N` is a
+    substring of the lowercased reply, when exactly one N is; None otherwise (MMHal then records 0).
 
-    Unlike MMHal's substring test, N is read as a whole number ("rating: 10" is not a 1) and
-    "rating:4" counts; a fractional "rating: 4.5" is not a rating.
+    Official quirks, kept: it is a substring test, so "Rating: 10" reads 1, "Rating: 4.5" 4, "Rating: 30"
+    3 and "rating: 06" 0; "rating:4" and "Rating:  4" (no or two spaces) name no rating.
     """
     if not text:
         return None
-    found = {int(n) for n in _RATING.findall(text.lower())}
-    if len(found) != 1:
-        return None
-    rating = found.pop()
-    return rating if low <= rating <= high else None
+    lowered = text.lower()
+    found = [n for n in range(low, high + 1) if f"rating: {n}" in lowered]
+    return found[0] if len(found) == 1 else None
 
 
 def parse_score(text: str | None) -> float | None:
-    """MM-Vet's rule: the reply's first word is a number in [0, 1]; None otherwise (MM-Vet then asks
-    again, with a digit-only suffix and temperature raised by 0.5, up to 5 times)."""
-    words = (text or "").split()
-    if not words:
-        return None
+    """MM-Vet's rule (`mm-vet_evaluator.py`): `float(reply.split(" ")[0].strip())`, kept when it is not
+    outside [0, 1]; None otherwise (MM-Vet then asks again, up to 5 readable replies in all).
+
+    Official quirks, kept: only a space ends the first token, so " 0.7" (a leading space), "0.5\nThe"
+    and "0.5\t1" are unreadable; "nan" passes the range test and is accepted (the total becomes nan,
+    as MM-Vet's would).
+    """
+    token = (text or "").split(" ")[0].strip()
     try:
-        score = float(words[0])
+        score = float(token)
     except ValueError:
         return None
-    return score if math.isfinite(score) and 0.0 <= score <= 1.0 else None
+    if score > 1.0 or score < 0.0:
+        return None
+    return score

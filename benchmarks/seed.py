@@ -12,7 +12,10 @@ Files, under the eval folder (LLaVA's `scripts/v1_5/eval/seed.sh` layout):
 Scored as LLaVA's `convert_seed_for_submission.py` does for `eval_only_type='image'`: an answer is
 right when its text equals the answer letter exactly; `accuracy` (the headline, "SEED-Image") pools
 every image question, and `type_<id>` gives each question type. Only image questions are loaded (the
-video ones do not enter the number). `limit` keeps the first `limit` of each question type.
+video ones do not enter the number). The denominators are the official ones: every image question of
+SEED-Bench.json, so one that the question file does not ask counts as wrong (`not_asked` counts them);
+with `limit` (the first `limit` of each question type) they are the questions loaded. Where the
+official script raises a KeyError (a question type with no right answer) we give 0.
 max_new_tokens 128 (model_vqa_loader).
 """
 from __future__ import annotations
@@ -31,6 +34,7 @@ from benchmarks.base import (
     check_answers,
     ratio,
     read_jsonl,
+    image_file,
     require,
     write_jsonl,
 )
@@ -93,7 +97,7 @@ class SeedBench(Benchmark):
                                                   indent=1))
         (base / "ground_truth.json").write_text(json.dumps(truth, indent=1))
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / "seed_bench"
         qfile = base / QUESTION_FILE
         rows = read_jsonl(qfile, 'LLaVA\'s SEED-Bench questions, one {"question_id", "image", "text"} per line')
@@ -107,6 +111,8 @@ class SeedBench(Benchmark):
             raise BenchmarkFileError(f"{tfile}: expected SEED-Bench's annotations, {{\"questions\": [{{question_id, "
                                      "answer, data_type, question_type_id}}], \"question_type\": {name: id}}") from None
         seen: Counter = Counter()
+        # convert_seed_for_submission.py divides by every image question of the annotations, asked or not
+        totals = Counter(q.get("question_type_id") for q in data["questions"] if q.get("data_type") == "image")
         samples = []
         for n, row in enumerate(rows, 1):
             missing = [k for k in ("question_id", "image", "text") if k not in row]
@@ -122,9 +128,11 @@ class SeedBench(Benchmark):
             seen[qtype] += 1
             if limit is not None and seen[qtype] > limit:
                 continue
-            image = require(base / row["image"], f"the SEED-Bench image {row['image']}")
+            image = image_file(base / row["image"], f"the SEED-Bench image {row['image']}", images)
             samples.append(Sample(qid, image, row["text"], {"label": gold["answer"], "question_type_id": qtype,
-                                                            "question_type": names.get(qtype, str(qtype))}))
+                                                            "question_type": names.get(qtype, str(qtype)),
+                                                            "type_total": totals[qtype] if limit is None else None},
+                                                            official_id=row["question_id"]))
         return samples
 
     def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:
@@ -134,8 +142,13 @@ class SeedBench(Benchmark):
             per_sample.append({"question_id": s.question_id, "question_type": s.meta["question_type"],
                                "question": s.question, "answer": answer, "parsed": answer, "label": s.meta["label"],
                                "correct": answer == s.meta["label"]})
-        metrics = {"accuracy": 100 * ratio(sum(r["correct"] for r in per_sample), len(per_sample))}
-        for qtype in sorted({s.meta["question_type_id"] for s in samples}):
-            rows = [r for r, s in zip(per_sample, samples) if s.meta["question_type_id"] == qtype]
-            metrics[f"type_{qtype}"] = 100 * ratio(sum(r["correct"] for r in rows), len(rows))
+        types = sorted({s.meta["question_type_id"] for s in samples})
+        asked = Counter(s.meta["question_type_id"] for s in samples)
+        totals = {t: next(s.meta.get("type_total") for s in samples if s.meta["question_type_id"] == t) or asked[t]
+                  for t in types}
+        correct = Counter(s.meta["question_type_id"] for s, r in zip(samples, per_sample) if r["correct"])
+        metrics = {"accuracy": 100 * ratio(sum(correct.values()), sum(totals.values()))}
+        for qtype in types:
+            metrics[f"type_{qtype}"] = 100 * ratio(correct[qtype], totals[qtype])
+        metrics["not_asked"] = float(sum(totals.values()) - len(samples))
         return Scored(metrics, per_sample)

@@ -31,6 +31,7 @@ from benchmarks.base import (
     Scored,
     check_answers,
     ratio,
+    image_file,
     require,
 )
 from matrix.world import language
@@ -110,7 +111,7 @@ class ScienceQA(Benchmark):
         (base / "pid_splits.json").write_text(json.dumps(splits))
         (base / "ground_truth.json").write_text(json.dumps(truth, indent=1))
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         """Test-split questions in file order; `limit` keeps the first `limit` with an image and the
         first `limit` without (the two groups the printed accuracies cover)."""
         base = Path(root) / "scienceqa"
@@ -141,13 +142,18 @@ class ScienceQA(Benchmark):
             seen[has_image] += 1
             if limit is not None and seen[has_image] > limit:
                 continue
-            image = require(base / IMAGE_DIR / entry["image"], f"the ScienceQA image of problem {pid}") \
+            image = image_file(base / IMAGE_DIR / entry["image"], f"the ScienceQA image of problem {pid}", images) \
                 if has_image else None
             question = human.replace("<image>", "").strip() + language.MULTIPLE_CHOICE_SUFFIX
             meta = {"answer": int(problem["answer"]), "n_choices": len(problem["choices"]),
                     "is_multimodal": has_image}
             samples.append(Sample(pid, image, question, meta))
         return samples
+
+    def official_prompt(self, sample: Sample) -> str:
+        """model_vqa_science.py records "<image>\n" before the prompt of an image question;
+        eval_science_qa.py counts a question as IMG by it."""
+        return f"<image>\n{sample.question}" if sample.meta["is_multimodal"] else sample.question
 
     def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:
         check_answers(samples, answers)

@@ -33,6 +33,7 @@ from benchmarks.base import (
     check_answers,
     ratio,
     read_jsonl,
+    image_file,
     require,
     write_jsonl,
 )
@@ -57,38 +58,120 @@ _PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)")
 _PERIOD_MAX_REPLACEMENTS = 32  # EvalAI passes re.UNICODE (= 32) where `sub` takes its count
 
 
+# EvalAI's contraction table, as m4c_evaluator.py (LLaVA) has it: each line "contraction: the spellings
+# that become it". Kept as the official has it, odd entries included: "somebody'd" becomes "somebodyd",
+# "twas" becomes "'twas", "let's"/"she's" map to themselves, and the keys with a capital (Im, Ive,
+# Id've, I'dve) never match the lowercased answers. A spelling absent here ("youdve") stays as it is.
+_CONTRACTION_TABLE = """\
+ain't: aint
+aren't: arent
+can't: cant
+could've: couldve
+couldn't: couldnt
+couldn't've: couldn'tve couldnt've
+didn't: didnt
+doesn't: doesnt
+don't: dont
+hadn't: hadnt
+hadn't've: hadnt've hadn'tve
+hasn't: hasnt
+haven't: havent
+he'd: hed
+he'd've: hed've he'dve
+he's: hes
+how'd: howd
+how'll: howll
+how's: hows
+I'd've: Id've I'dve
+I'm: Im
+I've: Ive
+isn't: isnt
+it'd: itd
+it'd've: itd've it'dve
+it'll: itll
+let's: let's
+ma'am: maam
+mightn't: mightnt
+mightn't've: mightnt've mightn'tve
+might've: mightve
+mustn't: mustnt
+must've: mustve
+needn't: neednt
+not've: notve
+o'clock: oclock
+oughtn't: oughtnt
+'ow's'at: ow's'at 'ows'at 'ow'sat
+shan't: shant
+she'd've: shed've she'dve
+she's: she's
+should've: shouldve
+shouldn't: shouldnt
+shouldn't've: shouldnt've shouldn'tve
+somebodyd: somebody'd
+somebody'd've: somebodyd've somebody'dve
+somebody'll: somebodyll
+somebody's: somebodys
+someone'd: someoned
+someone'd've: someoned've someone'dve
+someone'll: someonell
+someone's: someones
+something'd: somethingd
+something'd've: somethingd've something'dve
+something'll: somethingll
+that's: thats
+there'd: thered
+there'd've: thered've there'dve
+there're: therere
+there's: theres
+they'd: theyd
+they'd've: theyd've they'dve
+they'll: theyll
+they're: theyre
+they've: theyve
+'twas: twas
+wasn't: wasnt
+we'd've: wed've we'dve
+we've: weve
+weren't: werent
+what'll: whatll
+what're: whatre
+what's: whats
+what've: whatve
+when's: whens
+where'd: whered
+where's: wheres
+where've: whereve
+who'd: whod
+who'd've: whod've who'dve
+who'll: wholl
+who's: whos
+who've: whove
+why'll: whyll
+why're: whyre
+why's: whys
+won't: wont
+would've: wouldve
+wouldn't: wouldnt
+wouldn't've: wouldnt've wouldn'tve
+y'all: yall
+y'all'll: yall'll y'allll
+y'all'd've: yall'd've y'alld've y'all'dve
+you'd: youd
+you'd've: youd've you'dve
+you'll: youll
+you're: youre
+you've: youve
+"""
+
+
 def _contractions() -> dict[str, str]:
-    """Apostrophe-less spellings -> the contraction (EvalAI restores apostrophes annotators dropped).
-    Our own list; where one apostrophe of two is missing ("couldnt've"), that spelling maps too."""
-    words = [
-        "ain't", "aren't", "can't", "could've", "couldn't", "couldn't've", "didn't", "doesn't", "don't",
-        "hadn't", "hadn't've", "hasn't", "haven't", "he'd", "he'd've", "he'll", "he's", "how'd", "how'll",
-        "how's", "i'd", "i'd've", "i'll", "i'm", "i've", "isn't", "it'd", "it'd've", "it'll", "it's",
-        "let's", "ma'am", "mightn't", "mightn't've", "might've", "mustn't", "must've", "needn't",
-        "not've", "o'clock", "oughtn't", "shan't", "she'd", "she'd've", "she'll", "she's", "should've",
-        "shouldn't", "shouldn't've", "somebody'd", "somebody'd've", "somebody'll", "somebody's",
-        "someone'd", "someone'd've", "someone'll", "someone's", "something'd", "something'd've",
-        "something'll", "that's", "there'd", "there'd've", "there're", "there's", "they'd", "they'd've",
-        "they'll", "they're", "they've", "'twas", "wasn't", "we'd", "we'd've", "we'll", "we're", "we've",
-        "weren't", "what'll", "what're", "what's", "what've", "when's", "where'd", "where's", "where've",
-        "who'd", "who'd've", "who'll", "who's", "who've", "why'll", "why're", "why's", "won't",
-        "would've", "wouldn't", "wouldn't've", "y'all", "y'all'll", "y'all'd've", "you'd", "you'd've",
-        "you'll", "you're", "you've",
-    ]
     out = {}
-    for w in words:
-        out[w.replace("'", "")] = w
-        if w.count("'") == 2:  # "couldn't've": also the spellings that dropped one apostrophe
-            first, second = w.index("'"), w.rindex("'")
-            out[w[:first] + w[first + 1:]] = w
-            out[w[:second] + w[second + 1:]] = w
-    return {k: v for k, v in out.items() if k not in KEEP_AS_WORDS}
+    for line in _CONTRACTION_TABLE.splitlines():
+        target, spellings = line.split(": ", 1)
+        out.update({spelling: target for spelling in spellings.split()})
+    return out
 
 
-# Apostrophe-less spellings that are words of their own: never rewritten (EvalAI's table leaves these
-# out too, or keys them in a case its lowercased input never has, like "Im").
-KEEP_AS_WORDS = {"its", "were", "well", "ill", "hell", "shell", "wed", "shed", "id", "lets", "shes", "im",
-                 "ive", "whore", "twas"}
 CONTRACTIONS = _contractions()
 
 
@@ -196,7 +279,7 @@ class TextVQA(Benchmark):
         (base / TRUTH_FILE).write_text(json.dumps({"dataset_type": "val", "dataset_name": "textvqa",
                                                    "dataset_version": "0.5.1", "data": data}, indent=1))
 
-    def load(self, root: Path, limit: int | None = None) -> list[Sample]:
+    def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         """Questions in file order; `limit` keeps the first `limit`."""
         base = Path(root) / "textvqa"
         qfile = base / QUESTION_FILE
@@ -222,9 +305,10 @@ class TextVQA(Benchmark):
                 raise BenchmarkFileError(f"{tfile}: no annotation for image {key[0]} and question {key[1]!r} "
                                          f"({qfile}, line {n})")
             gold = truth[key]
-            image = require(base / IMAGE_DIR / row["image"], f"the TextVQA image {row['image']}")
+            image = image_file(base / IMAGE_DIR / row["image"], f"the TextVQA image {row['image']}", images)
             samples.append(Sample(str(row["question_id"]), image, row["text"],
-                                  {"answers": list(gold["answers"]), "textvqa_question_id": gold.get("question_id")}))
+                                  {"answers": list(gold["answers"]), "textvqa_question_id": gold.get("question_id")},
+                                  official_id=row["question_id"]))
         return samples
 
     def score(self, samples: list[Sample], answers: list[str], judge=None) -> Scored:

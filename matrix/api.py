@@ -1,6 +1,7 @@
 """The library surface the CLI is a thin layer over: load a spec, plan it, run it, look at a run.
 
-Tests and notebooks call these directly: `plan(...)`, `run(...)`, `status(...)`, `report(...)`.
+Tests and notebooks call these directly: `plan(...)`, `run(...)`, `status(...)`, `report(...)`,
+`score(...)` (an existing answer file against a benchmark's official files; `matrix.scoring`).
 """
 from __future__ import annotations
 
@@ -44,6 +45,14 @@ class Planned:
         return rows
 
 
+def score(benchmark: str, path: str | Path, answers: str | Path, **kwargs):
+    """Score an answer file (LLaVA's or a run's answers.jsonl) on a benchmark's official files, reading no
+    image; returns a `matrix.scoring.ScoreResult`. Keywords: judge, template, replies, limit."""
+    from matrix.scoring import score as score_file
+
+    return score_file(benchmark, path, answers, **kwargs)
+
+
 def load(spec_path: str | Path, overrides: list[str] | None = None) -> Spec:
     return load_spec(spec_path, overrides)
 
@@ -75,11 +84,20 @@ def check_files(spec: Spec, spec_path: str | Path) -> None:
             from benchmarks.base import BENCHMARKS, BenchmarkFileError
 
             try:
-                BENCHMARKS.get(b.plugin)().load(Path(b.path).expanduser(), limit=1)
+                BENCHMARKS.get(b.plugin)().load(Path(b.path).expanduser(), limit=1, images=_answered(spec, b.id))
             except (BenchmarkFileError, FileNotFoundError) as e:
                 add(("benchmarks", i, "path"), str(e))
     if problems:
         raise SpecError(problems=problems)
+
+
+def _answered(spec: Spec, bench_id: str) -> bool:
+    """Whether some row answers the benchmark's questions (so its images must be there); a benchmark
+    only external rows' answer files cover is scored without images."""
+    from methods.external import answer_file, has_model
+
+    return any(m.plugin != "external" or (has_model(m.params) and answer_file(m.params, bench_id) is None)
+               for m in spec.methods)
 
 
 def _lines(spec_path: str | Path) -> tuple[dict, LineMap]:

@@ -177,6 +177,35 @@ def report(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
     sys.stdout.write("\n")
 
 
+@app.command()
+@user_errors
+def score(benchmark: str = typer.Argument(..., help="benchmark id: pope, mme, sqa, mmbench, mmvet, llava-wild, ..."),
+          path: Path = typer.Option(..., "--path", help="the eval folder in LLaVA's playground/data/eval layout"),
+          answers: Path = typer.Option(..., "--answers", help="LLaVA's model_vqa* answer file or a run's answers.jsonl"),
+          judge: Optional[str] = typer.Option(None, "--judge", help="judged benchmarks: the judge model name"),
+          judge_url: Optional[str] = typer.Option(None, "--judge-url", help="the judge's OpenAI-compatible base URL"),
+          judge_concurrency: int = typer.Option(4, "--judge-concurrency", help="judge requests in flight at once"),
+          template: Optional[Path] = typer.Option(None, "--template",
+                                                  help="the official grading template file, sent verbatim"),
+          replies: Optional[Path] = typer.Option(None, "--replies",
+                                                 help="stored judge replies instead of a judge (MM-Vet's "
+                                                      "*-grade-Nruns.json, LLaVA-Bench's review .jsonl)"),
+          limit: Optional[int] = typer.Option(None, "--limit", help="only the first N questions of each split"),
+          format_: str = typer.Option("table", "--format", help="table | json | csv")):
+    """Score an existing answer file against a benchmark's official files (no images needed): every metric, per split/subtask."""
+    from matrix import api
+    from matrix.scoring import render
+
+    if format_ not in ("table", "json", "csv"):
+        raise UserError(f"--format {format_!r}: expected table, json or csv")
+    judge_settings = None
+    if judge is not None:
+        judge_settings = {"model": judge, "base_url": judge_url, "max_concurrency": judge_concurrency}
+    result = api.score(benchmark, path, answers, judge=judge_settings, template=template, replies=replies,
+                       limit=limit)
+    sys.stdout.write(render(result, format_))
+
+
 @app.command("import")
 @user_errors
 def import_(run_: Path = typer.Argument(..., metavar="RUN", help="run directory or spec"),

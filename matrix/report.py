@@ -60,6 +60,7 @@ def render(spec: Spec, store, fmt: str, table_id: str | None = None, cost: bool 
 
     rt = build_table(table, collect(spec, store), spec)
     rt.show_significance = significance
+    rt.own_templates = own_templates(spec, [c.benchmark for g in rt.groups for c in g.metrics])
     if cost:
         rt.cost = cost_frame(rt, train_costs(spec, store), spec.resources.train.gpus)
     return FORMATS[fmt](rt)
@@ -140,8 +141,27 @@ def _cost_cells(rt: ReportTable, i: int, missing: str) -> list[str]:
             for c, _, d in COST_COLUMNS]
 
 
+def own_templates(spec: Spec, bench_ids: list[str]) -> list[str]:
+    """The judged benchmarks among `bench_ids` graded with this project's own template (no `template`
+    file): their numbers are not comparable with published ones."""
+    from benchmarks.base import BENCHMARKS
+
+    out = []
+    for bench_id in dict.fromkeys(bench_ids):
+        try:
+            b = spec.benchmark(bench_id)
+        except StopIteration:  # a column of a benchmark the spec no longer lists
+            continue
+        if b.plugin in BENCHMARKS and BENCHMARKS.get(b.plugin).needs_judge and b.template is None:
+            out.append(bench_id)
+    return out
+
+
 def _notes(rt: ReportTable, marks: dict) -> list[str]:
     notes = []
+    if getattr(rt, "own_templates", None):
+        notes.append(f"{', '.join(rt.own_templates)}: graded with this project's own judge template, not "
+                     "comparable with published numbers (give the official one as the benchmark's `template`)")
     if (rt.status == "imported").any().any():
         notes.append(f"{marks['imported']} imported from {', '.join(rt.sources) or 'an external file'}, "
                      "not computed by this run")

@@ -92,8 +92,10 @@ class BenchmarkSpec(Strict):
                                              "then score all answers together")
     judge: "JudgeSpec | None" = Field(None, description="the judge scoring this benchmark; default: the spec's "
                                                          "'judge' (which also writes nSFT's conversations)")
-    template: Path | None = Field(None, description="judged benchmarks (mmvet, mmhal, shr): a grading-template "
-                                                    "file used instead of ours, e.g. the benchmark's official one")
+    template: Path | None = Field(None, description="judged benchmarks (mmvet, mmhal, shr, llava-wild): the "
+                                                    "official grading template (llava-wild: LLaVA's rule.json), "
+                                                    "sent as the official script sends it; without it our own "
+                                                    "wording, not comparable with published numbers")
 
     @property
     def plugin(self) -> str:

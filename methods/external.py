@@ -11,6 +11,11 @@ One spec row per checkpoint: `{id: ppo, method: external, label: PPO, params: {.
   train stage of that run whose cell label is `cell` or starts with `cell/` (one only; give the whole
   label, e.g. `cont-sft/tiny/shapes-vqa-1000`, when the run trained the method on several datasets).
 Like the baseline, an external row has one cell per base model and seed, shown in every dataset group.
+
+`answers: {pope: FILE, mme: FILE}` gives answer files per benchmark (LLaVA's `model_vqa*` output, e.g. a
+paper's published answers, or another run's `answers.jsonl`): those benchmarks are scored from the file
+(the same scorer and judge as the other rows, no model loaded, no image read). With `answers` the model
+source is optional; a row with answers only has numbers just for the benchmarks it has files for.
 """
 from __future__ import annotations
 
@@ -21,6 +26,17 @@ from methods.baseline import Baseline
 
 
 SOURCES = ("model", "checkpoint", "from_run")
+ANSWERS = "answers"
+
+
+def answer_file(params: dict, benchmark: str) -> Path | None:
+    """The answer file an external row gives for `benchmark` (a spec benchmark id), if any."""
+    path = (params.get(ANSWERS) or {}).get(benchmark)
+    return Path(path).expanduser().resolve() if path is not None else None
+
+
+def has_model(params: dict) -> bool:
+    return any(params.get(k) for k in SOURCES)
 
 
 def find_checkpoint(run: str, cell: str) -> Path:
@@ -55,12 +71,22 @@ class External(Baseline):
     @classmethod
     def check_params(cls, params: dict) -> list[str]:
         given = [k for k in SOURCES if params.get(k)]
-        if len(given) != 1:
+        answers = params.get(ANSWERS)
+        if len(given) > 1 or (not given and not answers):
             return ["external: give exactly one of 'model' (a whole model: family, path...), 'checkpoint' "
-                    "(a train stage's output folder) or 'from_run' ({run: DIR, cell: LABEL})"]
-        extra = sorted(set(params) - set(SOURCES))
+                    "(a train stage's output folder) or 'from_run' ({run: DIR, cell: LABEL}), or 'answers' "
+                    "({benchmark: answer file}), or both"]
+        extra = sorted(set(params) - set(SOURCES) - {ANSWERS})
         if extra:
-            return [f"external: unknown params {extra}; known: {', '.join(SOURCES)}"]
+            return [f"external: unknown params {extra}; known: {', '.join(SOURCES + (ANSWERS,))}"]
+        if answers is not None:
+            if not isinstance(answers, dict) or not answers or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in answers.items()):
+                return ["external: answers takes {benchmark id: answer file}, e.g. {pope: answers/pope.jsonl}"]
+            missing = [f"{k}: {v}" for k, v in answers.items() if not Path(v).expanduser().is_file()]
+            if missing:
+                return [f"external: answers: no such file ({m}); expected LLaVA's answer-file JSON lines"
+                        for m in missing]
         if "from_run" in params:
             ref = params["from_run"]
             if not isinstance(ref, dict) or set(ref) != {"run", "cell"}:

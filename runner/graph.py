@@ -230,9 +230,29 @@ class _Builder:
         return self.add(Stage("train", {"objective": method.objective, "hp": hp}, train_deps,
                               label=f"train {cell.label}"))
 
+    def answers_file(self, cell: Cell, bench_id: str) -> Path | None:
+        """An external row's answer file for this benchmark (`params.answers`), if it gives one."""
+        entry = self.spec.method(cell.method)
+        if entry.plugin != "external":
+            return None
+        from methods.external import answer_file
+
+        return answer_file(entry.params, bench_id)
+
+    def evaluates(self, cell: Cell, bench_id: str) -> bool:
+        """Whether the cell has a number for this benchmark: an external row with answer files only
+        has one just for the benchmarks it gives files for."""
+        entry = self.spec.method(cell.method)
+        if entry.plugin != "external" or self.answers_file(cell, bench_id) is not None:
+            return True
+        from methods.external import has_model
+
+        return has_model(entry.params)
+
     def evaluate(self, cell: Cell, train: Stage | None, bench_id: str) -> Stage:
         b = self.spec.benchmark(bench_id)
         params = {"benchmark": b.plugin, "limit": b.limit, "max_new_tokens": b.max_new_tokens}
+        answers = self.answers_file(cell, bench_id)
         plugin = BENCHMARKS.get(b.plugin)
         if getattr(plugin, "num_beams", 1) > 1:
             params["num_beams"] = plugin.num_beams  # official decoding other than greedy (SHR: 5 beams)
@@ -243,6 +263,11 @@ class _Builder:
             if b.template is not None:  # the grading template changes the score: its content is in the key
                 path = Path(b.template).expanduser().resolve()
                 params["template"] = {"path": str(path), "sha": _file_fingerprint(path)}
+        if answers is not None:  # scoring only: the row's answer file, no model, no answering stage
+            params.pop("max_new_tokens")
+            params["answers"] = {"path": str(answers), "sha": _file_fingerprint(answers)}
+            return self.add(Stage("evaluate", params, {"bench": self.benchmark_data(bench_id)},
+                                  label=f"evaluate {bench_id} {cell.method}/{cell.base_model} (answer file)"))
         model, checkpoint, who = self.evaluated(cell, train)
         deps = {"model": model, "bench": self.benchmark_data(bench_id)}
         if checkpoint is not None:
@@ -265,9 +290,18 @@ class _Builder:
 def build(spec: Spec, cells: list[Cell], all_cells: list[Cell] | None = None) -> StageGraph:
     """Stages of `cells`; `all_cells` (default: `cells`) is the whole grid, which fixes shared stages."""
     builder = _Builder(spec, all_cells if all_cells is not None else cells)
+    known = [b.id for b in spec.benchmarks]
+    for m in spec.methods:  # an external row's answer files must name benchmarks of the spec
+        unknown = sorted(set((m.params or {}).get("answers") or {}) - set(known)) if m.plugin == "external" else []
+        if unknown:
+            from matrix.errors import UserError
+
+            raise UserError(f"methods: {m.id}: params.answers names {', '.join(unknown)}, which the spec's "
+                            f"benchmarks do not list (known: {', '.join(known)})")
     out = []
     for cell in cells:
         train = builder.train(cell)
-        evals = {b.id: builder.evaluate(cell, train, b.id) for b in spec.benchmarks if b.applies_to(cell.dataset)}
+        evals = {b.id: builder.evaluate(cell, train, b.id) for b in spec.benchmarks
+                 if b.applies_to(cell.dataset) and builder.evaluates(cell, b.id)}
         out.append(CellStages(cell, train, evals))
     return StageGraph(builder.stages, out)

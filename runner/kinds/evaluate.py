@@ -27,14 +27,20 @@ class EvaluateStage(StageKind):
 
         template = params.get("template")
         bench = BENCHMARKS.get(params["benchmark"])(**({"template_path": Path(template["path"])} if template else {}))
-        samples = bench.load(resolve(inputs["bench"], "root"), limit=params.get("limit"))
+        answer_file = (params.get("answers") or {}).get("path")  # an external row's answers: scoring only
+        samples = bench.load(resolve(inputs["bench"], "root"), limit=params.get("limit"), images=answer_file is None)
         if "shard" in params:  # answer one slice; the evaluate stage of all shards scores them
             i, n = params["shard"]
             lo, hi = shard_bounds(len(samples), i, n)
             answers, elapsed = self._answer(params, inputs, bench, samples[lo:hi])
-            self._write_answers(out, samples[lo:hi], answers)
+            self._write_answers(out, bench, samples[lo:hi], answers)
             return {"questions": hi - lo, "shard": [i, n], "answers_per_s": (hi - lo) / max(elapsed, 1e-9)}
-        if params.get("shards"):
+        if answer_file is not None:
+            from matrix.scoring import match_answers, read_answers
+
+            answers, _ = match_answers(samples, read_answers(Path(answer_file)), Path(answer_file), bench)
+            elapsed = None
+        elif params.get("shards"):
             answers, elapsed = [], 0.0
             for i in range(params["shards"]):
                 dep = inputs[f"shard{i}"]
@@ -58,12 +64,16 @@ class EvaluateStage(StageKind):
                 raise ValueError(f"judge {settings.key()!r} differs from the stage's {params['judge']!r}")
             judge = open_judge(settings)
         scored = bench.score(samples, answers, judge=judge)
-        self._write_answers(out, samples, answers)
+        self._write_answers(out, bench, samples, answers)
         with open(out / "scores.jsonl", "w") as f:
             for row in scored.per_sample:
                 f.write(json.dumps(row, default=str) + "\n")
         (out / "metrics.json").write_text(json.dumps(scored.metrics, indent=1))
-        result = {"metrics": scored.metrics, "questions": len(samples), "answers_per_s": len(samples) / max(elapsed, 1e-9)}
+        result = {"metrics": scored.metrics, "questions": len(samples)}
+        if elapsed is not None:
+            result["answers_per_s"] = len(samples) / max(elapsed, 1e-9)
+        else:
+            result["answers_from"] = answer_file
         if judge is not None:
             result["judge"] = {**judge.describe(), **judge.usage()}
         return result
@@ -87,10 +97,12 @@ class EvaluateStage(StageKind):
         return answers, time.time() - start
 
     @staticmethod
-    def _write_answers(out: Path, samples, answers) -> None:
+    def _write_answers(out: Path, bench, samples, answers) -> None:
+        """LLaVA's answer-file fields (its id type, its recorded prompt), so its scripts read ours."""
         with open(out / "answers.jsonl", "w") as f:
             for s, a in zip(samples, answers):
-                f.write(json.dumps({"question_id": s.question_id, "prompt": s.question, "text": a}) + "\n")
+                row = {"question_id": s.record_id, "prompt": bench.official_prompt(s), "text": a}
+                f.write(json.dumps(row) + "\n")
 
 
 def shard_bounds(n: int, i: int, shards: int) -> tuple[int, int]:

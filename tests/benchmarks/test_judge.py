@@ -316,36 +316,49 @@ def test_parse_verdict(text, expected):
     assert parse_verdict(text) == expected
 
 
+# MMHal's rule (eval_gpt_mmhal.py: `f'rating: {s}' in response.lower()` for s in 0..6, one hit); the
+# value beside each is what that rule gives (None: MMHal warns and records 0). Official result, rule run
+# by hand; the odd ones are the official quirks the findings list.
 @pytest.mark.parametrize("text,expected", [
     ("The answer is mostly right.\nRating: 4", 4),
     ("rating: 0", 0),
     ("RATING: 6.", 6),
-    ("Rating:3", 3),
-    ("Rating: 5. As I said, rating: 5", 5),   # the same rating twice counts once
+    ("Rating: 5. As I said, rating: 5", 5),   # the same rating twice is one hit
     ("Rating: 2 or maybe rating: 3", None),   # two ratings
     ("Rating: 7", None),                      # out of range
-    ("Rating: 10", None),                     # not a 1 followed by a 0
-    ("Rating: 4.5", None),
     ("I would give it a 5", None),
     ("", None),
+    ("Rating:3", None), ("rating:4", None), ("Rating:  4", None),   # official: no "rating: N" substring
+    ("Rating: 10", 1), ("Rating: 4.5", 4), ("Rating: 30", 3), ("rating: 06", 0),  # official: substrings
 ])
 def test_parse_rating(text, expected):
     assert parse_rating(text, 0, 6) == expected
 
 
+# MM-Vet's rule (mm-vet_evaluator.py: `float(content.split(" ")[0].strip())`, rejected outside [0, 1]);
+# the value beside each is what that rule gives (None: MM-Vet asks again). Official result, rule run by hand.
 @pytest.mark.parametrize("text,expected", [
     ("0.5", 0.5),
     ("1.0", 1.0),
     ("0", 0.0),
     ("0.3 because the prediction misses one element", 0.3),
-    ("\n0.7", 0.7),
+    ("\n0.7", 0.7),                 # the first token "\n0.7" strips to 0.7
     ("1.2", None),
     ("-0.1", None),
-    ("nan", None),
     ("Correctness: 0.5", None),
     ("0.5.", None),
     ("", None),
     (None, None),
+    (" 0.7", None),                 # official: the first token is "" (a leading space)
+    ("0.5\nThe answer", None),      # official: "0.5\nThe" is one token
+    ("0.5\t1", None),
 ])
 def test_parse_score(text, expected):
     assert parse_score(text) == expected
+
+
+def test_parse_score_accepts_nan_as_mm_vet_does():
+    import math
+
+    # official: float("nan") fails neither `> 1.0` nor `< 0.0`, so MM-Vet keeps it (and its total is nan)
+    assert math.isnan(parse_score("nan"))

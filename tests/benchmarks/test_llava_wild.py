@@ -16,7 +16,10 @@ pytestmark = pytest.mark.usefixtures("judge_env")  # conftest: a test key, never
 
 @pytest.mark.parametrize("text,pair", [
     ("8 6\nAssistant 1 is more precise.", (8.0, 6.0)),
-    ("7, 7", (7.0, 7.0)),
+    ("7,7", (7.0, 7.0)),               # commas become spaces
+    # LLaVA's parse_score (eval_gpt_review_bench.py) gives [-1, -1] for each of these (official
+    # result, from running its rule): it splits on single spaces, so empty or joined pieces spoil the pair
+    ("7, 7", None), ("8  9", None), (" 8 9", None), ("8 9 ", None), ("8\t9", None),
     ("9.5 3\n", (9.5, 3.0)),
     ("Scores: 8 6", None),             # three words on the first line
     ("\n8 6", None),                   # the first line is empty
@@ -28,7 +31,7 @@ def test_parse_pair(text, pair):
 
 
 CATS = ["conv", "conv", "detail", "complex"]
-REPLIES = ["8 6\nreasons", "7, 7\nreasons", "9 3\nthe second invents a triangle", "I cannot compare these."]
+REPLIES = ["8 6\nreasons", "7,7\nreasons", "9 3\nthe second invents a triangle", "I cannot compare these."]
 
 
 def _samples():
@@ -74,14 +77,31 @@ def test_a_judge_error_propagates(make_judge):
         LlavaWild().score(_samples(), ANSWERS)
 
 
-def test_a_rule_file_replaces_ours(make_judge, tmp_path):
+def test_a_rule_file_is_sent_in_llavas_layout(make_judge, tmp_path):
     path = tmp_path / "rule.json"
     path.write_text(json.dumps({"llava_bench_conv": {"role": "Helper", "prompt": "OFFICIAL CONV RULE"}}))
     with JudgeServer(["6 9"]) as server:
-        scored = LlavaWild(rules_path=path).score(_samples()[:1], ANSWERS[:1], judge=make_judge(server))
-        content = server.chat_requests[0].body["messages"][1]["content"]
-    assert "OFFICIAL CONV RULE" in content and "### Helper 2\nanswer 0" in content
+        scored = LlavaWild(template_path=path).score(_samples()[:1], ANSWERS[:1], judge=make_judge(server))
+        body = server.chat_requests[0].body
+        with pytest.raises(BenchmarkFileError, match="no rule 'llava_bench_detail'"):
+            LlavaWild(template_path=path).score(_samples()[2:3], ANSWERS[2:3], judge=make_judge(server))
+    # eval_gpt_review_bench.py's messages, written out from its f-strings (LLaVA@32cebc38)
+    assert body["messages"] == [
+        {"role": "system", "content": "You are a helpful and precise assistant for checking the quality of the answer."},
+        {"role": "user", "content": "[Context]\ncontext 0\n\n[Question]\nquestion 0?\n\n"
+                                    "[Helper 1]\nreference 0\n\n[End of Helper 1]\n\n"
+                                    "[Helper 2]\nanswer 0\n\n[End of Helper 2]\n\n"
+                                    "[System]\nOFFICIAL CONV RULE\n\n"}]
+    assert body["temperature"] == 0.2 and body["max_tokens"] == 1024
     assert scored.metrics["relative"] == pytest.approx(150.0)
+
+
+def test_relative_rounds_the_means_as_summarize_gpt_review():
+    # summarize_gpt_review.py: stats = [round(mean, 3) ...]; relative = stats[1] / stats[0] * 100.
+    # Means 7/3 = 2.333.. (model) and 10/3 = 3.333.. (ref): 2.333 / 3.333 = 69.997, not 70.0.
+    rows = [{"category": "conv", "reference_score": r, "model_score": m, "unparsed": False}
+            for r, m in ((3, 2), (3, 2), (4, 3))]
+    assert LlavaWild.aggregate(rows)["relative"] == pytest.approx(100 * 2.333 / 3.333)
 
 
 def _review_exact(body):

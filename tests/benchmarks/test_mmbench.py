@@ -20,6 +20,12 @@ OPTS = {"A": "red", "B": "blue", "C": "green", "D": "yellow"}
     ("A or B", None),              # two letters: ambiguous
     ("red and blue", None),        # two option texts
     ("E", None), ("", None), ("a", None),   # lower-case "a" is not the letter
+    # VLMEvalKit can_infer (c026693) on these gives the value beside each (official result, its rules
+    # run by hand): only .()[],:;!*#{} separate words, so "B?", '"B"' and "（B）" name no letter
+    ("B?", None), ('"B"', None), ("（B）", None),
+    ("B, the blue one, not A", "B"),        # two letters: the option texts decide ("blue")
+    ("Z", "Z"), ("Cannot determine the answer", "Z"),   # a refusal: "Z", never an option, so wrong
+    ("A: red. B is wrong", "A"),            # two letters; of the option texts only "red" is inside
 ])
 def test_answer_reading(text, expected):
     assert extract_letter(text, OPTS) == expected
@@ -101,7 +107,7 @@ def test_synthetic_round_trip(synthetic):
 
 def test_cn_file_and_question_language(tmp_path):
     MMBenchCN().synthesize(tmp_path, 2, seed=0)
-    assert (tmp_path / "mmbench" / "mmbench_dev_cn_20231003.tsv").exists()
+    assert (tmp_path / "mmbench_cn" / "mmbench_dev_cn_20231003.tsv").exists()
     samples = MMBenchCN().load(tmp_path)
     assert all("图中" in s.question for s in samples)
     with pytest.raises(BenchmarkFileError, match=r"mmbench_dev_20230712\.tsv not found"):
@@ -123,4 +129,28 @@ def test_official_style_row_with_quoted_newline(tmp_path):
     assert s.question.startswith("Line one\nline two\nWhich colour?\nA. red\nB. blue\n")
     assert s.image.suffix == ".jpg" and Image.open(s.image).size == (4, 4)
     assert MMBench().score([s], ["A"]).metrics == pytest.approx(
-        {"accuracy": 100.0, "plain_accuracy": 100.0, "circular": 0.0, "unparsed": 0.0})
+        {"accuracy": 100.0, "plain_accuracy": 100.0, "circular": 0.0, "unparsed": 0.0, "l2_l2": 100.0,
+         "category_c": 100.0})
+
+
+def test_the_extractor_reads_only_what_the_rules_cannot(judge_env, make_judge):
+    from benchmarks.mmbench import MMBenchExtract, option_lines
+    from tests.judge_server import JudgeServer
+
+    opts = {"A": "red", "B": "blue"}
+    samples = [Sample(str(i), None, "q", {"label": "B", "options": opts, "group": i, "circular_copy": False,
+                                          "raw_question": "Which colour"}) for i in range(3)]
+    answers = ["B", "It is the colour of the sky", "no idea"]   # only the first is read by the rules
+    # the judge: sample 1 -> "B" at once; sample 2 -> unreadable twice, then "Z" (a refusal: wrong)
+    with JudgeServer(["B", "maybe", "hmm", "Z"]) as server:
+        scored = MMBenchExtract().score(samples, answers, judge=make_judge(server))
+        bodies = [r.body for r in server.chat_requests]
+    assert [r["parsed"] for r in scored.per_sample] == ["B", "B", "Z"]
+    assert scored.metrics["accuracy"] == pytest.approx(200 / 3) and scored.metrics["extracted"] == 2
+    assert len(bodies) == 4 and all(b["temperature"] == 0.0 for b in bodies)
+    # the prompt's last lines as VLMEvalKit's build_prompt lays them out (question + "?", option lines)
+    assert bodies[0]["messages"][0]["content"].endswith(
+        "Question: Which colour?\n" + option_lines(opts) + "Answer: It is the colour of the sky\nYour output: ")
+    assert option_lines(opts) == "There are several options: \nA. red\nB. blue\n"
+    with pytest.raises(ValueError, match="judge"):
+        MMBenchExtract().score(samples, answers)

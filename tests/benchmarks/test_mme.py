@@ -134,9 +134,9 @@ def test_limit_counts_per_subtask(synthetic):
 def _official_subfolder_layout(root, lines):
     release = root / "MME" / "MME_Benchmark_release_version" / "artwork"
     (release / "images").mkdir(parents=True)
-    (release / "questions_answers_YES_or_NO").mkdir()
+    (release / "questions_answers_YN").mkdir()
     (release / "images" / "1.jpg").write_bytes(b"")
-    (release / "questions_answers_YES_or_NO" / "1.txt").write_text(lines)
+    (release / "questions_answers_YN" / "1.txt").write_text(lines)
     rows = [{"question_id": "artwork/images/1.jpg", "image": "artwork/images/1.jpg", "text": q + SUFFIX,
              "category": "artwork"} for q in ("Is this by Monet?", "Is this by Dali?")]
     (root / "MME" / "llava_mme.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -158,11 +158,11 @@ def test_missing_files_are_named(tmp_path):
     release = _official_subfolder_layout(tmp_path, "Is this by Monet? Please answer yes or no.\tYes\n")
     with pytest.raises(BenchmarkFileError, match=r"1\.txt: no line for the question 'Is this by Dali\?"):
         MME().load(tmp_path)
-    (release / "questions_answers_YES_or_NO" / "1.txt").write_text("Is this by Monet?\n")
+    (release / "questions_answers_YN" / "1.txt").write_text("Is this by Monet?\n")
     with pytest.raises(BenchmarkFileError, match=r"1\.txt:1: expected 'question<TAB>Yes\|No'"):
         MME().load(tmp_path)
-    (release / "questions_answers_YES_or_NO" / "1.txt").unlink()
-    with pytest.raises(BenchmarkFileError, match=r"questions_answers_YES_or_NO/1\.txt not found"):
+    (release / "questions_answers_YN" / "1.txt").unlink()
+    with pytest.raises(BenchmarkFileError, match=r"questions_answers_YN/1\.txt not found"):
         MME().load(tmp_path)
     (tmp_path / "MME" / "llava_mme.jsonl").unlink()
     with pytest.raises(BenchmarkFileError, match=r"llava_mme\.jsonl not found"):

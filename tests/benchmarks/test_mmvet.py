@@ -75,7 +75,8 @@ def test_a_template_file_replaces_ours(make_judge, tmp_path):
     with JudgeServer(["1"]) as server:
         scored = MMVet(template_path=path).score(_samples()[:1], ANSWERS[:1], judge=make_judge(server))
         content = server.chat_requests[0].body["messages"][0]["content"]
-    assert content == "OFFICIAL PROMPT TEXT\n" + judge_line("question 0?", "gt0<OR>alt0", "answer 0")
+    # verbatim, then "\n" and the sample line: mm-vet_evaluator.py's `prompt + "\n" + " | ".join(...)`
+    assert content == "OFFICIAL PROMPT TEXT\n\n" + judge_line("question 0?", "gt0<OR>alt0", "answer 0")
     assert scored.metrics["total"] == 100.0
     with pytest.raises(BenchmarkFileError, match="missing.txt"):
         MMVet(template_path=tmp_path / "missing.txt").template()
@@ -107,3 +108,32 @@ def test_synthetic_round_trip(tmp_path, make_judge):
     (tmp_path / "mm-vet" / "mm-vet.json").write_text(json.dumps({"v1_0": truth["v1_0"]}))
     with pytest.raises(BenchmarkFileError, match="no v1_1"):
         bench.load(tmp_path)
+
+
+def test_replaying_stored_grades_per_capability_and_run(tmp_path):
+    # MM-Vet's files in its layout (mm-vet.json keyed v1_<id>) and a grade file as mm-vet_evaluator.py
+    # writes it: {"v1_<id>": {"model": [...], "content": [reply per run], "score": [...]}}
+    base = tmp_path / "mm-vet"
+    base.mkdir()
+    truth = {"v1_0": {"capability": ["rec"], "question": "q0", "answer": "a"},
+             "v1_1": {"capability": ["rec", "ocr"], "question": "q1", "answer": "b"},
+             "v1_2": {"capability": ["ocr"], "question": "q2", "answer": "c"}}
+    (base / "mm-vet.json").write_text(json.dumps(truth))
+    grades = {"v1_0": {"content": ["1.0", "0.5"]}, "v1_1": {"content": ["0.4", " 0.6"]},  # " 0.6": unreadable
+              "v1_2": {"content": ["0.0", "1.0"]}}
+    (tmp_path / "grades.json").write_text(json.dumps(grades))
+    answers = [{"question_id": i, "text": f"answer {i}"} for i in range(3)]
+    m = MMVet().replay(tmp_path, tmp_path / "grades.json", answers).metrics
+    # run 1: (1.0 + 0.4 + 0.0) / 3 = 46.67; run 2: (0.5 + 0 + 1.0) / 3 = 50.0 (" 0.6" scores 0, as MM-Vet
+    # records after its retries); total = their mean 48.33, std (numpy's) = 1.667
+    assert (m["total_run1"], m["total_run2"]) == (pytest.approx(140 / 3), pytest.approx(50.0))
+    assert m["total"] == pytest.approx(145 / 3) and m["std"] == pytest.approx(5 / 3)
+    # rec: run 1 (1.0 + 0.4)/2 = 70, run 2 (0.5 + 0)/2 = 25 -> 47.5; ocr: run 1 20, run 2 50 -> 35
+    assert m["cap_rec"] == pytest.approx(47.5) and m["cap_ocr"] == pytest.approx(35.0)
+    assert m["unparsed"] == 1 and m["runs"] == 2
+    with pytest.raises(BenchmarkFileError, match="the answer file lacks"):
+        MMVet().replay(tmp_path, tmp_path / "grades.json", answers[:2])
+    del grades["v1_2"]
+    (tmp_path / "grades.json").write_text(json.dumps(grades))
+    with pytest.raises(BenchmarkFileError, match="no grade for 1 questions"):
+        MMVet().replay(tmp_path, tmp_path / "grades.json", answers)

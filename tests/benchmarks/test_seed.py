@@ -17,8 +17,26 @@ def test_exact_letter_match_pooled_by_hand():
     answers = ["A", "B.", "c", "D", "The answer is A"]
     scored = SeedBench().score(samples, answers)
     # only exact letters count: 1 and 4 right -> 2/5 = 40; type 3: 1/3, type 5: 1/2 (pooled, not averaged)
-    assert scored.metrics == pytest.approx({"accuracy": 40.0, "type_3": 100 / 3, "type_5": 50.0})
+    assert scored.metrics == pytest.approx({"accuracy": 40.0, "type_3": 100 / 3, "type_5": 50.0, "not_asked": 0})
     assert [r["correct"] for r in scored.per_sample] == [True, False, False, True, False]
+
+
+def test_the_denominator_is_every_image_question_of_the_annotations(tmp_path):
+    SeedBench().synthesize(tmp_path, 6, seed=1)
+    base = tmp_path / "seed_bench"
+    rows = [json.loads(line) for line in (base / "llava-seed-bench.jsonl").read_text().splitlines()]
+    data = json.loads((base / "SEED-Bench.json").read_text())
+    image_ids = [q["question_id"] for q in data["questions"] if q["data_type"] == "image"]
+    dropped = str(image_ids[0])
+    (base / "llava-seed-bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows
+                                                         if str(r["question_id"]) != dropped))
+    samples = SeedBench().load(tmp_path)
+    m = SeedBench().score(samples, [s.meta["label"] for s in samples]).metrics
+    # convert_seed_for_submission.py counts the question the file never asked as wrong: 5 of 6 right
+    # (official result by hand: its type_counts come from SEED-Bench.json, its correct counts from the answers)
+    assert m["accuracy"] == pytest.approx(100 * 5 / 6) and m["not_asked"] == 1
+    limited = SeedBench().load(tmp_path, limit=1)   # a shortened run divides by what it asked
+    assert SeedBench().score(limited, [s.meta["label"] for s in limited]).metrics["accuracy"] == 100.0
 
 
 @pytest.fixture(scope="module")

@@ -418,3 +418,19 @@ def test_imported_and_stale_cells():
     records = json.loads(to_json(rt))
     assert records[4]["sqa_status"] == "imported" and records[4]["sqa"] == 68.1
     assert records[1]["pope"] is None and records[1]["pope_status"] == "stale"
+
+
+def test_judged_columns_graded_with_our_template_are_marked_not_comparable(tmp_path):
+    from matrix.report import own_templates
+
+    spec = make_spec()
+    assert own_templates(spec, ["sqa", "mmvet", "mme", "mmvet"]) == ["mmvet"]  # judged, no template file
+    official = tmp_path / "mmvet-prompt.txt"
+    official.write_text("official prompt\n")
+    spec.benchmark("mmvet").template = official
+    assert own_templates(spec, ["sqa", "mmvet"]) == []
+    spec.benchmark("mmvet").template = None
+    rt = build(make_frame(), spec)
+    rt.own_templates = own_templates(spec, ["mmvet"])
+    assert "mmvet: graded with this project's own judge template, not comparable with published numbers" \
+        in to_markdown(rt)

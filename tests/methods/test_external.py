@@ -100,3 +100,67 @@ def test_a_folder_that_is_no_checkpoint_is_refused(tmp_path):
     (tmp_path / "out").mkdir()
     with pytest.raises(FileNotFoundError, match="non_lora_trainables.safetensors"):
         CheckpointStage().run({"path": str(tmp_path / "src")}, {}, tmp_path / "out", StageContext(tmp_path, 1, 0, "k", "t", {}))
+
+
+def _answer_file(tmp_path, right: int) -> tuple:
+    """A synthetic POPE folder and an answer file in LLaVA's format: the first `right` answers correct."""
+    from benchmarks.base import BENCHMARKS
+
+    bench = BENCHMARKS.get("pope")()
+    bench.synthesize(tmp_path / "bench", 4, seed=0)
+    samples = bench.load(tmp_path / "bench")
+    flip = {"yes": "No", "no": "Yes"}
+    rows = [{"question_id": s.record_id, "prompt": s.question,
+             "text": s.meta["label"].capitalize() if i < right else flip[s.meta["label"]], "model_id": "paper"}
+            for i, s in enumerate(samples)]
+    path = tmp_path / "published.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)))  # matched by id, not order
+    return path, samples
+
+
+def test_an_answers_row_scores_its_file_and_loads_no_model(tmp_path):
+    path, _ = _answer_file(tmp_path, right=0)
+    rows = f"- {{id: paper, method: external, label: Published, params: {{answers: {{pope: {path}}}}}}}\n"
+    planned = api.plan(load_spec(write(tmp_path, rows)))
+    cells = {cs.cell.method: cs for cs in planned.graph.cells}
+    stage = cells["paper"].evaluate["pope"]
+    assert set(stage.deps) == {"bench"} and stage.params["answers"]["path"] == str(path)
+    assert cells["paper"].train is None
+    # a row with a model too: the benchmark with a file is scored from it, no answering stage for it
+    rows += "- {id: both, method: external, params: {model: {family: tiny}, answers: {pope: " + str(path) + "}}}\n"
+    both = {cs.cell.method: cs for cs in api.plan(load_spec(write(tmp_path, rows))).graph.cells}["both"]
+    assert set(both.evaluate["pope"].deps) == {"bench"}
+
+
+def test_the_answer_file_stage_scores_as_matrix_score(tmp_path):
+    from matrix.scoring import score
+
+    path, samples = _answer_file(tmp_path, right=5)
+    out = tmp_path / "out"
+    out.mkdir()
+    params = {"benchmark": "pope", "limit": None, "answers": {"path": str(path), "sha": "x"}}
+    result = EvaluateStage().run(params, {"bench": StageInput(tmp_path / "bench", {"root": "."})}, out,
+                                 StageContext(tmp_path, 1, 0, "k", "t", {}))
+    # 5 of the questions answered right, the rest wrong: by POPE's rules, per split and mean
+    assert result["metrics"] == score("pope", tmp_path / "bench", path).metrics
+    assert result["questions"] == len(samples) and result["answers_from"] == str(path)
+    written = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    assert [r["question_id"] for r in written] == [s.record_id for s in samples]  # POPE's int ids kept
+
+
+@pytest.mark.parametrize("answers, message", [
+    ("[a.jsonl]", "answers takes"),
+    ("{pope: /no/such/file.jsonl}", "no such file"),
+])
+def test_answers_params_are_checked(tmp_path, answers, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(write(tmp_path, f"- {{id: e, method: external, params: {{answers: {answers}}}}}\n"))
+
+
+def test_answers_for_a_benchmark_the_spec_lacks_are_refused(tmp_path):
+    from matrix.errors import UserError
+
+    path, _ = _answer_file(tmp_path, right=0)
+    rows = f"- {{id: paper, method: external, params: {{answers: {{mme: {path}}}}}}}\n"
+    with pytest.raises(UserError, match="params.answers names mme, which the spec's benchmarks do not list"):
+        api.plan(load_spec(write(tmp_path, rows)))
