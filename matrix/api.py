@@ -18,7 +18,7 @@ from typing import Callable
 
 import yaml
 
-from matrix.errors import Problem, SpecError, UserError
+from matrix.errors import Problem, RunError, SpecError, UserError
 from matrix.grid import Cell, expand, parse_only, select
 from matrix.spec import Spec
 from matrix.specfile import load_spec
@@ -203,6 +203,9 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
             if not stops.requested:
                 try:
                     conn = connect(address or spec.ray.address, spec.ray.num_cpus, spec.ray.num_gpus)
+                except RunError:
+                    store.finish_run(run_id, "failed")
+                    raise
                 except SystemExit as e:  # Ray's own SIGTERM handler, active while Ray starts: sys.exit(15)
                     if e.code != signal.SIGTERM:
                         raise

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from matrix.errors import UserError
+from matrix.errors import RunError, UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -36,6 +36,10 @@ def user_errors(fn):
             for line in str(e).splitlines():
                 err.print(f"error: {line}", markup=False, highlight=False)
             raise typer.Exit(2) from None
+        except RunError as e:
+            for line in str(e).splitlines():
+                err.print(f"error: {line}", markup=False, highlight=False)
+            raise typer.Exit(1) from None
 
     return wrapper
 

@@ -27,3 +27,8 @@ class UserError(Exception):
 
 class SpecError(UserError):
     """The spec is invalid; `problems` lists every problem found, each with file, line and key path."""
+
+
+class RunError(Exception):
+    """The machinery could not do its part (Ray did not start, a cluster is unreachable): not the user's
+    input, but nothing a traceback would explain better. The CLI prints it and exits 1."""

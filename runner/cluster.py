@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from matrix.errors import RunError
+
 RAY_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # bind 127.0.0.1, never the external interface
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -71,8 +73,26 @@ def connect(address: str | None, num_cpus: int | None, num_gpus: int | None) -> 
     import ray
 
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise RunError(f"cannot join the Ray cluster at {address}: {e}") from None
         return Connection(address, False, [])
+    try:
+        _start_embedded(num_cpus, num_gpus)
+    except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception when its node does not come up
+        try:
+            Connection(None, True, []).shutdown()  # and end what it had started
+        except Exception:  # noqa: BLE001 - best effort after a failed start
+            pass
+        raise RunError(f"embedded Ray did not start on this machine: {str(e).strip()} (a machine too loaded to "
+                       f"start Ray's processes in time, or a full /tmp; finished stages are kept: run again)") from None
+    return Connection(None, True, _embedded_pids())
+
+
+def _start_embedded(num_cpus: int | None, num_gpus: int | None) -> None:
+    import ray
+
     ray.init(
         # "local": always a fresh instance of our own, never a cluster some `ray start` (or a test)
         # left running on this machine, which plain ray.init() would try to join.
@@ -84,7 +104,6 @@ def connect(address: str | None, num_cpus: int | None, num_gpus: int | None) -> 
         logging_level="ERROR",
         object_store_memory=256 * 1024 * 1024,
     )
-    return Connection(None, True, _embedded_pids())
 
 
 def _embedded_pids() -> list[tuple[int, float]]:

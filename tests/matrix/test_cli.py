@@ -56,3 +56,30 @@ def test_bad_only_and_bad_set_exit_2(tmp_path):
 def test_report_on_a_directory_that_is_not_a_run(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "not a run directory" in result.output
+
+
+def test_ray_that_does_not_start_is_a_clear_error_and_the_run_row_says_failed(tmp_path, monkeypatch):
+    """A machine too loaded for Ray's processes to come up in time (seen under load 70): exit 1 with a
+    sentence, no traceback, and the run's row records the failure instead of staying `running`."""
+    import sqlite3
+
+    from runner import cluster
+
+    def no_node(num_cpus, num_gpus):
+        raise Exception("The current node timed out during startup.")
+
+    monkeypatch.setattr(cluster, "_start_embedded", no_node)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(textwrap.dedent(f"""\
+        name: t
+        output_dir: {tmp_path / 'run'}
+        base_models: {{tiny: {{family: tiny}}}}
+        methods: [baseline]
+        benchmarks: [{{id: pope, synthetic: 4}}]
+        """))
+    result = runner.invoke(app, ["run", str(spec)])
+    assert result.exit_code == 1, result.output
+    assert "embedded Ray did not start on this machine: The current node timed out" in result.output
+    assert "Traceback" not in result.output
+    with sqlite3.connect(tmp_path / "run" / "matrix.db") as con:
+        assert con.execute("SELECT status FROM runs").fetchall() == [("failed",)]
