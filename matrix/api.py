@@ -117,6 +117,41 @@ def open_run(target: str | Path | None) -> tuple[Spec, Store]:
     return load_spec(snapshot), Store(run_dir)
 
 
+def running_lines(store: Store, now: float | None = None) -> list[str]:
+    """`running: LABEL [KEY] for 5m 03s: LAST LOG LINE` per stage the store has as running (the time
+    counts from its submission; a stage still waiting for resources has written no log yet)."""
+    import time
+
+    from runner.deadline import format_duration
+    from runner.executor import stage_log
+
+    now = time.time() if now is None else now
+    lines = []
+    for rec in sorted(store.stages().values(), key=lambda r: r.started or 0):
+        if rec.status != "running":
+            continue
+        log = stage_log(store.tmp, rec.key)
+        last = _last_line(log) if log else "(no log yet: waiting for a worker)"
+        lines.append(f"running: {rec.label} [{rec.key[:12]}] for {format_duration(max(0.0, now - (rec.started or now)))}"
+                     f": {last or '(nothing logged yet)'}")
+    return lines
+
+
+def _last_line(path: Path, tail_bytes: int = 8192, width: int = 200) -> str:
+    """The last non-blank line of a log (progress bars redraw with carriage returns: their last state)."""
+    import re
+
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - tail_bytes))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+    lines = [ln.strip() for ln in re.split(r"[\r\n]+", text) if ln.strip()]
+    return lines[-1][:width] if lines else ""
+
+
 def provenance(spec_sha: str) -> dict:
     def git(*args: str) -> str:
         try:

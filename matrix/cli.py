@@ -124,7 +124,7 @@ def run(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional
 @app.command()
 @user_errors
 def status(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run directory or spec (default: newest run)")):
-    """Per-stage progress of a run; failures with the first line of their error."""
+    """Per-stage progress of a run; failures with the first line of their error; each running stage with how long it has run and the last line its log wrote."""
     from matrix import api
     from runner.progress import KIND_ORDER
 
@@ -140,6 +140,8 @@ def status(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
     for r in rows:
         if r["status"] == "failed":
             out.print(f"failed: {r['label']} [{r['key']}]: {r['why']}", markup=False, highlight=False)
+    for line in api.running_lines(store):
+        out.print(line, markup=False, highlight=False)
 
 
 @app.command()
