@@ -185,8 +185,10 @@ def snapshot_spec(spec: Spec) -> tuple[str, str]:
 
 
 def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: list[str] | None = None,
-        address: str | None = None, on_event: Callable | None = None, on_start: Callable | None = None):
-    """Run every stage of the (selected) grid that is not already done; returns a RunSummary."""
+        address: str | None = None, on_event: Callable | None = None, on_start: Callable | None = None,
+        on_note: Callable[[str], None] | None = None):
+    """Run every stage of the (selected) grid that is not already done; returns a RunSummary.
+    `on_note` gets lines about setup done before the first stage (DeepSpeed's op build)."""
     from matrix.lock import RunLock
     from runner.cluster import connect, kill_orphans, node_capacities
     from runner.executor import Executor
@@ -219,6 +221,7 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
                                     runtime)
                 if on_start:
                     on_start(planned, store)
+                _prebuild_ops(planned, records, on_note or (lambda line: None))
                 summary = executor.run()
             finally:
                 conn.shutdown()
@@ -227,6 +230,15 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
             return summary
         finally:
             store.close()
+
+
+def _prebuild_ops(planned: Planned, records: dict[str, StageRecord], say: Callable[[str], None]) -> None:
+    """DeepSpeed's op, built before any stage starts when a train stage to run needs it (methods.ops)."""
+    from methods.ops import needs_op, prebuild
+
+    todo = [s for s in planned.graph.stages.values() if not (records.get(s.key) and records[s.key].status == "done")]
+    if needs_op(todo):
+        prebuild(say)
 
 
 def _reset_for_rerun(store: Store, planned: Planned, rerun: list[str]) -> None:

@@ -100,7 +100,7 @@ def run(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional
     progress = SweepProgress()
     try:
         summary = api.run(loaded, only=only, fail_fast=fail_fast, rerun=rerun, address=address,
-                          on_event=progress.event, on_start=progress.start)
+                          on_event=progress.event, on_start=progress.start, on_note=progress.note)
     finally:
         progress.stop()
     if not summary.ran and not summary.failed and not summary.adopted and not summary.interrupted and not summary.blocked:

@@ -139,10 +139,43 @@ def ensure_built(wait_s: float = BUILD_WAIT_S, say=print) -> Path | None:
     return folder
 
 
+def needs_op(stages) -> bool:
+    """Whether any of these stages trains under DeepSpeed (the op is built on its first group)."""
+    return any(s.kind == "train" and (s.params.get("hp") or {}).get("deepspeed") is not None for s in stages)
+
+
+def prebuild(say, wait_s: float = BUILD_WAIT_S) -> bool:
+    """Build the op in a child process before a sweep's first stage (the driver never imports
+    DeepSpeed), with its own limit; its lines go to `say`. False if it failed: the train stages then
+    build it themselves and report their error."""
+    import subprocess
+
+    if is_built():
+        return True
+    say(f"building DeepSpeed's {OP} op into {extensions_dir()} before the first train stage "
+        f"(once per extensions folder, ~35 s)")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "methods.ops", str(wait_s)], capture_output=True, text=True,
+                              timeout=wait_s + 300, cwd=Path(__file__).resolve().parents[1])
+    except subprocess.TimeoutExpired:
+        say(f"the op build did not finish within {wait_s + 300:g} s; each train stage will build it itself")
+        return False
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    if proc.returncode:
+        say(f"the op build failed ({lines[-1] if lines else f'exit {proc.returncode}'}); "
+            f"each train stage will try again and report its error")
+        return False
+    say(lines[-1] if lines else "DeepSpeed ops ready")
+    return True
+
+
 def main(argv: list[str]) -> int:
     """`python -m methods.ops [WAIT_S]`: build the op now (make setup, and `matrix run` before a
     sweep's first train stage), so that no stage pays for it or can be caught by it."""
     wait_s = float(argv[0]) if argv else BUILD_WAIT_S
+    if is_built():
+        print(f"DeepSpeed ops ready: {extensions_dir() / OP}")
+        return 0
     try:
         folder = ensure_built(wait_s)
     except OpBuildError as e:

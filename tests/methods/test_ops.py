@@ -113,3 +113,35 @@ def test_a_train_stage_completes_after_a_killed_build_left_its_lock_and_a_half_b
     assert f"taking over the stale build lock {folder / 'lock'}" in log
     assert int(re.search(r"left (\d+) s ago", log).group(1)) >= 3600
     assert (folder / f"{OP}.so").is_file() and not (folder / "lock").exists()
+
+
+def test_needs_op_only_for_deepspeed_training():
+    from methods.ops import needs_op
+    from runner.stage import Stage
+
+    plain = Stage("train", {"objective": "sft", "hp": {"deepspeed": None}})
+    ds = Stage("train", {"objective": "sft", "hp": {"deepspeed": {"stage": 2}}})
+    assert not needs_op([plain, Stage("sleep", {})]) and needs_op([plain, ds])
+
+
+@pytest.mark.slow
+def test_the_sweeps_prebuild_ends_within_its_limit_naming_a_lock_a_live_process_holds(tmp_path, monkeypatch):
+    """`matrix run` builds the op before its first stage in a child process with a limit: a lock that
+    a live process (a DeepSpeed build outside this project) holds makes it give up with a line naming
+    the lock, and the sweep goes on (its train stages then wait, with their own limit)."""
+    from methods.ops import prebuild
+
+    folder = tmp_path / OP
+    folder.mkdir()
+    lock = folder / "lock"
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    proc = _holder(f"import os\nfd = os.open({str(lock)!r}, os.O_CREAT | os.O_EXCL)")
+    said = []
+    try:
+        assert prebuild(said.append, wait_s=1.0) is False
+    finally:
+        proc.kill()
+        proc.wait()
+    assert said[0].startswith(f"building DeepSpeed's {OP} op into {tmp_path}")
+    assert f"waited 1 s for the build lock {lock}, held by pid {proc.pid}" in said[-1]
+    assert "each train stage will try again" in said[-1]
