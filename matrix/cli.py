@@ -92,7 +92,7 @@ def run(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional
         fail_fast: bool = typer.Option(False, "--fail-fast", help="stop scheduling new stages after a failure"),
         rerun: Optional[list[str]] = typer.Option(None, "--rerun", help="force re-execution: 'failed' or a stage kind"),
         address: Optional[str] = typer.Option(None, "--address", help="join this Ray cluster instead of embedded Ray")):
-    """Run every stage not already done. Safe to kill at any moment and run again: finished stages are kept. A stage whose worker dies is retried (resources.KIND.max_retries); one that raises is recorded failed and the rest go on."""
+    """Run every stage not already done. Safe to kill at any moment and run again: finished stages are kept. A stage whose worker dies is retried (resources.KIND.max_retries); one that raises, or runs past its time limit (resources.KIND.timeout), is recorded failed and the rest go on."""
     from matrix import api
     from runner.progress import SweepProgress
 

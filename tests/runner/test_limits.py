@@ -16,9 +16,6 @@ from runner.executor import Executor
 from runner.graph import StageGraph
 from runner.stage import Stage
 
-pytestmark = pytest.mark.slow
-
-
 @pytest.fixture(scope="module")
 def ray_local():
     from runner.cluster import connect, node_capacities
@@ -49,6 +46,20 @@ def test_durations_parse_and_print():
     assert [format_duration(s) for s in (5, 2.5, 90, 7260, 90000)] == ["5s", "2.5s", "1m 30s", "2h 01m", "1d 01h"]
 
 
+def test_a_bad_timeout_in_a_spec_names_its_line_and_key(tmp_path):
+    from typer.testing import CliRunner
+
+    from matrix.cli import app
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: t\nbase_models: {tiny: {family: tiny}}\nmethods: [baseline]\n"
+                    "benchmarks: [{id: pope, synthetic: 4}]\nresources:\n  train: {gpus: 1, timeout: soon}\n")
+    result = CliRunner().invoke(app, ["validate", str(spec), "--no-check-files"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{spec}:6: resources.train.timeout" in result.output and "expected a duration like" in result.output
+
+
+@pytest.mark.slow
 def test_a_stage_past_its_kinds_timeout_fails_the_sweep_goes_on_and_a_longer_limit_finishes_it(
         ray_local, tmp_path, monkeypatch):
     monkeypatch.setitem(DEFAULT_TIMEOUTS_S, "sleep", 2.0)  # the `sleep` kind's limit: 2 s
@@ -70,6 +81,7 @@ def test_a_stage_past_its_kinds_timeout_fails_the_sweep_goes_on_and_a_longer_lim
     assert store.stage(slow.key).result["slept_s"] >= 6.0
 
 
+@pytest.mark.slow
 def test_a_stage_deaf_to_the_signal_is_killed_and_recorded_as_timed_out_not_retried(ray_local, tmp_path):
     deaf = sleep("deaf", 60.0, deaf=True, resources={"cpus": 1, "timeout": 1, "max_retries": 2})
     t = time.monotonic()
@@ -82,6 +94,7 @@ def test_a_stage_deaf_to_the_signal_is_killed_and_recorded_as_timed_out_not_retr
     assert not list((tmp_path / "run" / "artifacts" / ".tmp").glob("*.timed-out"))  # the note was consumed
 
 
+@pytest.mark.slow
 def test_status_shows_a_running_stage_with_its_elapsed_time_and_last_log_line(ray_local, tmp_path):
     from typer.testing import CliRunner
 
