@@ -145,3 +145,20 @@ def test_the_sweeps_prebuild_ends_within_its_limit_naming_a_lock_a_live_process_
     assert said[0].startswith(f"building DeepSpeed's {OP} op into {tmp_path}")
     assert f"waited 1 s for the build lock {lock}, held by pid {proc.pid}" in said[-1]
     assert "each train stage will try again" in said[-1]
+
+
+def test_a_sweep_prebuilds_only_when_a_deepspeed_train_stage_is_still_to_run(monkeypatch):
+    from types import SimpleNamespace
+
+    import methods.ops
+    from matrix import api
+    from runner.stage import Stage
+
+    calls = []
+    monkeypatch.setattr(methods.ops, "prebuild", lambda say: calls.append(say))
+    ds = Stage("train", {"objective": "sft", "hp": {"deepspeed": {"stage": 2}}})
+    planned = SimpleNamespace(graph=SimpleNamespace(stages={ds.key: ds}))
+    api._prebuild_ops(planned, {ds.key: SimpleNamespace(status="done")}, print)  # cached: nothing to build
+    assert calls == []
+    api._prebuild_ops(planned, {}, print)
+    assert calls == [print]
