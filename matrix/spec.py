@@ -31,9 +31,6 @@ def parse_scale(value: Any) -> int:
     raise ValueError(f"expected a size like 5000 or '5k', got {value!r}")
 
 
-_UNITS_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_duration(value: Any) -> float:
     """Seconds: 90 -> 90, '90s' -> 90, '30m' -> 1800, '2h' -> 7200, '1.5d' -> 129600."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -41,7 +38,7 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, str):
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
         if m:
-            return float(m.group(1)) * _UNITS_S[m.group(2)]
+            return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
     raise ValueError(f"expected a duration like 3600, '90s', '30m', '2h' or '1d', got {value!r}")
 
 
@@ -211,8 +208,7 @@ class GridSpec(Strict):
         return rules
 
 
-#: Wall-clock limit of one attempt of a stage whose kind sets no `timeout`: generous, so that only a
-#: stuck stage meets it (a real LLaVA run trains for hours, a tiny one for seconds).
+#: Time limit of a stage whose kind sets no `timeout`: generous, so that only a stuck stage meets it.
 DEFAULT_TIMEOUTS_S = {"train": 3 * 86400.0, "generate": 86400.0, "construct": 86400.0, "evaluate": 86400.0}
 FALLBACK_TIMEOUT_S = 6 * 3600.0
 
