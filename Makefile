@@ -12,9 +12,14 @@ export RAY_AUTH_MODE := disabled
 export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup demo test clean-runs
+.PHONY: setup ops demo test clean-runs
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed ops
+
+# DeepSpeed's comm op, compiled once into TORCH_EXTENSIONS_DIR (~35 s) so that no stage pays for it;
+# a build lock left by a killed build is taken over (methods/ops.py).
+ops: $(VENV)/.installed
+	$(PY) -m methods.ops
 
 # torch first, pinned to the CPU build, and only if the environment has none: letting another
 # package pull `torch` in brings GBs of CUDA wheels.

@@ -126,8 +126,8 @@ class Judge:
         spec: JudgeSpecLike,
         cache_dir: Path | None = None,
         *,
-        max_retries: int = 5,
-        timeout: float = 120.0,
+        max_retries: int | None = None,
+        timeout: float | None = None,
     ):
         provider = getattr(spec, "provider", "openai")
         if provider != "openai":
@@ -137,12 +137,13 @@ class Judge:
         self.max_concurrency = spec.max_concurrency
         self.use_cache = spec.cache
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.max_retries = max_retries
-        self.timeout = timeout
+        # The spec's judge.max_retries / judge.timeout (JudgeSpec), unless given here.
+        self.max_retries = max_retries if max_retries is not None else getattr(spec, "max_retries", 5)
+        self.timeout = timeout if timeout is not None else getattr(spec, "timeout", 120.0)
         self._secret = _api_key(self.base_url)
         # base_url is passed explicitly so OPENAI_BASE_URL in the environment cannot redirect the judge.
         self._client = OpenAI(
-            base_url=self.base_url, api_key=self._secret, max_retries=max_retries, timeout=timeout
+            base_url=self.base_url, api_key=self._secret, max_retries=self.max_retries, timeout=self.timeout
         )
         self._lock = threading.Lock()
         self.calls = 0  # requests sent (each counted once, however many retries the client made)
@@ -273,8 +274,9 @@ class Judge:
     def _failure(self, cause: str) -> JudgeError:
         message = (
             f"judge model {self.model!r} at {self.base_url} failed: {cause} "
-            f"(the openai client retries 408/409/429/5xx, timeouts and dropped connections up to "
-            f"max_retries={self.max_retries} times; no other judge is used in its place)"
+            f"(each request may take up to timeout={self.timeout:g} s; the openai client retries 408/409/429/5xx, "
+            f"timeouts and dropped connections up to max_retries={self.max_retries} times; both are the spec's "
+            f"judge settings; no other judge is used in its place)"
         )
         if len(self._secret) >= 4:  # shorter "keys" (`x`) are placeholders, and would mangle the text
             message = message.replace(self._secret, "***")

@@ -137,6 +137,41 @@ def open_run(target: str | Path | None) -> tuple[Spec, Store]:
     return load_spec(snapshot), Store(run_dir)
 
 
+def running_lines(store: Store, now: float | None = None) -> list[str]:
+    """`running: LABEL [KEY] for 5m 03s: LAST LOG LINE` per stage the store has as running (the time
+    counts from its submission; a stage still waiting for resources has written no log yet)."""
+    import time
+
+    from runner.deadline import format_duration
+    from runner.executor import stage_log
+
+    now = time.time() if now is None else now
+    lines = []
+    for rec in sorted(store.stages().values(), key=lambda r: r.started or 0):
+        if rec.status != "running":
+            continue
+        log = stage_log(store.tmp, rec.key)
+        last = _last_line(log) if log else "(no log yet: waiting for a worker)"
+        lines.append(f"running: {rec.label} [{rec.key[:12]}] for {format_duration(max(0.0, now - (rec.started or now)))}"
+                     f": {last or '(nothing logged yet)'}")
+    return lines
+
+
+def _last_line(path: Path, tail_bytes: int = 8192, width: int = 200) -> str:
+    """The last non-blank line of a log (progress bars redraw with carriage returns: their last state)."""
+    import re
+
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - tail_bytes))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+    lines = [ln.strip() for ln in re.split(r"[\r\n]+", text) if ln.strip()]
+    return lines[-1][:width] if lines else ""
+
+
 def provenance(spec_sha: str) -> dict:
     def git(*args: str) -> str:
         try:
@@ -170,8 +205,10 @@ def snapshot_spec(spec: Spec) -> tuple[str, str]:
 
 
 def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: list[str] | None = None,
-        address: str | None = None, on_event: Callable | None = None, on_start: Callable | None = None):
-    """Run every stage of the (selected) grid that is not already done; returns a RunSummary."""
+        address: str | None = None, on_event: Callable | None = None, on_start: Callable | None = None,
+        on_note: Callable[[str], None] | None = None):
+    """Run every stage of the (selected) grid that is not already done; returns a RunSummary.
+    `on_note` gets lines about setup done before the first stage (DeepSpeed's op build)."""
     from matrix.lock import RunLock
     from runner.cluster import connect, kill_orphans, node_capacities
     from runner.executor import Executor, RunSummary
@@ -221,6 +258,8 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
                                         runtime)
                     if on_start:
                         on_start(planned, store)
+                    if not stops.requested:
+                        _prebuild_ops(planned, records, on_note or (lambda line: None), lambda: stops.requested)
                     summary = executor.run(stops)
                 finally:
                     # Ends the workers of stages still running (embedded Ray stops; a cluster ends this
@@ -247,6 +286,16 @@ def _shutdown_ray() -> None:
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+def _prebuild_ops(planned: Planned, records: dict[str, StageRecord], say: Callable[[str], None],
+                  stop: Callable[[], bool] = lambda: False) -> None:
+    """DeepSpeed's op, built before any stage starts when a train stage to run needs it (methods.ops)."""
+    from methods.ops import needs_op, prebuild
+
+    todo = [s for s in planned.graph.stages.values() if not (records.get(s.key) and records[s.key].status == "done")]
+    if needs_op(todo):
+        prebuild(say, stop=stop)
 
 
 def _reset_for_rerun(store: Store, planned: Planned, rerun: list[str]) -> None:

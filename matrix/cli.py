@@ -96,7 +96,7 @@ def run(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional
         fail_fast: bool = typer.Option(False, "--fail-fast", help="stop scheduling new stages after a failure"),
         rerun: Optional[list[str]] = typer.Option(None, "--rerun", help="force re-execution: 'failed' or a stage kind"),
         address: Optional[str] = typer.Option(None, "--address", help="join this Ray cluster instead of embedded Ray")):
-    """Run every stage not already done. Safe to kill at any moment and run again: finished stages are kept (Ctrl-C, SIGTERM and SIGHUP stop it cleanly: exit 130, 143, 129; twice stops at once). A stage whose worker dies is retried (resources.KIND.max_retries); one that raises is recorded failed and the rest go on."""
+    """Run every stage not already done. Safe to kill at any moment and run again: finished stages are kept (Ctrl-C, SIGTERM and SIGHUP stop it cleanly: exit 130, 143, 129; twice stops at once). A stage whose worker dies is retried (resources.KIND.max_retries); one that raises, or runs past its time limit (resources.KIND.timeout), is recorded failed and the rest go on."""
     from matrix import api
     from runner.progress import SweepProgress
 
@@ -104,7 +104,7 @@ def run(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional
     progress = SweepProgress()
     try:
         summary = api.run(loaded, only=only, fail_fast=fail_fast, rerun=rerun, address=address,
-                          on_event=progress.event, on_start=progress.start)
+                          on_event=progress.event, on_start=progress.start, on_note=progress.note)
     finally:
         progress.stop()
     if not summary.ran and not summary.failed and not summary.adopted and not summary.interrupted and not summary.blocked:
@@ -134,7 +134,7 @@ def run(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional
 @app.command()
 @user_errors
 def status(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run directory or spec (default: newest run)")):
-    """Per-stage progress of a run; failures with the first line of their error."""
+    """Per-stage progress of a run; failures with the first line of their error; each running stage with how long it has run and the last line its log wrote."""
     from matrix import api
     from runner.progress import KIND_ORDER
 
@@ -150,6 +150,8 @@ def status(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
     for r in rows:
         if r["status"] == "failed":
             out.print(f"failed: {r['label']} [{r['key']}]: {r['why']}", markup=False, highlight=False)
+    for line in api.running_lines(store):
+        out.print(line, markup=False, highlight=False)
 
 
 @app.command()

@@ -31,6 +31,17 @@ def parse_scale(value: Any) -> int:
     raise ValueError(f"expected a size like 5000 or '5k', got {value!r}")
 
 
+def parse_duration(value: Any) -> float:
+    """Seconds: 90 -> 90, '90s' -> 90, '30m' -> 1800, '2h' -> 7200, '1.5d' -> 129600."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+        if m:
+            return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    raise ValueError(f"expected a duration like 3600, '90s', '30m', '2h' or '1d', got {value!r}")
+
+
 def scale_label(n: int) -> str:
     if n >= 1000 and n % 100 == 0:
         k = n / 1000
@@ -199,6 +210,11 @@ class GridSpec(Strict):
         return rules
 
 
+#: Time limit of a stage whose kind sets no `timeout`: generous, so that only a stuck stage meets it.
+DEFAULT_TIMEOUTS_S = {"train": 3 * 86400.0, "generate": 86400.0, "construct": 86400.0, "evaluate": 86400.0}
+FALLBACK_TIMEOUT_S = 6 * 3600.0
+
+
 class ResourceSpec(Strict):
     cpus: float = Field(1, ge=0)
     gpus: float = Field(0, ge=0)
@@ -208,6 +224,21 @@ class ResourceSpec(Strict):
         description="retries, after a backoff of 2, 4, 8... s, when the worker process or its node dies (e.g. "
                     "killed for memory); an exception the stage itself raises is final",
     )
+    timeout: float | None = Field(
+        None, gt=0,
+        description="wall-clock limit of one attempt: seconds, or '90s', '30m', '2h', '1d'. Past it the stage "
+                    "fails ('timed out after ...'), its work is stopped and the sweep goes on. Unset: train 3 "
+                    "days, generate/construct/evaluate 1 day, other kinds 6 hours",
+    )
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return None if value is None else parse_duration(value)
+
+    def limit_s(self, kind: str) -> float:
+        """This request's timeout, else the kind's default."""
+        return self.timeout or DEFAULT_TIMEOUTS_S.get(kind, FALLBACK_TIMEOUT_S)
 
 
 class ResourcesSpec(Strict):
@@ -273,6 +304,15 @@ class JudgeSpec(Strict):
     base_url: str | None = None
     max_concurrency: int = Field(4, gt=0)
     cache: bool = True
+    timeout: float = Field(120.0, gt=0, description="limit of one request in seconds ('2m' also works); the "
+                                                    "openai client retries a timed-out request")
+    max_retries: int = Field(5, ge=0, description="retries of a failed request (408/409/429/5xx, timeouts, "
+                                                  "dropped connections) before the stage fails naming the judge")
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value)
 
     def key(self) -> str:
         """What in the judge changes a score (part of stage keys): the model, and a non-default provider."""

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import socket
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Iterator
 
 _DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 LAUNCHED = "MATRIX_LAUNCHED_RANKS"  # set by methods.launch: the rendezvous variables are its, keep them
+# Limit of the rendezvous and of every collective of the group (DeepSpeed's default, made explicit):
+# all ranks of a group start together on one node, so reaching it takes seconds, not minutes.
+GROUP_TIMEOUT_S = 600.0
 
 
 def default_extensions_dir() -> None:
@@ -43,7 +47,17 @@ def process_group(on_cuda: bool) -> Iterator[None]:
     try:
         import deepspeed
 
-        deepspeed.init_distributed(dist_backend="nccl" if on_cuda else "gloo")
+        from methods.ops import ensure_built
+
+        ensure_built()  # DeepSpeed's own build would wait forever on a lock left by a killed build
+        try:
+            deepspeed.init_distributed(dist_backend="nccl" if on_cuda else "gloo",
+                                       timeout=timedelta(seconds=GROUP_TIMEOUT_S))
+        except Exception as e:  # noqa: BLE001 - re-raised naming what was waited for
+            raise RuntimeError(
+                f"DeepSpeed's process group (rank {os.environ.get('RANK')} of {os.environ.get('WORLD_SIZE')}, "
+                f"rendezvous at {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}, limit "
+                f"{GROUP_TIMEOUT_S:g} s) could not be set up: {type(e).__name__}: {e}") from e
         yield
     finally:
         if dist.is_initialized():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -45,12 +46,18 @@ def launch(world_size: int, args: dict, out_dir: Path, scratch: Path) -> dict:
         log = open(scratch / f"rank{rank}.log", "w")
         procs.append((subprocess.Popen([sys.executable, "-m", "methods.launch", str(spec)], env=env,
                                        stdout=log, stderr=subprocess.STDOUT), log))
-    codes = []
-    for proc, log in procs:
-        codes.append(proc.wait())
-        log.close()
+    try:
+        codes = _wait_all([proc for proc, _ in procs])
+    finally:
+        for proc, log in procs:  # the stage ended early (an error, its time limit): no rank outlives it
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
     if any(codes):
-        bad = next(r for r, c in enumerate(codes) if c)
+        # The rank that failed first, not one stopped because of it (those exit by SIGKILL).
+        bad = next((r for r, c in enumerate(codes) if c and c != -signal.SIGKILL),
+                   next(r for r, c in enumerate(codes) if c))
         tail = (scratch / f"rank{bad}.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"rank {bad} of {world_size} exited with {codes[bad]}:\n{tail}")
     reports = [json.loads((scratch / f"rank{r}.json").read_text()) for r in range(world_size)]
@@ -58,6 +65,23 @@ def launch(world_size: int, args: dict, out_dir: Path, scratch: Path) -> dict:
     result["ranks"] = [{"rank": r["rank"], "world_size": r["world_size"], "pid": r["pid"]} for r in reports]
     shutil.rmtree(scratch, ignore_errors=True)
     return result
+
+
+def _wait_all(procs: list[subprocess.Popen], poll_s: float = 0.5) -> list[int]:
+    """Exit codes of all ranks. When one fails the others are stopped at once: they would otherwise
+    wait for it in a collective until the group's timeout (methods._dist.GROUP_TIMEOUT_S)."""
+    import time
+
+    while True:
+        codes = [p.poll() for p in procs]
+        if all(c is not None for c in codes):
+            return codes
+        if any(c for c in codes if c is not None):
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+            return [p.wait() for p in procs]
+        time.sleep(poll_s)
 
 
 def main(argv: list[str]) -> None:

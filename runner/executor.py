@@ -89,9 +89,12 @@ def _peak_memory_mb() -> float:
 
 def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[str, tuple[str, dict]],
                   final_dir: str, tmp_root: str, run_dir: str, num_cpus: float, num_gpus: float,
-                  runtime: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Body of the Ray task: compute into a private temporary folder, then rename it into place."""
+                  runtime: dict[str, Any] | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+    """Body of the Ray task: compute into a private temporary folder, then rename it into place.
+    Past `timeout_s` the stage raises StageError 'timed out after ...' (runner.deadline)."""
     import contextlib
+
+    from runner.deadline import StageTimeout, deadline, timeout_message, timeout_note
 
     threads = max(1, int(num_cpus))
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -106,11 +109,14 @@ def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[st
     tmp.mkdir(parents=True)
     ctx = StageContext(Path(run_dir), num_cpus, num_gpus, key, label, runtime or {})
     start = time.time()
-    with open(tmp / "stage.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    # Line-buffered: `matrix status` shows a running stage's last line (stage_log).
+    with open(tmp / "stage.log", "w", buffering=1) as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
         try:
-            result = KINDS.get(kind)().run(params, {n: StageInput(Path(d), r) for n, (d, r) in inputs.items()},
-                                           tmp, ctx)
-        except Exception:  # noqa: BLE001 - re-raised with the traceback as text (picklable, recordable)
+            with deadline(timeout_s, timeout_message(label, kind, timeout_s or 0), timeout_note(tmp_root, key)):
+                result = KINDS.get(kind)().run(params, {n: StageInput(Path(d), r) for n, (d, r) in inputs.items()},
+                                               tmp, ctx)
+        except (Exception, StageTimeout):  # noqa: BLE001 - re-raised with the traceback as text (picklable)
             text = traceback.format_exc()
             log.write(text)
             raise StageError(text) from None
@@ -125,6 +131,12 @@ def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[st
         shutil.rmtree(tmp, ignore_errors=True)
         payload = json.loads((final / "result.json").read_text())
     return payload
+
+
+def stage_log(tmp_root: Path, key: str) -> Path | None:
+    """The log of a stage's attempt under way (in its temporary folder), the newest if several."""
+    logs = [p for p in Path(tmp_root).glob(f"{key[:16]}-*/stage.log") if p.is_file()]
+    return max(logs, key=lambda p: p.stat().st_mtime) if logs else None
 
 
 def fits(request: ResourceSpec, nodes: list[dict[str, float]]) -> bool:
@@ -161,7 +173,8 @@ class Executor:
             return ResourceSpec(**stage.params["resources"])
         request = self.resources.for_kind(stage.kind)
         if stage.kind == "evaluate" and stage.params.get("shards"):  # scores shards' answers: no model, no GPU
-            return ResourceSpec(cpus=min(1.0, request.cpus), max_retries=request.max_retries)
+            return ResourceSpec(cpus=min(1.0, request.cpus), max_retries=request.max_retries,
+                                timeout=request.timeout)
         return request
 
     def _final_dir(self, stage: Stage) -> Path:
@@ -241,7 +254,7 @@ class Executor:
             return fn.options(**options).remote(
                 stage.kind, stage.key, stage.label, stage.params, self._inputs(stage, self.store.stages()),
                 str(self._final_dir(stage)), str(self.store.tmp), str(self.store.run_dir), req.cpus, req.gpus,
-                self.runtime)
+                self.runtime, req.limit_s(stage.kind))
 
         try:
             while (pending or running or retry_at) and not stops.requested:
@@ -298,6 +311,11 @@ class Executor:
                     try:
                         payload = ray.get(ref)
                     except Exception as e:  # noqa: BLE001 - any stage failure is recorded, not raised
+                        timed_out = self._timed_out(stage, e)
+                        if timed_out:  # killed at its limit: a timeout, not a dead worker to retry
+                            self._fail(stage, timed_out, summary, failed_keys)
+                            stop = stop or self.fail_fast
+                            continue
                         allowed = self._request(stage).max_retries
                         if retryable(e) and attempts[stage.key] <= allowed and not stop:
                             delay = backoff_s(attempts[stage.key])
@@ -330,6 +348,17 @@ class Executor:
             except (sqlite3.Error, OSError):
                 pass  # the store is what failed; the next run (holding the run lock) does this first
         return summary
+
+    def _timed_out(self, stage: Stage, exc: BaseException) -> str:
+        """The message a worker killed at its time limit left (runner.deadline), else ''."""
+        from runner.deadline import timeout_note
+
+        note = timeout_note(self.store.tmp, stage.key)
+        if not (retryable(exc) and note.exists()):
+            return ""
+        text = note.read_text().strip()
+        note.unlink()  # a later attempt's own death is its own
+        return text
 
     @staticmethod
     def _ready(stage: Stage, records) -> bool:

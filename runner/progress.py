@@ -43,6 +43,10 @@ class SweepProgress:
         text = f"[{stamp}] {event:<8} {stage.label}" + (f"  {detail}" if detail else "")
         self.console.print(text, style=style, markup=False, highlight=False)
 
+    def note(self, text: str) -> None:
+        """A line about the sweep itself (setup before the first stage)."""
+        self.console.print(f"[{time.strftime('%H:%M:%S')}] {text}", markup=False, highlight=False)
+
     def stop(self) -> None:
         if self.bars is not None:
             self.bars.stop()

@@ -1,9 +1,11 @@
 """`sleep`: a diagnostic stage for the scheduler's tests and `scripts/bench_scheduling.py`.
 
-No spec produces it. It sleeps `seconds`, can raise (`fail`: a message) or kill its own worker
-process once (`die_once`: a marker file; the first attempt creates it and sends itself SIGKILL, as an
-out-of-memory kill would), and reports where it ran: node, GPU ids Ray gave it, pid. `resources` in
-its params (cpus, gpus, memory_gb, max_retries) is its request, in place of the spec's per-kind one.
+No spec produces it. It sleeps `seconds` (less if the file `until` appears first; with `deaf`, blocking
+SIGALRM as a stage stuck inside a C call would not see it), can raise (`fail`: a message) or kill its
+own worker process once (`die_once`: a marker file; the first attempt creates it and sends itself
+SIGKILL, as an out-of-memory kill would), and reports where it ran: node, GPU ids Ray gave it, pid.
+`resources` in its params (cpus, gpus, memory_gb, max_retries, timeout) is its request, in place of
+the spec's per-kind one.
 """
 from __future__ import annotations
 
@@ -29,7 +31,19 @@ class SleepStage(StageKind):
         if params.get("fail"):
             raise RuntimeError(params["fail"])
         started = time.time()
-        time.sleep(float(params.get("seconds", 0)))
+        seconds = float(params.get("seconds", 0))
+        print(f"sleeping {seconds:g}s" + (f" or until {params['until']} exists" if params.get("until") else ""))
+        if params.get("deaf"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            if params.get("until"):
+                while not Path(params["until"]).exists() and time.time() - started < seconds:
+                    time.sleep(0.05)
+            else:
+                time.sleep(seconds)
+        finally:
+            if params.get("deaf"):
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
         context = ray.get_runtime_context()
         return {"node_id": context.get_node_id(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
                 "pid": os.getpid(), "slept_s": time.time() - started, "started": started, "ended": time.time(),

@@ -95,6 +95,20 @@ def test_a_timeout_is_retried_by_the_client(make_judge):
     assert len(server.chat_requests) == 2
 
 
+def test_the_spec_sets_the_limit_and_retries_and_the_error_names_them(tmp_path):
+    """judge.timeout / judge.max_retries from the spec: a server slower than the limit on every try
+    ends in a JudgeError naming the limit, after exactly 1 + max_retries requests."""
+    from matrix.spec import JudgeSpec
+
+    with JudgeServer([Reply("late", delay=1.0), Reply("late", delay=1.0), "never asked"]) as server:
+        spec = JudgeSpec(model=MODEL, base_url=server.url, timeout="0.3s", max_retries=1)
+        with Judge(spec, tmp_path / "cache") as judge, pytest.raises(JudgeError) as caught:
+            judge.complete(["q"])
+        assert len(server.chat_requests) == 2  # the first try and max_retries=1
+    assert judge.timeout == 0.3 and judge.max_retries == 1
+    assert "timed out" in str(caught.value) and "timeout=0.3 s" in str(caught.value)
+
+
 def test_persistent_500_raises_judge_error_naming_model_and_url_without_the_key(make_judge):
     def leaky_500(body):  # a server that echoes the request's credentials in its error message
         return error(500, f"upstream exploded for {server.chat_requests[-1].headers['authorization']}")
