@@ -73,7 +73,8 @@ def check_files(spec: Spec, spec_path: str | Path) -> None:
             from benchmarks.base import BENCHMARKS, BenchmarkFileError
 
             try:
-                BENCHMARKS.get(b.plugin)().load(Path(b.path).expanduser(), limit=1)
+                if not BENCHMARKS.get(b.plugin)().load(Path(b.path).expanduser(), limit=1):
+                    add(("benchmarks", i, "path"), f"{b.path}: the {b.plugin} files under it hold no questions")
             except (BenchmarkFileError, FileNotFoundError) as e:
                 add(("benchmarks", i, "path"), str(e))
     if problems:

@@ -76,6 +76,8 @@ class DataStage(StageKind):
             root = Path(params["path"])
             result_root = str(root)
         samples = bench.load(root)  # fails here, naming the file, if the official files are incomplete
+        if not samples:
+            raise ValueError(f"{params['id']}: the benchmark files under {root} hold no questions")
         return {"questions": len(samples), "root": result_root}
 
 

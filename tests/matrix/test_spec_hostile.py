@@ -187,3 +187,22 @@ def test_modest_aliases_are_fine(tmp_path):
                         "datasets:\n  d: &d {source: synthetic, kind: ocrvqa, size: 50}\n  e: *d")
     _, result = validate(tmp_path, text)
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("content", ["", "\n\n"])
+def test_empty_benchmark_file_is_refused_at_validate_naming_it(tmp_path, content):
+    from benchmarks.base import BENCHMARKS
+
+    eval_dir = tmp_path / "eval"
+    BENCHMARKS.get("pope")().synthesize(eval_dir, 4, seed=0)
+    questions = eval_dir / "pope" / "llava_pope_test.jsonl"
+    spec = BASE.replace("{id: pope, synthetic: 5}", f"{{id: pope, path: {eval_dir}}}")
+    p = tmp_path / "spec.yaml"
+    p.write_text(spec)
+    ok = runner.invoke(app, ["validate", str(p)])
+    assert ok.exit_code == 0, ok.output
+    questions.write_text(content)
+    result = runner.invoke(app, ["validate", str(p)])
+    assert result.exit_code == 2, result.output
+    assert f"{p}:9: benchmarks[0].path: {questions}: empty file; expected POPE questions" in result.output
+    assert "Traceback" not in result.output
