@@ -169,6 +169,7 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
             store.forget_running()
             if rerun:
                 _reset_for_rerun(store, planned, rerun)
+            _drop_damaged(store, planned, on_event or (lambda event, stage, detail: None))
             text, sha = snapshot_spec(spec)
             (run_dir / SPEC_SNAPSHOT).write_text(text)
             records = store.stages()
@@ -193,6 +194,30 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
             return summary
         finally:
             store.close()
+
+
+def _drop_damaged(store: Store, planned: Planned, on_event: Callable) -> list[str]:
+    """A stored artifact that no longer matches its manifest (a file deleted, truncated or changed) is not
+    done: forget it, remove the folder and let this run compute it again; never read it. Returns the
+    labels of the stages dropped, each also announced as a `damaged` event naming what is wrong."""
+    from matrix.manifest import problems
+
+    records = store.stages()
+    dropped = []
+    for stage in planned.graph.ordered():
+        rec = records.get(stage.key)
+        folder = store.artifact_dir(stage.key, stage.kind)
+        if not (rec and rec.status == "done") and not folder.exists():
+            continue
+        found = problems(folder)
+        if not found:
+            continue
+        on_event("damaged", stage, f"{folder}: {'; '.join(found[:3])}"
+                                   f"{f' (and {len(found) - 3} more)' if len(found) > 3 else ''}; computing it again")
+        store.reset([stage.key])
+        store.remove_artifact(stage.key, stage.kind)
+        dropped.append(stage.label)
+    return dropped
 
 
 def _reset_for_rerun(store: Store, planned: Planned, rerun: list[str]) -> None:

@@ -162,6 +162,9 @@ def report(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
         from matrix.results import details as sample_rows
 
         frame = sample_rows(spec, store, details)
+        for line in frame.attrs.get("damaged", []):
+            err.print(f"warning: damaged artifact left out (`matrix run` computes it again): {line}",
+                      markup=False, highlight=False)
         if format_ == "json":
             sys.stdout.write(frame.to_json(orient="records", force_ascii=False, indent=1))
         else:
@@ -169,6 +172,26 @@ def report(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
         return
     sys.stdout.write(render(spec, store, format_, table, cost=cost, significance=significance))
     sys.stdout.write("\n")
+
+
+@app.command()
+@user_errors
+def verify(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run directory or spec (default: newest run)")):
+    """Check every finished stage's artifact against the manifest it recorded (files, sizes, hashes of files up to 16 MiB); list the damaged ones and exit 1 if there are any (`matrix run` computes them again)."""
+    from matrix import api
+    from matrix.manifest import check_store
+
+    spec, store = api.open_run(run_)
+    checked, damaged, unlisted = check_store(store)
+    for rec, folder, found in damaged:
+        out.print(f"damaged: {rec.kind} {rec.label} [{rec.key[:12]}] {folder}: {'; '.join(found)}",
+                  markup=False, highlight=False)
+    out.print(f"{checked} artifacts checked, {len(damaged)} damaged"
+              + (f", {unlisted} without a manifest (written before manifests; only result.json checked)"
+                 if unlisted else ""), markup=False, highlight=False)
+    if damaged:
+        err.print("`matrix run` computes the damaged stages again (and nothing else)")
+        raise typer.Exit(1)
 
 
 @app.command("import")

@@ -2,8 +2,8 @@
 
 No spec produces it. It sleeps `seconds`, can raise (`fail`: a message) or kill its own worker
 process once (`die_once`: a marker file; the first attempt creates it and sends itself SIGKILL, as an
-out-of-memory kill would), and reports where it ran: node, GPU ids Ray gave it, pid. `resources` in
-its params (cpus, gpus, memory_gb, max_retries) is its request, in place of the spec's per-kind one.
+out-of-memory kill would), writes `files` ({name: text}) into its artifact, and reports where it ran:
+node, GPU ids Ray gave it, pid. `resources` in its params (cpus, gpus, memory_gb, max_retries) is its request, in place of the spec's per-kind one.
 """
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ class SleepStage(StageKind):
             os.kill(os.getpid(), signal.SIGKILL)
         if params.get("fail"):
             raise RuntimeError(params["fail"])
+        for name, text in (params.get("files") or {}).items():  # an artifact to damage in integrity tests
+            (out / name).write_text(text)
         started = time.time()
         time.sleep(float(params.get("seconds", 0)))
         context = ray.get_runtime_context()
