@@ -99,6 +99,12 @@ def plan(spec: Spec, only: str | None = None) -> Planned:
 
 def open_run(target: str | Path | None) -> tuple[Spec, Store]:
     """A run from its directory, or from the spec that names it; default: the newest run under runs/."""
+    spec, run_dir = find_run(target)
+    return spec, Store(run_dir)
+
+
+def find_run(target: str | Path | None) -> tuple[Spec, Path]:
+    """The spec snapshot and directory of a run (as `open_run`), without opening its store."""
     if target is None:
         candidates = sorted(Path("runs").glob(f"*/{SPEC_SNAPSHOT}"), key=lambda p: p.stat().st_mtime)
         if not candidates:
@@ -115,7 +121,7 @@ def open_run(target: str | Path | None) -> tuple[Spec, Store]:
     snapshot = run_dir / SPEC_SNAPSHOT
     if not snapshot.exists():
         raise UserError(f"{run_dir}: not a run directory (no {SPEC_SNAPSHOT}); has `matrix run` been started on it?")
-    return load_spec(snapshot), Store(run_dir)
+    return load_spec(snapshot), run_dir
 
 
 def provenance(spec_sha: str) -> dict:

@@ -194,6 +194,36 @@ def verify(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
         raise typer.Exit(1)
 
 
+@app.command()
+@user_errors
+def repair(run_: Path = typer.Argument(..., metavar="RUN", help="run directory or spec"),
+           force: bool = typer.Option(False, "--force", help="rebuild even when the store reads fine")):
+    """Rebuild a damaged run store (matrix.db) from the finished artifacts' result.json files, recomputing nothing. The damaged file is kept beside it as matrix.db.damaged-<time>; imported numbers and the run history are salvaged from it as far as it reads."""
+    from matrix import api
+    from matrix.errors import DamagedStore
+    from matrix.repair import repair as rebuild
+    from matrix.store import Store
+
+    spec, run_dir = api.find_run(run_)
+    if not force and (run_dir / "matrix.db").exists():
+        try:
+            Store(run_dir).close()
+            out.print(f"{run_dir / 'matrix.db'} reads fine: nothing to repair (--force rebuilds it anyway)",
+                      markup=False, highlight=False)
+            return
+        except DamagedStore:
+            pass
+    done = rebuild(spec, run_dir)
+    if done.kept_as:
+        out.print(f"kept the damaged store as {done.kept_as}", markup=False, highlight=False)
+    salvaged = ", ".join(f"{n} {what}" if n is not None else f"no {what} (unreadable)"
+                         for n, what in ((done.imported, "imported numbers"), (done.runs, "runs in the history")))
+    out.print(f"rebuilt {run_dir / 'matrix.db'}: {len(done.recorded)} finished stages recorded from their "
+              f"artifacts; salvaged {salvaged}; {done.missing} stages never finished", markup=False, highlight=False)
+    for line in done.damaged:
+        err.print(f"damaged artifact not used (`matrix run` computes it again): {line}", markup=False, highlight=False)
+
+
 @app.command("import")
 @user_errors
 def import_(run_: Path = typer.Argument(..., metavar="RUN", help="run directory or spec"),

@@ -27,3 +27,15 @@ class UserError(Exception):
 
 class SpecError(UserError):
     """The spec is invalid; `problems` lists every problem found, each with file, line and key path."""
+
+
+class DamagedStore(UserError):
+    """A run's database cannot be read (truncated, overwritten, ...): named, never used, repairable."""
+
+    def __init__(self, db_path, detail: str):
+        self.db_path = db_path
+        run_dir = db_path.parent
+        super().__init__(
+            f"{db_path}: the run's store is damaged ({detail}); nothing was read from it or written to it. "
+            f"`matrix repair {run_dir}` rebuilds it from the finished artifacts' result.json files, "
+            f"recomputing nothing (the damaged file is kept beside it as matrix.db.damaged-<time>)")
