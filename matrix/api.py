@@ -97,13 +97,15 @@ def plan(spec: Spec, only: str | None = None) -> Planned:
     return Planned(spec, cells, build(spec, cells, all_cells))
 
 
-def open_run(target: str | Path | None) -> tuple[Spec, Store]:
-    """A run from its directory, or from the spec that names it; default: the newest run under runs/."""
-    spec, run_dir = find_run(target)
+def open_run(target: str | Path | None, create: bool = False) -> tuple[Spec, Store]:
+    """A run from its directory, or from the spec that names it; default: the newest run under runs/.
+    `create`: a spec whose run has not started yet gets its run directory (snapshot and empty store) now,
+    as `matrix import` needs before anything runs."""
+    spec, run_dir = find_run(target, create)
     return spec, Store(run_dir)
 
 
-def find_run(target: str | Path | None) -> tuple[Spec, Path]:
+def find_run(target: str | Path | None, create: bool = False) -> tuple[Spec, Path]:
     """The spec snapshot and directory of a run (as `open_run`), without opening its store."""
     if target is None:
         candidates = sorted(Path("runs").glob(f"*/{SPEC_SNAPSHOT}"), key=lambda p: p.stat().st_mtime)
@@ -115,7 +117,11 @@ def find_run(target: str | Path | None) -> tuple[Spec, Path]:
         if target.is_dir():
             run_dir = target
         elif target.is_file():
-            run_dir = load_spec(target).run_dir
+            spec = load_spec(target)
+            run_dir = spec.run_dir
+            if create and not (run_dir / SPEC_SNAPSHOT).exists():
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / SPEC_SNAPSHOT).write_text(snapshot_spec(spec)[0])  # `matrix run` rewrites it
         else:
             raise UserError(f"{target}: no such run directory or spec file")
     snapshot = run_dir / SPEC_SNAPSHOT

@@ -226,14 +226,14 @@ def repair(run_: Path = typer.Argument(..., metavar="RUN", help="run directory o
 
 @app.command("import")
 @user_errors
-def import_(run_: Path = typer.Argument(..., metavar="RUN", help="run directory or spec"),
+def import_(run_: Path = typer.Argument(..., metavar="RUN", help="run directory or spec (a spec's run need not have started)"),
             file: Path = typer.Argument(..., metavar="FILE.csv",
                                         help="long format: base_model,dataset,scale,method,benchmark,value[,seed,metric]")):
-    """Bring external numbers (e.g. a paper's published rows) into a run's store, marked as imported."""
+    """Bring external numbers (e.g. a paper's published rows) into a run's store, marked as imported. Given a spec whose run has not started, it creates the run directory first."""
     from matrix import api
     from matrix.importer import import_file, outside_spec
 
-    spec, store = api.open_run(run_)
+    spec, store = api.open_run(run_, create=True)
     n = import_file(spec, store, file)
     out.print(f"imported {n} numbers from {file.name} into {spec.run_dir}", markup=False, highlight=False)
     for note in outside_spec(spec, file):
