@@ -1,15 +1,18 @@
 """The LLM judge: chat completions from any OpenAI-compatible server, cached on disk, never replaced.
 
     judge = Judge(spec.judge, cache_dir)
-    replies = judge.complete(prompts, temperature=0.0, max_tokens=3)
+    replies = judge.complete(prompts, temperature=0.0, max_tokens=3, parse=parse_score)
     scores = [parse_score(r.text) for r in replies]  # parsers: benchmarks/replies.py
     record(judge.describe(), judge.usage())
 
 Retries (429, 5xx, timeouts, dropped connections, with exponential backoff and `Retry-After`) are
-the openai client's own (`max_retries`). When they are spent the judge raises `JudgeError`; it never
+the openai client's own: `judge.max_retries` in the spec (default 5), each request waiting up to
+`judge.timeout` seconds (default 120). When they are spent the judge raises `JudgeError`; it never
 answers with another model or a rule. Replies are cached one JSON file per request, keyed by the
 model name, the exact messages and the decode settings, so a resumed or repeated sweep asks the
-server nothing it has asked before. Errors and empty replies are never cached.
+server nothing it has asked before. Errors and empty replies are never cached, and neither are replies
+the caller's `parse` cannot read (a flaky judge's garbled reply would otherwise be the answer for
+good): they are counted (`usage()["unparsed"]`) and asked again next time.
 
 The API key is read from the environment only (`MATRIX_JUDGE_API_KEY`, then `OPENAI_API_KEY`) and
 goes nowhere but the request header: not into the cache, the logs, `describe()` or any exception.
@@ -26,7 +29,7 @@ import tempfile
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 from urllib.parse import urlparse
 
 import openai
@@ -57,6 +60,7 @@ class JudgeSpecLike(Protocol):
     base_url: str | None
     max_concurrency: int
     cache: bool
+    # optional (plain test stand-ins may leave them out): timeout: float; max_retries: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,8 +130,8 @@ class Judge:
         spec: JudgeSpecLike,
         cache_dir: Path | None = None,
         *,
-        max_retries: int = 5,
-        timeout: float = 120.0,
+        max_retries: int | None = None,
+        timeout: float | None = None,
     ):
         provider = getattr(spec, "provider", "openai")
         if provider != "openai":
@@ -137,16 +141,18 @@ class Judge:
         self.max_concurrency = spec.max_concurrency
         self.use_cache = spec.cache
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.max_retries = max_retries
-        self.timeout = timeout
+        # Explicit arguments win, then the spec's judge.max_retries / judge.timeout, then the defaults.
+        self.max_retries = max_retries if max_retries is not None else getattr(spec, "max_retries", 5)
+        self.timeout = timeout if timeout is not None else getattr(spec, "timeout", 120.0)
         self._secret = _api_key(self.base_url)
         # base_url is passed explicitly so OPENAI_BASE_URL in the environment cannot redirect the judge.
         self._client = OpenAI(
-            base_url=self.base_url, api_key=self._secret, max_retries=max_retries, timeout=timeout
+            base_url=self.base_url, api_key=self._secret, max_retries=self.max_retries, timeout=self.timeout
         )
         self._lock = threading.Lock()
         self.calls = 0  # requests sent (each counted once, however many retries the client made)
         self.errors = 0  # requests that ended in JudgeError
+        self.unparsed = 0  # replies the caller's `parse` could not read (returned, never cached)
         self.cached_hits = 0
         self.prompt_tokens = 0  # tokens spent in this process; cached replies add nothing
         self.completion_tokens = 0
@@ -162,6 +168,8 @@ class Judge:
             "base_url": self.base_url,
             "max_concurrency": self.max_concurrency,
             "cache": self.use_cache,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
         }
 
     def usage(self) -> dict[str, Any]:
@@ -170,6 +178,7 @@ class Judge:
                 "model": self.model,
                 "calls": self.calls,
                 "errors": self.errors,
+                "unparsed": self.unparsed,
                 "cached_hits": self.cached_hits,
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
@@ -186,9 +195,14 @@ class Judge:
 
     # ---- asking ------------------------------------------------------------------------------------
     def complete(
-        self, prompts: list[Prompt], *, temperature: float = 0.0, max_tokens: int = 1024
+        self, prompts: list[Prompt], *, temperature: float = 0.0, max_tokens: int = 1024,
+        parse: Callable[[str], Any] | None = None,
     ) -> list[JudgeReply]:
         """One reply per prompt, in order; up to `max_concurrency` requests in flight at once.
+
+        `parse`: how the caller reads a reply (None: unreadable). A reply it cannot read is returned
+        (the caller decides what that means) but never cached, and a cached one it cannot read (cached
+        before this rule) is asked again.
 
         A prompt is a user message string or a list of chat messages. With the cache on, a prompt
         repeated within the batch is asked once. On the first failure the requests not yet started
@@ -205,7 +219,7 @@ class Judge:
             key = self.cache_key(messages, **decode)
             if key in pending:
                 pending[key].append(i)
-            elif (hit := self._load(key)) is not None:
+            elif (hit := self._load(key)) is not None and (parse is None or parse(hit.text) is not None):
                 replies[i] = hit
                 self._count(cached_hits=1)
             else:
@@ -216,7 +230,7 @@ class Judge:
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge")
             try:
                 futures = {
-                    pool.submit(self._ask, requests[idxs[0]], decode, key if self.use_cache else None): idxs
+                    pool.submit(self._ask, requests[idxs[0]], decode, key if self.use_cache else None, parse): idxs
                     for key, idxs in pending.items()
                 }
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -246,7 +260,8 @@ class Judge:
             )
         return served
 
-    def _ask(self, messages: list[dict], decode: dict, key: str | None) -> JudgeReply:
+    def _ask(self, messages: list[dict], decode: dict, key: str | None,
+             parse: Callable[[str], Any] | None = None) -> JudgeReply:
         self._count(calls=1)
         try:
             response = self._client.chat.completions.create(model=self.model, messages=messages, **decode)
@@ -258,6 +273,9 @@ class Judge:
         reply = JudgeReply(text, prompt_tokens, completion_tokens, False, finish_reason)
         if not text.strip():
             log.warning("judge %r at %s returned an empty reply; not cached", self.model, self.base_url)
+        elif parse is not None and parse(text) is None:
+            self._count(unparsed=1)
+            log.warning("judge %r at %s: reply not readable (%.80r); not cached", self.model, self.base_url, text)
         elif key is not None:
             self._store(key, reply, decode)
         return reply

@@ -179,7 +179,7 @@ class MMVet(GradingTemplate, Benchmark):
                 batch, temperature = [prompts[i] for i in todo], 0.0
             else:
                 batch, temperature = [prompts[i] + RETRY_SUFFIX for i in todo], RETRY_TEMPERATURES[attempt - 1]
-            got = judge.complete(batch, temperature=temperature, max_tokens=JUDGE_MAX_TOKENS)
+            got = judge.complete(batch, temperature=temperature, max_tokens=JUDGE_MAX_TOKENS, parse=parse_score)
             for i, reply in zip(todo, got):
                 replies[i].append(reply.text)
                 scores[i] = parse_score(reply.text)

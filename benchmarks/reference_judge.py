@@ -178,7 +178,8 @@ class ReferenceJudge:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def complete(self, prompts: list[Prompt], *, temperature: float = 0.0, max_tokens: int = 1024) -> list[JudgeReply]:
+    def complete(self, prompts: list[Prompt], *, temperature: float = 0.0, max_tokens: int = 1024,
+                 parse=None) -> list[JudgeReply]:  # parse: the Judge's cache rule; rules cache nothing
         replies = [JudgeReply(self._grade(_messages(p)[-1]["content"]), 0, 0, cached=False) for p in prompts]
         with self._lock:
             self.calls += len(prompts)

@@ -211,7 +211,8 @@ class SHR(GradingTemplate, Benchmark):
         for temperature in TEMPERATURES:
             if not todo:
                 break
-            got = judge.complete([prompts[i] for i in todo], temperature=temperature, max_tokens=JUDGE_MAX_TOKENS)
+            got = judge.complete([prompts[i] for i in todo], temperature=temperature, max_tokens=JUDGE_MAX_TOKENS,
+                                 parse=lambda text: parse_judgement(text, 0))  # None: no "Judgement" at all
             for i, reply in zip(todo, got):
                 replies[i].append(reply.text)
                 labels[i] = parse_judgement(reply.text, len(split[i]))

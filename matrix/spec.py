@@ -306,6 +306,9 @@ class JudgeSpec(Strict):
     base_url: str | None = None
     max_concurrency: int = Field(4, gt=0)
     cache: bool = True
+    timeout: float = Field(120.0, gt=0, description="seconds one request may take before it is retried")
+    max_retries: int = Field(5, ge=0, description="retries of a failed request (429, 5xx, timeout, dropped "
+                                                  "connection; the openai client's backoff) before the stage fails")
 
     def key(self) -> str:
         """What in the judge changes a score (part of stage keys): the model, and a non-default provider."""

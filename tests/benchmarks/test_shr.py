@@ -51,13 +51,14 @@ def _samples():
 
 
 def test_ratio_by_hand(make_judge):
-    with JudgeServer(list(SCRIPT)) as server:
+    with JudgeServer(list(SCRIPT), default=lambda body: "no") as server:
         judge = make_judge(server)
         scored = SHR().score(_samples(), ANSWERS, judge=judge)
         requests = [r.body for r in server.chat_requests]
-        again = SHR().score(_samples(), ANSWERS, judge=judge)  # a second identical run: all cached
-        assert len(server.chat_requests) == len(requests) == 8
-    assert again.metrics == scored.metrics and judge.usage()["cached_hits"] == 8
+        # A second identical run: the 2 replies with a Judgement are cached, the 6 without are asked again.
+        again = SHR().score(_samples(), ANSWERS, judge=judge)
+        assert len(requests) == 8 and len(server.chat_requests) == 8 + 6
+    assert again.metrics == scored.metrics and judge.usage()["cached_hits"] == 2
     rows, m = scored.per_sample, scored.metrics
     # sample 0: 3 sentences (the repeat dropped): correct, hallucination, cannot judge -> 1 of 3 judged
     # sample 1: 2 sentences, second reply: hallucination, (two labels: none) -> 1 of 1 judged
