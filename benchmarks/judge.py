@@ -27,9 +27,10 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import openai
@@ -230,7 +231,8 @@ class Judge:
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge")
             try:
                 futures = {
-                    pool.submit(self._ask, requests[idxs[0]], decode, key if self.use_cache else None, parse): idxs
+                    pool.submit(self._ask, requests[idxs[0]], decode, key if self.use_cache else None,
+                                parse): idxs
                     for key, idxs in pending.items()
                 }
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -275,7 +277,8 @@ class Judge:
             log.warning("judge %r at %s returned an empty reply; not cached", self.model, self.base_url)
         elif parse is not None and parse(text) is None:
             self._count(unparsed=1)
-            log.warning("judge %r at %s: reply not readable (%.80r); not cached", self.model, self.base_url, text)
+            log.warning("judge %r at %s: reply not readable (%.80r); not cached",
+                        self.model, self.base_url, text)
         elif key is not None:
             self._store(key, reply, decode)
         return reply

@@ -181,7 +181,7 @@ def verify(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
     from matrix import api
     from matrix.manifest import check_store
 
-    spec, store = api.open_run(run_)
+    _, store = api.open_run(run_)
     checked, damaged, unlisted = check_store(store)
     for rec, folder, found in damaged:
         out.print(f"damaged: {rec.kind} {rec.label} [{rec.key[:12]}] {folder}: {'; '.join(found)}",

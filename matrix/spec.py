@@ -84,7 +84,8 @@ class BaseModelSpec(Strict):
 
 class MixturePart(Strict):
     dataset: str = Field(description="a spec dataset")
-    size: int = Field(gt=0, le=MAX_SIZE, description="its first N records (the seeded shuffle its subsets are prefixes of)")
+    size: int = Field(gt=0, le=MAX_SIZE,
+                      description="its first N records (the seeded shuffle its subsets are prefixes of)")
 
 
 class DatasetSpec(Strict):
@@ -114,13 +115,16 @@ class BenchmarkSpec(Strict):
     benchmark: str | None = Field(None, description="the benchmark plug-in, when an entry's id differs (one "
                                                     "benchmark listed twice, e.g. scored by two judges)")
     path: Path | None = Field(None, description="folder in LLaVA's playground/data/eval layout")
-    synthetic: int | None = Field(None, gt=0, le=MAX_SIZE, description="generate a synthetic version with this many images")
+    synthetic: int | None = Field(None, gt=0, le=MAX_SIZE,
+                                  description="generate a synthetic version with this many images")
     dataset: str | None = Field(None, description="in-domain benchmarks (indomain): the spec dataset whose held-out "
                                                   "slice is asked; only cells trained on it (and untrained rows) are "
                                                   "evaluated")
-    heldout: int = Field(500, gt=0, le=MAX_SIZE, description="with 'dataset': records in the held-out slice (the last of the "
-                                                "seeded shuffle whose prefixes are the training subsets)")
-    limit: int | None = Field(None, gt=0, le=MAX_SIZE, description="evaluate only the first N questions of each split or subtask")
+    heldout: int = Field(500, gt=0, le=MAX_SIZE,
+                         description="with 'dataset': records in the held-out slice (the last of the seeded "
+                                     "shuffle whose prefixes are the training subsets)")
+    limit: int | None = Field(None, gt=0, le=MAX_SIZE,
+                              description="evaluate only the first N questions of each split or subtask")
     max_new_tokens: int | None = Field(None, gt=0)
     batch_size: int | None = Field(None, gt=0)
     shards: int = Field(1, ge=1, description="answer the questions in this many stages (e.g. one per GPU), "

@@ -55,7 +55,7 @@ def execute(store, graph, nodes):
 
 def test_a_damaged_artifact_is_named_and_computed_again(ray_local, tmp_path):
     store = Store(tmp_path / "run")
-    up, down, graph = graph_of(tmp_path)
+    up, _, graph = graph_of(tmp_path)
     first, _ = execute(store, graph, ray_local)
     assert sorted(first.ran) == ["down", "up"]
     folder = store.artifact_dir(up.key, up.kind)
