@@ -97,7 +97,8 @@ def image_file(path: Path, what: str, images: bool) -> Path:
 
 
 def read_jsonl(path: Path, what: str) -> list[dict]:
-    """One JSON object per line (blank lines skipped); errors name the file, line and expected content."""
+    """One JSON object per line (blank lines skipped); errors name the file, line and expected content. A
+    file without a single row is an error too: a benchmark of 0 questions would print no number at all."""
     require(path, what)
     rows = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -110,6 +111,8 @@ def read_jsonl(path: Path, what: str) -> list[dict]:
         if not isinstance(row, dict):
             raise BenchmarkFileError(f"{path}:{n}: expected a JSON object per line ({what})")
         rows.append(row)
+    if not rows:
+        raise BenchmarkFileError(f"{path}: empty file; expected {what}")
     return rows
 
 

@@ -92,7 +92,7 @@ class InDomain(GradingTemplate, Benchmark):
             raise ValueError("indomain is scored by a judge: pass judge=Judge(...)")
         template = self.template()
         replies = judge.complete([template.format(s.question, s.meta["answer"], a) for s, a in zip(samples, answers)],
-                                 temperature=0.0, max_tokens=JUDGE_MAX_TOKENS)
+                                 temperature=0.0, max_tokens=JUDGE_MAX_TOKENS, parse=parse_scores)
         rows = []
         for s, answer, reply in zip(samples, answers, replies):
             scores = parse_scores(reply.text)

@@ -1,15 +1,18 @@
 """The LLM judge: chat completions from any OpenAI-compatible server, cached on disk, never replaced.
 
     judge = Judge(spec.judge, cache_dir)
-    replies = judge.complete(prompts, temperature=0.0, max_tokens=3)
+    replies = judge.complete(prompts, temperature=0.0, max_tokens=3, parse=parse_score)
     scores = [parse_score(r.text) for r in replies]  # parsers: benchmarks/replies.py
     record(judge.describe(), judge.usage())
 
 Retries (429, 5xx, timeouts, dropped connections, with exponential backoff and `Retry-After`) are
-the openai client's own (`max_retries`). When they are spent the judge raises `JudgeError`; it never
+the openai client's own: `judge.max_retries` in the spec (default 5), each request waiting up to
+`judge.timeout` seconds (default 120). When they are spent the judge raises `JudgeError`; it never
 answers with another model or a rule. Replies are cached one JSON file per request, keyed by the
 model name, the exact messages and the decode settings, so a resumed or repeated sweep asks the
-server nothing it has asked before. Errors and empty replies are never cached.
+server nothing it has asked before. Errors and empty replies are never cached, and neither are replies
+the caller's `parse` cannot read (a flaky judge's garbled reply would otherwise be the answer for
+good): they are counted (`usage()["unparsed"]`) and asked again next time.
 
 The API key is read from the environment only (`MATRIX_JUDGE_API_KEY`, then `OPENAI_API_KEY`) and
 goes nowhere but the request header: not into the cache, the logs, `describe()` or any exception.
@@ -24,6 +27,7 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,6 +61,7 @@ class JudgeSpecLike(Protocol):
     base_url: str | None
     max_concurrency: int
     cache: bool
+    # optional (plain test stand-ins may leave them out): timeout: float; max_retries: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +153,7 @@ class Judge:
         self._lock = threading.Lock()
         self.calls = 0  # requests sent (each counted once, however many retries the client made)
         self.errors = 0  # requests that ended in JudgeError
+        self.unparsed = 0  # replies the caller's `parse` could not read (returned, never cached)
         self.cached_hits = 0
         self.prompt_tokens = 0  # tokens spent in this process; cached replies add nothing
         self.completion_tokens = 0
@@ -163,6 +169,8 @@ class Judge:
             "base_url": self.base_url,
             "max_concurrency": self.max_concurrency,
             "cache": self.use_cache,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
         }
 
     def usage(self) -> dict[str, Any]:
@@ -171,6 +179,7 @@ class Judge:
                 "model": self.model,
                 "calls": self.calls,
                 "errors": self.errors,
+                "unparsed": self.unparsed,
                 "cached_hits": self.cached_hits,
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
@@ -189,8 +198,13 @@ class Judge:
     def complete(
         self, prompts: list[Prompt], *, temperature: float = 0.0, max_tokens: int = 1024,
         stop: list[str] | None = None, attempt: int = 0,
+        parse: Callable[[str], Any] | None = None,
     ) -> list[JudgeReply]:
         """One reply per prompt, in order; up to `max_concurrency` requests in flight at once.
+
+        `parse`: how the caller reads a reply (None: unreadable). A reply it cannot read is returned
+        (the caller decides what that means) but never cached, and a cached one it cannot read (cached
+        before this rule) is asked again.
 
         A prompt is a user message string or a list of chat messages. With the cache on, a prompt
         repeated within the batch is asked once. On the first failure the requests not yet started
@@ -213,7 +227,7 @@ class Judge:
             key = self.cache_key(messages, **decode)
             if key in pending:
                 pending[key].append(i)
-            elif (hit := self._load(key)) is not None:
+            elif (hit := self._load(key)) is not None and (parse is None or parse(hit.text) is not None):
                 replies[i] = hit
                 self._count(cached_hits=1)
             else:
@@ -224,7 +238,8 @@ class Judge:
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge")
             try:
                 futures = {
-                    pool.submit(self._ask, requests[idxs[0]], decode, key if self.use_cache else None): idxs
+                    pool.submit(self._ask, requests[idxs[0]], decode, key if self.use_cache else None,
+                                parse): idxs
                     for key, idxs in pending.items()
                 }
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -254,7 +269,8 @@ class Judge:
             )
         return served
 
-    def _ask(self, messages: list[dict], decode: dict, key: str | None) -> JudgeReply:
+    def _ask(self, messages: list[dict], decode: dict, key: str | None,
+             parse: Callable[[str], Any] | None = None) -> JudgeReply:
         self._count(calls=1)
         try:
             sent = {k: v for k, v in decode.items() if k != "attempt"}
@@ -267,6 +283,10 @@ class Judge:
         reply = JudgeReply(text, prompt_tokens, completion_tokens, False, finish_reason)
         if not text.strip():
             log.warning("judge %r at %s returned an empty reply; not cached", self.model, self.base_url)
+        elif parse is not None and parse(text) is None:
+            self._count(unparsed=1)
+            log.warning("judge %r at %s: reply not readable (%.80r); not cached",
+                        self.model, self.base_url, text)
         elif key is not None:
             self._store(key, reply, decode)
         return reply

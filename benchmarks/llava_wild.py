@@ -227,7 +227,7 @@ class LlavaWild(Benchmark):
                 prompts.append([{"role": "system", "content": SYSTEM},
                                 {"role": "user", "content": review_message(
                                     s.meta["context"], s.question, s.meta["reference"], a, rules[key])}])
-        replies = judge.complete(prompts, temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS)
+        replies = judge.complete(prompts, temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS, parse=parse_pair)
         per_sample = []
         for s, answer, reply in zip(samples, answers, replies):
             pair = parse_pair(reply.text)

@@ -145,7 +145,7 @@ class MMHal(GradingTemplate, Benchmark):
             raise ValueError("mmhal is rated by an LLM judge: pass judge=Judge(...)")
         template = self.template()
         replies = judge.complete([self.prompt(template, s, a) for s, a in zip(samples, answers)],
-                                 temperature=0.0, max_tokens=JUDGE_MAX_TOKENS)
+                                 temperature=0.0, max_tokens=JUDGE_MAX_TOKENS, parse=parse_rating)
         per_sample = []
         for s, answer, reply in zip(samples, answers, replies):
             rating = parse_rating(reply.text)

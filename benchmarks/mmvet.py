@@ -189,7 +189,7 @@ class MMVet(GradingTemplate, Benchmark):
             else:
                 batch = [prompts[i] + self.retry_suffix() for i in todo]
                 temperature = RETRY_TEMPERATURES[attempt - 1]
-            got = judge.complete(batch, temperature=temperature, max_tokens=JUDGE_MAX_TOKENS)
+            got = judge.complete(batch, temperature=temperature, max_tokens=JUDGE_MAX_TOKENS, parse=parse_score)
             for i, reply in zip(todo, got):
                 replies[i].append(reply.text)
                 scores[i] = parse_score(reply.text)

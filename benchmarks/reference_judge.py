@@ -179,7 +179,8 @@ class ReferenceJudge:
         pass
 
     def complete(self, prompts: list[Prompt], *, temperature: float = 0.0, max_tokens: int = 1024,
-                 stop: list[str] | None = None, attempt: int = 0) -> list[JudgeReply]:
+                 stop: list[str] | None = None, attempt: int = 0,
+                 parse=None) -> list[JudgeReply]:  # parse: the Judge's cache rule; rules cache nothing
         replies = [JudgeReply(self._grade(_messages(p)[-1]["content"]), 0, 0, cached=False) for p in prompts]
         with self._lock:
             self.calls += len(prompts)

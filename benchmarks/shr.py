@@ -232,7 +232,8 @@ class SHR(GradingTemplate, Benchmark):
             if not todo:
                 break
             got = judge.complete([prompts[i] for i in todo], temperature=JUDGE_TEMPERATURE,
-                                 max_tokens=JUDGE_MAX_TOKENS, stop=list(JUDGE_STOP), attempt=attempt)
+                                 max_tokens=JUDGE_MAX_TOKENS, stop=list(JUDGE_STOP), attempt=attempt,
+                                 parse=lambda text: parse_judgement(text, 0))  # None: no "Judgement" at all
             for i, reply in zip(todo, got):
                 replies[i].append(reply.text)
                 labels[i] = parse_judgement(reply.text, len(split[i]))

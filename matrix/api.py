@@ -84,7 +84,9 @@ def check_files(spec: Spec, spec_path: str | Path) -> None:
             from benchmarks.base import BENCHMARKS, BenchmarkFileError
 
             try:
-                BENCHMARKS.get(b.plugin)().load(Path(b.path).expanduser(), limit=1, images=_answered(spec, b.id))
+                if not BENCHMARKS.get(b.plugin)().load(Path(b.path).expanduser(), limit=1,
+                                                        images=_answered(spec, b.id)):
+                    add(("benchmarks", i, "path"), f"{b.path}: the {b.plugin} files under it hold no questions")
             except (BenchmarkFileError, FileNotFoundError) as e:
                 add(("benchmarks", i, "path"), str(e))
     if problems:
@@ -116,8 +118,16 @@ def plan(spec: Spec, only: str | None = None) -> Planned:
     return Planned(spec, cells, build(spec, cells, all_cells))
 
 
-def open_run(target: str | Path | None) -> tuple[Spec, Store]:
-    """A run from its directory, or from the spec that names it; default: the newest run under runs/."""
+def open_run(target: str | Path | None, create: bool = False) -> tuple[Spec, Store]:
+    """A run from its directory, or from the spec that names it; default: the newest run under runs/.
+    `create`: a spec whose run has not started yet gets its run directory (snapshot and empty store) now,
+    as `matrix import` needs before anything runs."""
+    spec, run_dir = find_run(target, create)
+    return spec, Store(run_dir)
+
+
+def find_run(target: str | Path | None, create: bool = False) -> tuple[Spec, Path]:
+    """The spec snapshot and directory of a run (as `open_run`), without opening its store."""
     if target is None:
         candidates = sorted(Path("runs").glob(f"*/{SPEC_SNAPSHOT}"), key=lambda p: p.stat().st_mtime)
         if not candidates:
@@ -128,13 +138,17 @@ def open_run(target: str | Path | None) -> tuple[Spec, Store]:
         if target.is_dir():
             run_dir = target
         elif target.is_file():
-            run_dir = load_spec(target).run_dir
+            spec = load_spec(target)
+            run_dir = spec.run_dir
+            if create and not (run_dir / SPEC_SNAPSHOT).exists():
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / SPEC_SNAPSHOT).write_text(snapshot_spec(spec)[0])  # `matrix run` rewrites it
         else:
             raise UserError(f"{target}: no such run directory or spec file")
     snapshot = run_dir / SPEC_SNAPSHOT
     if not snapshot.exists():
         raise UserError(f"{run_dir}: not a run directory (no {SPEC_SNAPSHOT}); has `matrix run` been started on it?")
-    return load_spec(snapshot), Store(run_dir)
+    return load_spec(snapshot), run_dir
 
 
 def running_lines(store: Store, now: float | None = None) -> list[str]:
@@ -229,6 +243,7 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
             store.close_stale_runs()
             if rerun:
                 _reset_for_rerun(store, planned, rerun)
+            _drop_damaged(store, planned, on_event or (lambda event, stage, detail: None))
             text, sha = snapshot_spec(spec)
             (run_dir / SPEC_SNAPSHOT).write_text(text)
             records = store.stages()
@@ -296,6 +311,30 @@ def _prebuild_ops(planned: Planned, records: dict[str, StageRecord], say: Callab
     todo = [s for s in planned.graph.stages.values() if not (records.get(s.key) and records[s.key].status == "done")]
     if needs_op(todo):
         prebuild(say, stop=stop)
+
+
+def _drop_damaged(store: Store, planned: Planned, on_event: Callable) -> list[str]:
+    """A stored artifact that no longer matches its manifest (a file deleted, truncated or changed) is not
+    done: forget it, remove the folder and let this run compute it again; never read it. Returns the
+    labels of the stages dropped, each also announced as a `damaged` event naming what is wrong."""
+    from matrix.manifest import problems
+
+    records = store.stages()
+    dropped = []
+    for stage in planned.graph.ordered():
+        rec = records.get(stage.key)
+        folder = store.artifact_dir(stage.key, stage.kind)
+        if not (rec and rec.status == "done") and not folder.exists():
+            continue
+        found = problems(folder)
+        if not found:
+            continue
+        on_event("damaged", stage, f"{folder}: {'; '.join(found[:3])}"
+                                   f"{f' (and {len(found) - 3} more)' if len(found) > 3 else ''}; computing it again")
+        store.reset([stage.key])
+        store.remove_artifact(stage.key, stage.kind)
+        dropped.append(stage.label)
+    return dropped
 
 
 def _reset_for_rerun(store: Store, planned: Planned, rerun: list[str]) -> None:

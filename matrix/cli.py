@@ -174,6 +174,9 @@ def report(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
         from matrix.results import details as sample_rows
 
         frame = sample_rows(spec, store, details)
+        for line in frame.attrs.get("damaged", []):
+            err.print(f"warning: damaged artifact left out (`matrix run` computes it again): {line}",
+                      markup=False, highlight=False)
         if format_ == "json":
             sys.stdout.write(frame.to_json(orient="records", force_ascii=False, indent=1))
         else:
@@ -212,16 +215,66 @@ def score(benchmark: str = typer.Argument(..., help="benchmark id: pope, mme, sq
     sys.stdout.write(render(result, format_))
 
 
+@app.command()
+@user_errors
+def verify(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run directory or spec (default: newest run)")):
+    """Check every finished stage's artifact against the manifest it recorded (files, sizes, hashes of files up to 16 MiB); list the damaged ones and exit 1 if there are any (`matrix run` computes them again)."""
+    from matrix import api
+    from matrix.manifest import check_store
+
+    _, store = api.open_run(run_)
+    checked, damaged, unlisted = check_store(store)
+    for rec, folder, found in damaged:
+        out.print(f"damaged: {rec.kind} {rec.label} [{rec.key[:12]}] {folder}: {'; '.join(found)}",
+                  markup=False, highlight=False)
+    out.print(f"{checked} artifacts checked, {len(damaged)} damaged"
+              + (f", {unlisted} without a manifest (written before manifests; only result.json checked)"
+                 if unlisted else ""), markup=False, highlight=False)
+    if damaged:
+        err.print("`matrix run` computes the damaged stages again (and nothing else)")
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def repair(run_: Path = typer.Argument(..., metavar="RUN", help="run directory or spec"),
+           force: bool = typer.Option(False, "--force", help="rebuild even when the store reads fine")):
+    """Rebuild a damaged run store (matrix.db) from the finished artifacts' result.json files, recomputing nothing. The damaged file is kept beside it as matrix.db.damaged-<time>; imported numbers and the run history are salvaged from it as far as it reads."""
+    from matrix import api
+    from matrix.errors import DamagedStore
+    from matrix.repair import repair as rebuild
+    from matrix.store import Store
+
+    spec, run_dir = api.find_run(run_)
+    if not force and (run_dir / "matrix.db").exists():
+        try:
+            Store(run_dir).close()
+            out.print(f"{run_dir / 'matrix.db'} reads fine: nothing to repair (--force rebuilds it anyway)",
+                      markup=False, highlight=False)
+            return
+        except DamagedStore:
+            pass
+    done = rebuild(spec, run_dir)
+    if done.kept_as:
+        out.print(f"kept the damaged store as {done.kept_as}", markup=False, highlight=False)
+    salvaged = ", ".join(f"{n} {what}" if n is not None else f"no {what} (unreadable)"
+                         for n, what in ((done.imported, "imported numbers"), (done.runs, "runs in the history")))
+    out.print(f"rebuilt {run_dir / 'matrix.db'}: {len(done.recorded)} finished stages recorded from their "
+              f"artifacts; salvaged {salvaged}; {done.missing} stages never finished", markup=False, highlight=False)
+    for line in done.damaged:
+        err.print(f"damaged artifact not used (`matrix run` computes it again): {line}", markup=False, highlight=False)
+
+
 @app.command("import")
 @user_errors
-def import_(run_: Path = typer.Argument(..., metavar="RUN", help="run directory or spec"),
+def import_(run_: Path = typer.Argument(..., metavar="RUN", help="run directory or spec (a spec's run need not have started)"),
             file: Path = typer.Argument(..., metavar="FILE.csv",
                                         help="long format: base_model,dataset,scale,method,benchmark,value[,seed,metric]")):
-    """Bring external numbers (e.g. a paper's published rows) into a run's store, marked as imported."""
+    """Bring external numbers (e.g. a paper's published rows) into a run's store, marked as imported. Given a spec whose run has not started, it creates the run directory first."""
     from matrix import api
     from matrix.importer import import_file, outside_spec
 
-    spec, store = api.open_run(run_)
+    spec, store = api.open_run(run_, create=True)
     n = import_file(spec, store, file)
     out.print(f"imported {n} numbers from {file.name} into {spec.run_dir}", markup=False, highlight=False)
     for note in outside_spec(spec, file):

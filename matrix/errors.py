@@ -32,3 +32,13 @@ class SpecError(UserError):
 class RunError(Exception):
     """The machinery could not do its part (Ray did not start, a cluster is unreachable): not the user's
     input, but nothing a traceback would explain better. The CLI prints it and exits 1."""
+class DamagedStore(UserError):
+    """A run's database cannot be read (truncated, overwritten, ...): named, never used, repairable."""
+
+    def __init__(self, db_path, detail: str):
+        self.db_path = db_path
+        run_dir = db_path.parent
+        super().__init__(
+            f"{db_path}: the run's store is damaged ({detail}); nothing was read from it or written to it. "
+            f"`matrix repair {run_dir}` rebuilds it from the finished artifacts' result.json files, "
+            f"recomputing nothing (the damaged file is kept beside it as matrix.db.damaged-<time>)")

@@ -5,8 +5,8 @@ formats it. The formatters only print what `build_table` computed:
 
 - markdown: a pipe table; the header row holds the row-axis titles and column-group labels, the first
   body row the metric labels (↓ marks lower-is-better), then one line per row with the row-group label
-  on its group's first line; best values in **bold**; totals `(+1.4)`; `—` missing, `failed` failed,
-  blank total on the baseline.
+  on its group's first line; best values in **bold**; totals `(+1.4)` (`(+0.0)` on the baseline, as the
+  papers print it); `—` missing, `failed` failed.
 - latex: a booktabs `tabular` fragment built by hand (grouped header with \\multicolumn + \\cmidrule,
   \\midrule between row groups, \\textbf best values, `$\\downarrow$` on lower-is-better labels, labels
   escaped); `---` (an em dash) missing, `failed` failed.
@@ -130,7 +130,7 @@ def _total_cell(rt: ReportTable, i: int, group_id: str, missing: str, marks: dic
     if status in ("ok", "imported"):
         mark = marks["imported"] if marks and status == "imported" else ""
         return format_total(rt.totals.iloc[i][group_id]) + mark
-    return {"baseline": "", "failed": "failed", "stale": "stale"}.get(status, missing)
+    return {"failed": "failed", "stale": "stale"}.get(status, missing)
 
 
 def _cost_cells(rt: ReportTable, i: int, missing: str) -> list[str]:

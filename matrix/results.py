@@ -99,7 +99,9 @@ def train_costs(spec: Spec, store: Store) -> pd.DataFrame:
 def details(spec: Spec, store: Store, benchmark: str) -> pd.DataFrame:
     """Per-sample answers and scores of `benchmark` for every cell of the plan whose evaluation is done:
     one row per (cell, question), the cell's columns first, then the scorer's own fields (the answer,
-    the label, the per-sample score, judge replies...), read from the stage's `scores.jsonl`."""
+    the label, the per-sample score, judge replies...), read from the stage's `scores.jsonl`. An evaluation
+    whose artifact is damaged (see `matrix.manifest`) is left out, never read: `frame.attrs["damaged"]`
+    names each one."""
     import json
 
     from matrix import api
@@ -108,9 +110,11 @@ def details(spec: Spec, store: Store, benchmark: str) -> pd.DataFrame:
     known = [b.id for b in spec.benchmarks]
     if benchmark not in known:
         raise UserError(f"--details {benchmark}: the spec evaluates no such benchmark; it has: {', '.join(known)}")
+    from matrix.manifest import problems
+
     planned = api.plan(spec)
     records = store.stages()
-    rows = []
+    rows, damaged = [], []
     for cs in planned.graph.cells:
         stage = cs.evaluate.get(benchmark)
         rec = records.get(stage.key) if stage else None
@@ -118,6 +122,16 @@ def details(spec: Spec, store: Store, benchmark: str) -> pd.DataFrame:
             continue
         c = cs.cell
         cell = {"base_model": c.base_model, "dataset": c.dataset, "scale": c.scale, "method": c.method, "seed": c.seed}
-        with open(store.artifact_dir(stage.key, "evaluate") / "scores.jsonl", encoding="utf-8") as f:
-            rows += [{**cell, **json.loads(line)} for line in f if line.strip()]
-    return pd.DataFrame(rows)
+        folder = store.artifact_dir(stage.key, "evaluate")
+        found = problems(folder)
+        if not found:
+            try:
+                with open(folder / "scores.jsonl", encoding="utf-8") as f:
+                    rows += [{**cell, **json.loads(line)} for line in f if line.strip()]
+                continue
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:  # an artifact without a manifest
+                found = [f"scores.jsonl is unreadable ({type(e).__name__}: {e})"]
+        damaged.append(f"{folder}: {stage.label}: {'; '.join(found)}")
+    frame = pd.DataFrame(rows)
+    frame.attrs["damaged"] = damaged  # cells left out: their artifact is damaged (`matrix run` redoes it)
+    return frame

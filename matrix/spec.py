@@ -10,25 +10,60 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 AXES = ("base_model", "dataset", "scale", "method", "seed")
+#: Largest count of records, images or questions a spec may ask for (LLaVA-1.5's whole SFT mix is 665k):
+#: a typo such as `synthetic: 1.0e+30` is refused at validation instead of running out of disk or memory.
+MAX_SIZE = 10_000_000
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info) -> Any:
+        """Pydantic reads `true` as 1 where a number is expected; a spec saying `lr: true` is a mistake."""
+        if _has_bool(value) and _wants_number(cls.model_fields[info.field_name].annotation):
+            raise ValueError("expected a number, got a boolean (true/false)")
+        return value
+
+
+def _has_bool(value: Any) -> bool:
+    return isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value))
+
+
+def _wants_number(annotation: Any) -> bool:
+    """Whether a field's type takes numbers (int, float, a Literal of numbers, optionally or in a list) and
+    not booleans."""
+    import types
+    import typing
+
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if annotation is bool or bool in args:
+        return False
+    if annotation in (int, float):
+        return True
+    if origin is Literal:
+        return all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
+    if origin is list or origin in (typing.Union, types.UnionType):
+        return any(_wants_number(a) for a in args)
+    return False
+
 
 def parse_scale(value: Any) -> int:
-    """`5k` -> 5000, `2.5k` -> 2500, 300 -> 300."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size like 5000 or '5k'")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
+    """`5k` -> 5000, `2.5k` -> 2500, 300 -> 300; a positive count up to MAX_SIZE."""
+    n: float | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    elif isinstance(value, str):
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kK]?)\s*", value)
         if m:
             n = float(m.group(1)) * (1000 if m.group(2) else 1)
-            if n == int(n):
-                return int(n)
-    raise ValueError(f"expected a size like 5000 or '5k', got {value!r}")
+    if n is None or n != int(n):
+        raise ValueError(f"expected a size like 5000 or '5k', got {value!r}")
+    if not 0 < n <= MAX_SIZE:
+        raise ValueError(f"expected a size from 1 to {MAX_SIZE:,} records, got {value!r}")
+    return int(n)
 
 
 def parse_duration(value: Any) -> float:
@@ -60,13 +95,14 @@ class BaseModelSpec(Strict):
 
 class MixturePart(Strict):
     dataset: str = Field(description="a spec dataset")
-    size: int = Field(gt=0, description="its first N records (the seeded shuffle its subsets are prefixes of)")
+    size: int = Field(gt=0, le=MAX_SIZE,
+                      description="its first N records (the seeded shuffle its subsets are prefixes of)")
 
 
 class DatasetSpec(Strict):
     source: Literal["synthetic", "llava-json", "mixture"]
     kind: str | None = Field(None, description="synthetic: which recipe (ocrvqa, ...)")
-    size: int | None = Field(None, gt=0, description="synthetic: number of records to draw")
+    size: int | None = Field(None, gt=0, le=MAX_SIZE, description="synthetic: number of records to draw")
     path: Path | None = Field(None, description="llava-json: the JSON file")
     image_root: Path | None = Field(None, description="llava-json: folder the 'image' fields are relative to")
     parts: list[MixturePart] = Field(default_factory=list, description="mixture: the datasets it draws from")
@@ -90,13 +126,16 @@ class BenchmarkSpec(Strict):
     benchmark: str | None = Field(None, description="the benchmark plug-in, when an entry's id differs (one "
                                                     "benchmark listed twice, e.g. scored by two judges)")
     path: Path | None = Field(None, description="folder in LLaVA's playground/data/eval layout")
-    synthetic: int | None = Field(None, gt=0, description="generate a synthetic version with this many images")
+    synthetic: int | None = Field(None, gt=0, le=MAX_SIZE,
+                                  description="generate a synthetic version with this many images")
     dataset: str | None = Field(None, description="in-domain benchmarks (indomain): the spec dataset whose held-out "
                                                   "slice is asked; only cells trained on it (and untrained rows) are "
                                                   "evaluated")
-    heldout: int = Field(500, gt=0, description="with 'dataset': records in the held-out slice (the last of the "
-                                                "seeded shuffle whose prefixes are the training subsets)")
-    limit: int | None = Field(None, gt=0, description="evaluate only the first N questions of each split or subtask")
+    heldout: int = Field(500, gt=0, le=MAX_SIZE,
+                         description="with 'dataset': records in the held-out slice (the last of the seeded "
+                                     "shuffle whose prefixes are the training subsets)")
+    limit: int | None = Field(None, gt=0, le=MAX_SIZE,
+                              description="evaluate only the first N questions of each split or subtask")
     max_new_tokens: int | None = Field(None, gt=0)
     batch_size: int | None = Field(None, gt=0)
     shards: int = Field(1, ge=1, description="answer the questions in this many stages (e.g. one per GPU), "
@@ -340,6 +379,15 @@ class Spec(Strict):
     ray: RaySpec = Field(default_factory=RaySpec)
     judge: JudgeSpec | None = None
     tables: list[TableSpec] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        """The name becomes the run directory (runs/<name>): one plain path component, nothing that moves it."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+=@,-]*", value) or len(value) > 200:
+            raise ValueError("expected a plain name (letters, digits and . _ - + = @ , not starting with a dot; "
+                             "no '/', '..', spaces or control characters): it names the run directory")
+        return value
 
     @field_validator("scales", mode="before")
     @classmethod

@@ -11,14 +11,15 @@ import yaml
 from pydantic import ValidationError
 
 from matrix.errors import Problem, SpecError
-from matrix.spec import Spec, TrainingSpec, _deep_merge
+from matrix.spec import AXES, Spec, TrainingSpec, _deep_merge, parse_scale, training_params
 from matrix.yamlmap import LineMap, format_path, load_yaml
 
 
 def _load_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, LineMap]:
     data, lines = load_yaml(path)
     if data is None:
-        data = {}
+        raise SpecError(problems=[Problem(str(path), 1, "", "empty file: expected a spec, a mapping with "
+                                          "name, base_models, methods and benchmarks")])
     if not isinstance(data, dict):
         raise SpecError(problems=[Problem(str(path), 1, "", "expected a mapping of spec keys at the top level")])
     parent = data.pop("extends", None)
@@ -153,6 +154,8 @@ def _check_references(spec: Spec, data: dict, lines: LineMap) -> list[Problem]:
         bad = set(m.overrides) - set(TrainingSpec.model_fields)
         if bad:
             add(("methods", i, "overrides"), f"unknown training keys {sorted(bad)}; known: {', '.join(TrainingSpec.model_fields)}")
+        if not bad and m.plugin in METHODS:
+            problems += _check_training(spec, i, lines)
         if m.sft_mix is not None and m.plugin in METHODS and METHODS.get(m.plugin).objective != "sft":
             add(("methods", i, "sft_mix"), f"method {m.plugin!r} does not train with SFT: an SFT mix cannot join it")
         elif m.sft_mix is not None and m.sft_mix not in spec.datasets:
@@ -181,12 +184,46 @@ def _check_references(spec: Spec, data: dict, lines: LineMap) -> list[Problem]:
     for t, table in enumerate(spec.tables):
         if table.baseline not in seen_methods:
             add(("tables", t, "baseline"), f"baseline method {table.baseline!r} is not in 'methods'")
+        for axis, wanted in table.where.items():
+            if axis not in AXES:
+                add(("tables", t, "where", axis), f"unknown axis {axis!r}; axes are {', '.join(AXES)}")
+            elif axis in ("scale", "seed"):
+                for v in wanted if isinstance(wanted, list) else [wanted]:
+                    if isinstance(v, bool) or (axis == "seed" and not isinstance(v, int)):
+                        add(("tables", t, "where", axis), f"expected {'a size' if axis == 'scale' else 'an integer'}"
+                                                          f" (or a list of them), got {v!r}")
+                    elif axis == "scale":
+                        try:
+                            parse_scale(v)
+                        except ValueError as e:
+                            add(("tables", t, "where", axis), str(e))
         for g, group in enumerate(table.groups):
             for c, col in enumerate(group.metrics):
                 if col.benchmark not in seen_benchmarks:
                     add(("tables", t, "groups", g, "metrics", c, "benchmark"),
                         f"benchmark {col.benchmark!r} is not in 'benchmarks'")
     return problems
+
+
+def _check_training(spec: Spec, i: int, lines: LineMap) -> list[Problem]:
+    """A method's effective training settings (defaults < paper defaults < `training` < its `overrides`)
+    validate; a wrong value in `overrides` is named there, not raised later as a traceback."""
+    entry = spec.methods[i]
+    try:
+        training_params(spec, entry.row_ids()[0])
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = err["loc"][0] if err["loc"] else None
+            if key in entry.overrides:
+                path: tuple = ("methods", i, "overrides", key)
+            else:
+                path = ("methods", i, "overrides") if entry.overrides else ("training",)
+            file, line = lines.locate(path)
+            shown = path + tuple(err["loc"][1:]) if key in entry.overrides else path
+            problems.append(Problem(file, line, format_path(shown), _describe(err)))
+        return _unique(problems)
+    return []
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from matrix.errors import DamagedStore
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stages (
     key TEXT PRIMARY KEY,
@@ -94,10 +96,23 @@ class Store:
         self.tmp = self.artifacts / ".tmp"
         self.db_path = self.run_dir / "matrix.db"
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        emptied = self.db_path.exists() and self.db_path.stat().st_size == 0 and _has_artifacts(self.artifacts)
         self.db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        try:
+            if emptied:
+                raise sqlite3.DatabaseError("the file is empty, but the run has finished artifacts")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            check = self.db.execute("PRAGMA quick_check").fetchone()[0]  # every page; the store is small
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+            self.db.executescript(SCHEMA)
+        except sqlite3.OperationalError:  # locked, disk full...: not damage
+            self.db.close()
+            raise
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            raise DamagedStore(self.db_path, str(e)) from None
 
     def close(self) -> None:
         self.db.close()
@@ -252,6 +267,10 @@ class Store:
     def runs(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT id, started, finished, status, command, spec_sha FROM runs ORDER BY id").fetchall()
         return [dict(zip(("id", "started", "finished", "status", "command", "spec_sha"), r)) for r in rows]
+
+
+def _has_artifacts(artifacts: Path) -> bool:
+    return artifacts.is_dir() and any(p.name != ".tmp" for p in artifacts.iterdir())
 
 
 class _Transaction:

@@ -67,7 +67,7 @@ class ReportTable:
     status: pd.DataFrame        # 'ok' | 'imported' | 'stale' | 'missing' | 'failed'
     best: pd.DataFrame          # bool: best printed value of its column within its row group
     totals: pd.DataFrame        # Σ (value − baseline) × scale, sign-flipped when lower is better
-    total_status: pd.DataFrame  # 'ok' | 'missing' | 'failed' | 'baseline'
+    total_status: pd.DataFrame  # 'ok' | 'imported' | 'missing' | 'failed' | 'stale' (the baseline: 0 when ok)
     is_baseline: pd.Series
     groups: list[ColumnGroup]   # the groups with at least one column, in spec order
     total_groups: list[str]     # ids of the groups that show a total
@@ -369,9 +369,10 @@ def _column(f: pd.DataFrame, n_rows: int, col: MetricColumn, metric: str, where:
 
 def _total(group: ColumnGroup, cells: dict, i: int, b: int | None, is_baseline: bool) -> tuple[float, str]:
     """Σ over the group's in-total columns of (value − baseline) × scale, sign-flipped when lower is
-    better; missing (or failed) if any term is — never a partial sum."""
+    better; missing (or failed) if any term is — never a partial sum. The baseline's own total is 0 when
+    its cells are there (the papers print `(+0.0)` on its row)."""
     if is_baseline:
-        return float("nan"), "baseline"
+        b = i
     if b is None:
         return float("nan"), "missing"
     terms, states = [], []

@@ -229,7 +229,8 @@ class _NSFTBase(Method):
                 raise ValueError(f"{self.id}: {len(prompts)} caption/detail answers need the judge LLM, but no judge "
                                  "is configured (spec `judge:`), or set params.path: rule")
             stats["judge_prompts"] = len(prompts)
-            got = env.judge.complete(prompts, temperature=0.0, max_tokens=int(params.get("judge_max_tokens", 1024)))
+            got = env.judge.complete(prompts, temperature=0.0, max_tokens=int(params.get("judge_max_tokens", 1024)),
+                                     parse=parse_conversation)
             replies = {item.item_id: r.text for (_, item), r in zip(prompt_of, got)}
 
         examples: list[dict] = []

@@ -121,7 +121,10 @@ def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[st
             log.write(text)
             raise StageError(text) from None
     wall = time.time() - start
-    payload = {"result": result, "wall_s": wall, "peak_mem_mb": _peak_memory_mb(), "host": socket.gethostname()}
+    from matrix.manifest import build
+
+    payload = {"result": result, "wall_s": wall, "peak_mem_mb": _peak_memory_mb(), "host": socket.gethostname(),
+               "manifest": build(tmp)}  # what the folder holds: checked before the artifact is used again
     (tmp / "result.json").write_text(json.dumps(payload, default=str))
     final.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -39,7 +39,7 @@ class SweepProgress:
         if event == "started" and self.bars is not None:
             return
         stamp = time.strftime("%H:%M:%S")
-        style = {"failed": "red", "done": "green", "blocked": "yellow"}.get(event, "")
+        style = {"failed": "red", "done": "green", "blocked": "yellow", "damaged": "yellow"}.get(event, "")
         text = f"[{stamp}] {event:<8} {stage.label}" + (f"  {detail}" if detail else "")
         self.console.print(text, style=style, markup=False, highlight=False)
 

@@ -78,6 +78,8 @@ class DataStage(StageKind):
         # fails here, naming the file, if the official files are incomplete; the images are checked by
         # the stages that answer (an external row's answer file is scored without them)
         samples = bench.load(root, images=False)
+        if not samples:
+            raise ValueError(f"{params['id']}: the benchmark files under {root} hold no questions")
         return {"questions": len(samples), "root": result_root}
 
 

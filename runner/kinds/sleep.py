@@ -3,9 +3,9 @@
 No spec produces it. It sleeps `seconds` (less if the file `until` appears first; with `deaf`, blocking
 SIGALRM as a stage stuck inside a C call would not see it), can raise (`fail`: a message) or kill its
 own worker process once (`die_once`: a marker file; the first attempt creates it and sends itself
-SIGKILL, as an out-of-memory kill would), and reports where it ran: node, GPU ids Ray gave it, pid.
-`resources` in its params (cpus, gpus, memory_gb, max_retries, timeout) is its request, in place of
-the spec's per-kind one.
+SIGKILL, as an out-of-memory kill would), writes `files` ({name: text}) into its artifact, and reports
+where it ran: node, GPU ids Ray gave it, pid. `resources` in its params (cpus, gpus, memory_gb,
+max_retries, timeout) is its request, in place of the spec's per-kind one.
 """
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ class SleepStage(StageKind):
             os.kill(os.getpid(), signal.SIGKILL)
         if params.get("fail"):
             raise RuntimeError(params["fail"])
+        for name, text in (params.get("files") or {}).items():  # an artifact to damage in integrity tests
+            (out / name).write_text(text)
         started = time.time()
         seconds = float(params.get("seconds", 0))
         print(f"sleeping {seconds:g}s" + (f" or until {params['until']} exists" if params.get("until") else ""))

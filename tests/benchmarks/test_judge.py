@@ -177,7 +177,8 @@ def test_a_repeated_batch_is_served_from_the_cache_without_requests(make_judge, 
     assert all(r.cached for r in second) and not any(r.cached for r in first)
     assert [r.prompt_tokens for r in second] == [r.prompt_tokens for r in first]
     assert again.usage() == {
-        "model": MODEL, "calls": 0, "errors": 0, "cached_hits": 3, "prompt_tokens": 0, "completion_tokens": 0,
+        "model": MODEL, "calls": 0, "errors": 0, "unparsed": 0, "cached_hits": 3, "prompt_tokens": 0,
+        "completion_tokens": 0,
     }
     entries = list((tmp_path / "judge-cache").rglob("*"))
     files = [p for p in entries if p.is_file()]
@@ -376,3 +377,50 @@ def test_parse_score_accepts_nan_as_mm_vet_does():
 
     # official: float("nan") fails neither `> 1.0` nor `< 0.0`, so MM-Vet keeps it (and its total is nan)
     assert math.isnan(parse_score("nan"))
+# ---- unreadable replies and the spec's timeout / retries (issue 14) --------------------------------
+def test_unreadable_replies_are_not_cached_so_a_healthy_judge_is_asked_again(make_judge):
+    with JudgeServer(["banana", "0.7"]) as flaky:
+        judge = make_judge(flaky, concurrency=1)
+        replies = judge.complete(["q1", "q2"], max_tokens=3, parse=parse_score)
+        assert [r.text for r in replies] == ["banana", "0.7"]  # returned: the caller scores it (0) and says so
+        assert judge.usage()["unparsed"] == 1
+    with JudgeServer(["0.8"]) as healthy:
+        again = make_judge(healthy).complete(["q1", "q2"], max_tokens=3, parse=parse_score)
+        assert len(healthy.chat_requests) == 1  # only the unreadable one is asked again
+        assert [parse_score(r.text) for r in again] == [0.8, 0.7] and [r.cached for r in again] == [False, True]
+        third = make_judge(healthy).complete(["q1", "q2"], max_tokens=3, parse=parse_score)
+        assert len(healthy.chat_requests) == 1 and all(r.cached for r in third)
+
+
+def test_an_unreadable_reply_cached_before_is_asked_again(make_judge):
+    with JudgeServer(["banana", "0.5"]) as server:
+        judge = make_judge(server)
+        judge.complete(["q"])  # no parser given: cached, as every judge did before
+        [reply] = judge.complete(["q"], parse=parse_score)
+        assert reply.text == "0.5" and not reply.cached and len(server.chat_requests) == 2
+        assert judge.complete(["q"], parse=parse_score)[0].cached
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_timeout_and_retries_come_from_the_judge_spec(tmp_path, retries):
+    from matrix.spec import JudgeSpec
+
+    with JudgeServer(lambda body: Reply("late", delay=3.0)) as server:
+        spec = JudgeSpec(model=MODEL, base_url=server.url, timeout=0.2, max_retries=retries)
+        with Judge(spec, tmp_path / "cache") as judge:
+            assert (judge.timeout, judge.max_retries) == (0.2, retries)
+            with pytest.raises(JudgeError, match="timed out"):
+                judge.complete(["q"])
+        assert len(server.chat_requests) == 1 + retries
+        assert judge.describe()["timeout"] == 0.2 and judge.describe()["max_retries"] == retries
+
+
+def test_judge_timeout_and_retries_are_validated():
+    from pydantic import ValidationError
+
+    from matrix.spec import JudgeSpec
+
+    assert (JudgeSpec(model="m").timeout, JudgeSpec(model="m").max_retries) == (120.0, 5)
+    for bad in ({"timeout": 0}, {"timeout": -1}, {"max_retries": -1}, {"max_retries": True}):
+        with pytest.raises(ValidationError):
+            JudgeSpec(model="m", **bad)

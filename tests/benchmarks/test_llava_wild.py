@@ -44,13 +44,14 @@ ANSWERS = [f"answer {i}" for i in range(4)]
 
 
 def test_relative_scores_by_hand(make_judge):
-    with JudgeServer(list(REPLIES)) as server:
+    with JudgeServer(list(REPLIES), default=lambda body: REPLIES[-1]) as server:
         judge = make_judge(server)
         scored = LlavaWild().score(_samples(), ANSWERS, judge=judge)
         requests = [r.body for r in server.chat_requests]
-        again = LlavaWild().score(_samples(), ANSWERS, judge=judge)  # a second identical run: all cached
-        assert len(server.chat_requests) == len(requests) == 4
-    assert again.metrics == scored.metrics and judge.usage()["cached_hits"] == 4
+        # A second identical run: 3 readable replies cached, the unreadable one asked again.
+        again = LlavaWild().score(_samples(), ANSWERS, judge=judge)
+        assert len(requests) == 4 and len(server.chat_requests) == 4 + 1
+    assert again.metrics == scored.metrics and judge.usage()["cached_hits"] == 3
     m = scored.metrics
     # pairs (ref, model): (8, 6), (7, 7), (9, 3), unreadable -> LLaVA's (-1, -1), averaged in
     # all: model mean (6 + 7 + 3 - 1)/4 = 3.75, ref mean (8 + 7 + 9 - 1)/4 = 5.75 -> 3.75/5.75 = 65.22

@@ -35,13 +35,14 @@ ANSWERS = [f"response {i}" for i in range(len(TYPES))]
 
 
 def test_score_rate_and_types_by_hand(make_judge):
-    with JudgeServer(list(REPLIES)) as server:
+    with JudgeServer(list(REPLIES), default=lambda body: "no rating here") as server:
         judge = make_judge(server)
         scored = MMHal().score(_samples(), ANSWERS, judge=judge)
         requests = [r.body for r in server.chat_requests]
-        again = MMHal().score(_samples(), ANSWERS, judge=judge)  # a second identical run: all cached
-        assert len(server.chat_requests) == len(requests) == 6
-    assert again.metrics == scored.metrics and judge.usage()["cached_hits"] == 6
+        # A second identical run: 4 readable replies cached, the 2 without a rating asked again.
+        again = MMHal().score(_samples(), ANSWERS, judge=judge)
+        assert len(requests) == 6 and len(server.chat_requests) == 6 + 2
+    assert again.metrics == scored.metrics and judge.usage()["cached_hits"] == 4
     m = scored.metrics
     assert [r["rating"] for r in scored.per_sample] == [6, 2, 3, 0, 0, 5]
     # mean = (6 + 2 + 3 + 0 + 0 + 5) / 6 = 16/6 = 2.667; below 3: 2, 0, 0 (not the 3) -> 3/6 = 0.5

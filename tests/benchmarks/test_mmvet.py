@@ -31,13 +31,16 @@ SCRIPT = ["1.0", "0.5 because it is half right", "0.0", "Score:", "x",   # first
 
 
 def test_totals_capabilities_and_the_retry_rule_by_hand(make_judge):
-    with JudgeServer(list(SCRIPT)) as server:
+    with JudgeServer(list(SCRIPT), default=lambda body: "x") as server:
         judge = make_judge(server)
         scored = MMVet().score(_samples(), ANSWERS, judge=judge)
         requests = [r.body for r in server.chat_requests]
-        again = MMVet().score(_samples(), ANSWERS, judge=judge)  # a second identical run: all cached
-        assert len(server.chat_requests) == len(requests) == 11
-    assert again.metrics == scored.metrics and judge.usage()["cached_hits"] == 11
+        assert judge.usage()["unparsed"] == 7
+        # A second identical run: the 4 readable replies are cached; the 7 unreadable ones were not, and are
+        # asked again (here unreadable again: the same numbers).
+        again = MMVet().score(_samples(), ANSWERS, judge=judge)
+        assert len(requests) == 11 and len(server.chat_requests) == 11 + 7
+    assert again.metrics == scored.metrics and judge.usage()["cached_hits"] == 4
     m = scored.metrics
     # scores 1.0, 0.5, 0.0, 0.6 (third reply), 0 (five unreadable replies)
     # total = (1 + 0.5 + 0 + 0.6 + 0) / 5 = 0.42 -> 42.0

@@ -70,13 +70,15 @@ def _samples():
 
 
 def test_ratio_by_hand(make_judge):
-    with JudgeServer(list(SCRIPT)) as server:
+    with JudgeServer(list(SCRIPT), default=lambda body: "no") as server:
         judge = make_judge(server)
         scored = SHR().score(_samples(), ANSWERS, judge=judge)
         requests = [r.body for r in server.chat_requests]
-        again = SHR().score(_samples(), ANSWERS, judge=judge)  # a second identical run: all cached
-        assert len(server.chat_requests) == len(requests) == 9
-    assert again.metrics == scored.metrics and judge.usage()["cached_hits"] == 9
+        # A second identical run: the 3 replies with a "Judgement:" line are cached (samples 0 and 3, and
+        # sample 1's second attempt); the 6 without are asked again (sample 1's first, sample 2's five).
+        again = SHR().score(_samples(), ANSWERS, judge=judge)
+        assert len(requests) == 9 and len(server.chat_requests) == 9 + 6
+    assert again.metrics == scored.metrics and judge.usage()["cached_hits"] == 3
     rows, m = scored.per_sample, scored.metrics
     # sample 0: 3 sentences (the repeat dropped): correct, hallucination, cannot judge -> 1 of 3
     # sample 1: 2 sentences ("two stars" is inside the first): hallucination, "correct - it is green"

@@ -186,3 +186,22 @@ def test_values_outside_the_spec_are_imported_with_a_note(tmp_path):
     frame = pd.read_csv(__import__("io").StringIO(cli("report", str(run_dir), "--format", "csv").output))
     csr = frame[frame["method"] == "csr"].iloc[0]
     assert csr["sqa"] == 68.3 and csr["sqa_status"] == "imported" and csr["gqa_status"] == "missing"
+
+
+def test_import_into_a_spec_whose_run_has_not_started(tmp_path):
+    """Importing published rows is what a user does first: `matrix import SPEC FILE` before any `matrix run`."""
+    data = yaml.safe_load((ROOT / "specs" / "table9.yaml").read_text())
+    data["output_dir"] = str(tmp_path / "not-yet")
+    spec = tmp_path / "table9.yaml"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    res = cli("import", str(spec), str(DATA))
+    assert res.exit_code == 0, res.output
+    assert "imported 279 numbers" in res.output
+    md = cli("report", str(spec), "--format", "markdown").output
+    # The paper's Table 9 prints (+0.0) as the baseline's totals; imported numbers carry a †.
+    baseline = next(line for line in md.splitlines() if "OCRVQA-5k" in line and "baseline" in line)
+    assert baseline.count("(+0.0)†") == 3, baseline
+    # The run then starts from this directory as usual: nothing of it is marked done.
+    plan = cli("plan", str(spec), "--no-check-files")
+    assert plan.exit_code == 0, plan.output
+    assert Store(tmp_path / "not-yet").stages() == {}

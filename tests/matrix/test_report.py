@@ -124,8 +124,8 @@ def test_totals_reproduce_paper_table1():
     # nSFT    MM: 3.5 + 0.6 = 4.1;  Hal: 1.2 + 5.5 + 0.13*100/6 = 1.2 + 5.5 + 2.167 = +8.867
     assert t.loc["nSFT", "mm"] == pytest.approx(4.1)
     assert t.loc["nSFT", "hal"] == pytest.approx(1.2 + 5.5 + 13 / 6)
-    assert t.loc["baseline"].isna().all()
-    assert (rt.total_status.droplevel("group").loc["baseline"] == "baseline").all()
+    assert (t.loc["baseline"] == 0.0).all()  # the paper prints (+0.0) on the baseline's row
+    assert (rt.total_status.droplevel("group").loc["baseline"] == "ok").all()
 
     md = to_markdown(rt)
     # The printed totals are the paper's.
@@ -133,7 +133,7 @@ def test_totals_reproduce_paper_table1():
     assert md_row(md, "SeVa")[5::4] == ["(+0.3)", "(+2.6)", "(+8.7)"]
     assert md_row(md, "Cont. SFT")[5::4] == ["(-0.3)", "(+3.0)", "(-1.6)"]
     assert md_row(md, "nSFT")[5::4] == ["(+1.4)", "(+4.1)", "(+8.9)"]
-    assert md_row(md, "baseline")[5::4] == ["", "", ""]
+    assert md_row(md, "baseline")[5::4] == ["(+0.0)", "(+0.0)", "(+0.0)"]
 
 
 def test_in_total_false_metric_is_shown_but_not_summed():
@@ -158,6 +158,7 @@ def test_missing_baseline_makes_every_total_missing():
     rt = build(make_frame(with_cell("baseline", "pope", "missing")), make_spec())
     st = rt.total_status.droplevel("group")
     assert (st.drop("baseline")["hal"] == "missing").all()
+    assert st.loc["baseline", "hal"] == "missing" and st.loc["baseline", "vqa"] == "ok"  # (+0.0) only when whole
     assert (st.drop("baseline")["vqa"] == "ok").all()
 
 
@@ -328,14 +329,14 @@ def test_csv_columns_numeric_types_and_empty_missing():
     assert nsft["sqa"] == 68.1 and pd.isna(nsft["hal_total"]) and nsft["mmhal_status"] == "missing"
     assert nsft["vqa_total"] == 1.4 and csv.iloc[2]["hal_total"] == 8.7  # rounded as printed
     assert text.splitlines()[5].startswith("ocrvqa,nsft,68.1,62.0,58.1,1.4,34.0,1515,64.9,4.1,87.1,26.5,,,")
-    assert list(csv["vqa_total_status"]) == ["baseline", "ok", "ok", "ok", "ok"]
+    assert list(csv["vqa_total_status"]) == ["ok", "ok", "ok", "ok", "ok"] and csv.iloc[0]["vqa_total"] == 0.0
 
 
 def test_json_records_carry_status_per_cell():
     records = json.loads(to_json(build(make_frame(), make_spec())))
-    assert len(records) == 5 and records[0]["method"] == "baseline" and records[0]["vqa_total"] is None
+    assert len(records) == 5 and records[0]["method"] == "baseline" and records[0]["vqa_total"] == 0.0
     assert records[1]["mmhal"] == 2.9 and records[1]["mme"] == 1412 and records[1]["hal_total"] == 0.6
-    assert records[1]["mmhal_status"] == "ok" and records[0]["hal_total_status"] == "baseline"
+    assert records[1]["mmhal_status"] == "ok" and records[0]["hal_total_status"] == "ok"
 
 
 # ---- render --------------------------------------------------------------------------------------
