@@ -93,7 +93,8 @@ def save_original(model, out: Path, base_vocab: int, vision_tower_dir: Path | No
         "architectures": [ARCHITECTURE], "model_type": "llava",
         **{k: getattr(text, k) for k in TEXT_FIELDS if getattr(text, k, None) is not None
            and k not in ("vocab_size", "rope_theta", "rope_scaling")},
-        "vocab_size": base_vocab, "rope_scaling": None,  # LLaMA-2's default rotary base, as LLaVA-1.5's config "pad_token_id": 0, "tie_word_embeddings": False, "torch_dtype": "float32",
+        "vocab_size": base_vocab, "rope_scaling": None,  # LLaMA-2's default rotary base, as in LLaVA-1.5's config
+        "pad_token_id": 0, "tie_word_embeddings": False, "torch_dtype": "float32",
         "use_cache": True, "freeze_mm_mlp_adapter": False, "tune_mm_mlp_adapter": False, "use_mm_proj": True,
         "image_aspect_ratio": "pad", "mm_hidden_size": vision.hidden_size, "mm_projector_type": "mlp2x_gelu",
         "mm_use_im_patch_token": False, "mm_use_im_start_end": False, "mm_vision_select_feature": "patch",

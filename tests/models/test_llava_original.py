@@ -61,6 +61,24 @@ def test_conversion_gives_back_the_llava_hf_model(llava_hf, llava_original, tmp_
     _same_model(llava_hf, tmp_path / "converted")
 
 
+def test_pytorch_bin_shards_as_llava_v1_5_7b_ships_them(llava_hf, llava_original, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    src = tmp_path / "bin"
+    shutil.copytree(llava_original, src)
+    weights = load_file(str(src / "model.safetensors"))
+    (src / "model.safetensors").unlink()
+    keys = sorted(weights)
+    shards = {"pytorch_model-00001-of-00002.bin": keys[::2], "pytorch_model-00002-of-00002.bin": keys[1::2]}
+    for name, part in shards.items():
+        torch.save({k: weights[k] for k in part}, src / name)
+    (src / "pytorch_model.bin.index.json").write_text(json.dumps(
+        {"weight_map": {k: name for name, part in shards.items() for k in part}}))
+    convert(src, tmp_path / "converted")
+    _same_model(llava_hf, tmp_path / "converted")
+
+
 def test_a_vision_tower_in_a_side_folder(llava_hf, tmp_path):
     from matrix.models.llava_fixture import build
 
