@@ -125,3 +125,34 @@ def test_the_llava_family_converts_in_its_model_stage(llava_hf, llava_original, 
     stage_out = tmp_path / "stage"
     rec = ModelStage().run(params, {}, stage_out, SimpleNamespace())
     assert rec["model_dir"] == "model" and rec["template"] == "vicuna_v1"
+
+
+def test_a_spec_names_an_original_checkpoint_as_its_base_model(llava_original, tmp_path):
+    from tests.runner.sweeps import matrix
+
+    spec = tmp_path / "orig.yaml"
+    spec.write_text(f"""\
+name: orig
+output_dir: {tmp_path / 'run'}
+base_models:
+  llava15: {{family: llava, path: {llava_original}}}
+datasets:
+  shapes: {{source: synthetic, kind: ocrvqa, size: 4}}
+scales: [4]
+methods: [baseline, gt-dpo]
+benchmarks:
+  - {{id: pope, synthetic: 4}}
+tables:
+  - id: main
+    rows: [method]
+    groups: [{{id: all, metrics: [{{id: pope, benchmark: pope, metric: f1}}]}}]
+""")
+    matrix("validate", spec)  # the family's file check accepts the original layout
+    from matrix import api
+
+    stages = {s.label: s for s in api.plan(api.load(spec)).graph.ordered()}
+    model = stages["model llava15"]
+    assert model.params["format"] == "original" and model.params["path"] == str(llava_original)
+    # GT-DPO's training and the baseline's evaluation both start from that (converted) model stage.
+    assert stages["train gt-dpo/llava15/shapes-4"].deps["model"].key == model.key
+    assert stages["evaluate pope llava15 (base)"].deps["model"].key == model.key
