@@ -1,5 +1,7 @@
 import os
 
+import pytest
+
 # Offline, CPU-only, loopback-only defaults for every test process (and the Ray workers they start).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -12,9 +14,6 @@ os.environ.setdefault(
 
 
 # ---- the scaled-down real-architecture LLaVA-1.5 (matrix.models.llava_fixture), built once per session ----
-import pytest  # noqa: E402
-
-
 @pytest.fixture(scope="session")
 def llava_hf(tmp_path_factory):
     """The fixture in llava-hf layout (random weights, 336 px CLIP, LLaMA SentencePiece tokenizer)."""
