@@ -87,7 +87,7 @@ def scale_label(n: int) -> str:
 # ---- models, datasets, benchmarks ----------------------------------------------------------------
 class BaseModelSpec(Strict):
     family: str = Field(description="model family: tiny, llava")
-    path: Path | None = Field(None, description="local model directory (llava-hf layout)")
+    path: Path | None = Field(None, description="local model directory (llava-hf layout, or original LLaVA: converted once)")
     template: str | None = Field(None, description="conversation template; default from the family")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     recipe: dict[str, Any] = Field(default_factory=dict, description="tiny: overrides of the bootstrap recipe")

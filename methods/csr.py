@@ -64,14 +64,13 @@ def sentence_trees(handle, images: list, questions: list[str], search: dict, see
     trees = []
     for image, question in zip(images, questions):
         vision = {k: v.to(handle.model.device) for k, v in handle.vision_inputs([image]).items()}
-        prompt = handle.encode_prompt(question, image.size)
         nodes: list[dict] = [{"parent": None, "text": "", "score": 0.0, "final": False, "tokens": 0}]
         open_nodes = [0]
         for level in range(s["max_levels"]):
             new_open = []
             for parent in open_nodes:
                 prefix = _path_text(nodes, parent)
-                ids = prompt + (tok(" " + prefix, add_special_tokens=False)["input_ids"] if prefix else [])
+                ids = handle.encode_prompt(question, image.size, answer_start=prefix)
                 for text, score, n_new, ended in _continue(handle, ids, vision, s["branch"], s["step_tokens"], stop):
                     used = nodes[parent]["tokens"] + n_new
                     final = ended or used >= s["max_tokens"] or level == s["max_levels"] - 1 or not text

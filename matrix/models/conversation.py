@@ -88,15 +88,27 @@ def tokenize_conversation(
 ) -> tuple[list[int], list[int]]:
     """Token ids and labels for one conversation: labels are IGNORE_INDEX except on answer tokens.
 
-    Segments are tokenised one by one (no special tokens added) after a BOS, so the mask is exact by
-    construction and never suffers LLaVA's "tokenization mismatch" on multi-turn samples.
+    The conversation's text is tokenised whole, as the model reads it at generation time, and a token is
+    supervised when it starts inside an answer segment (" {answer}</s>"; offsets from the tokenizer).
+    Tokenising each segment on its own would not give the same tokens: LLaMA's SentencePiece tokenizer
+    prepends its dummy-prefix `▁` to every piece it is given, so " Yes</s>" alone is `▁ ▁Yes </s>` where
+    the whole text has `▁Yes </s>`; every answer would then be trained to start with a stray `▁`.
     """
+    segments = template.segments(conversations)
+    text = "".join(t for t, _ in segments)
+    spans, pos = [], 0
+    for t, supervised in segments:
+        if supervised:
+            spans.append((pos, pos + len(t)))
+        pos += len(t)
+    if not getattr(tokenizer, "is_fast", True):
+        raise TypeError(f"{type(tokenizer).__name__}: supervision needs token offsets (a fast tokenizer)")
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids: list[int] = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     labels: list[int] = [IGNORE_INDEX] * len(ids)
-    for text, supervised in template.segments(conversations):
-        piece = expand_image_tokens(
-            tokenizer(text, add_special_tokens=False)["input_ids"], image_token_id, num_image_tokens
-        )
-        ids += piece
-        labels += piece if supervised else [IGNORE_INDEX] * len(piece)
+    for token, (start, _end) in zip(enc["input_ids"], enc["offset_mapping"]):
+        supervised = any(a <= start < b for a, b in spans)
+        n = num_image_tokens if token == image_token_id else 1
+        ids += [token] * n
+        labels += [token] * n if supervised else [IGNORE_INDEX] * n
     return ids, labels

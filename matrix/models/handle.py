@@ -60,12 +60,15 @@ class ModelHandle:
     def pixel_values(self, images: list) -> "torch.Tensor":  # noqa: F821
         return self.vision_inputs(images)["pixel_values"]
 
-    def encode_prompt(self, question: str, image_size: tuple[int, int] | None = None) -> list[int]:
-        """Generation prompt ids; the image placeholder goes first unless the question places it."""
+    def encode_prompt(self, question: str, image_size: tuple[int, int] | None = None,
+                      answer_start: str = "") -> list[int]:
+        """Generation prompt ids; the image placeholder goes first unless the question places it.
+        `answer_start`: the beginning of the answer, tokenised with the prompt as one text (as training
+        tokenises a conversation; a separately tokenised " text" gets a stray `▁` from LLaMA's tokenizer)."""
         if IMAGE_PLACEHOLDER not in question:
             question = f"{IMAGE_PLACEHOLDER}\n{question}"
-        return tokenize_prompt(self.tokenizer, self.template.prompt(question), self.image_token_id,
-                               self.image_tokens(image_size))
+        text = self.template.prompt(question) + (f" {answer_start}" if answer_start else "")
+        return tokenize_prompt(self.tokenizer, text, self.image_token_id, self.image_tokens(image_size))
 
     def encode_conversation(self, conversations: list[dict], image_size: tuple[int, int] | None = None
                             ) -> tuple[list[int], list[int]]:

@@ -1,4 +1,7 @@
-"""LLaVA-1.5 checkpoints in the llava-hf layout, read from a local directory (never downloaded)."""
+"""LLaVA-1.5 checkpoints read from a local directory (never downloaded): the llava-hf layout as it is, or
+an original-LLaVA checkpoint (`LlavaLlamaForCausalLM` with `mm_projector`, as liuhaotian/llava-v1.5-7b and
+the released SeVa / SIMA / CSR weights are saved), converted once into the llava-hf layout by the
+`model` stage (`matrix.models.llava_original`), whose artifact later stages load."""
 from __future__ import annotations
 
 import hashlib
@@ -18,21 +21,41 @@ class LlavaFamily(ModelFamily):
         config = path / "config.json" if path else None
         # The config's content stands in for the weights' identity: hashing 14 GB per plan is too slow.
         fingerprint = hashlib.sha256(config.read_bytes()).hexdigest()[:16] if config and config.exists() else None
-        return {"path": str(path), "config_sha": fingerprint, "dtype": entry.dtype}
+        params = {"path": str(path), "config_sha": fingerprint, "dtype": entry.dtype}
+        if fingerprint is not None and self._original(path):
+            params["format"] = "original"  # absent for llava-hf folders: their stage keys stay as they were
+        return params
+
+    @staticmethod
+    def _original(path: Path) -> bool:
+        from matrix.models.llava_original import checkpoint_format
+
+        return checkpoint_format(path) == "original"
 
     def missing_files(self, entry) -> list[str]:
         if entry.path is None:
-            return ["'path' is required: a local llava-hf model directory (e.g. llava-1.5-7b-hf)"]
+            return ["'path' is required: a local llava-hf model directory (e.g. llava-1.5-7b-hf) or an "
+                    "original LLaVA checkpoint (e.g. llava-v1.5-7b)"]
         config = Path(entry.path).expanduser() / "config.json"
         if not config.exists():
-            return [f"{config} not found: put a llava-hf checkpoint (config.json, weights, processor) there"]
+            return [f"{config} not found: put a llava-hf or original LLaVA checkpoint (config.json, weights, "
+                    "tokenizer) there"]
         return []
 
     def materialise(self, params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         config = Path(params["path"]) / "config.json"
         if not config.exists():
-            raise FileNotFoundError(f"{config} not found: expected a llava-hf model directory")
+            raise FileNotFoundError(f"{config} not found: expected a llava-hf or original LLaVA model directory")
+        if params.get("format") == "original":
+            from matrix.models.handle import write_meta
+            from matrix.models.llava_original import convert
+
+            summary = convert(Path(params["path"]), out_dir / "model")
+            write_meta(out_dir / "model", self.id, params["template"], converted_from=params["path"])
+            return {"source": "converted", "path": params["path"], **summary}
         return {"source": "external", "path": params["path"]}
 
     def model_dir(self, params: dict[str, Any], artifact_dir: Path) -> Path:
+        if params.get("format") == "original":
+            return artifact_dir / "model"
         return Path(params["path"])
