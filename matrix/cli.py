@@ -91,18 +91,38 @@ def plan(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optiona
 def run(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional[str] = OnlyOpt,
         fail_fast: bool = typer.Option(False, "--fail-fast", help="stop scheduling new stages after a failure"),
         rerun: Optional[list[str]] = typer.Option(None, "--rerun", help="force re-execution: 'failed' or a stage kind"),
-        address: Optional[str] = typer.Option(None, "--address", help="join this Ray cluster instead of embedded Ray")):
-    """Run every stage not already done. Safe to kill at any moment and run again: finished stages are kept (Ctrl-C, SIGTERM and SIGHUP stop it cleanly: exit 130, 143, 129; twice stops at once). A stage whose worker dies is retried (resources.KIND.max_retries); one that raises is recorded failed and the rest go on."""
+        address: Optional[str] = typer.Option(None, "--address", help="join this Ray cluster instead of embedded Ray"),
+        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri",
+                                                   help="log the sweep to this MLflow tracking URI (default with a "
+                                                        "spec `tracking:` section: sqlite:///RUN_DIR/mlflow.db)")):
+    """Run every stage not already done. Safe to kill at any moment and run again: finished stages are kept (Ctrl-C, SIGTERM and SIGHUP stop it cleanly: exit 130, 143, 129; twice stops at once). A stage whose worker dies is retried (resources.KIND.max_retries); one that raises is recorded failed and the rest go on. With tracking on, stages are logged to MLflow as they finish (a tracker that is down is a warning)."""
     from matrix import api
+    from matrix.tracking import Tracker, tracking_uri as resolve_uri
     from runner.progress import SweepProgress
 
     loaded = api.load(spec, set_)
     progress = SweepProgress()
+    uri = resolve_uri(loaded, tracking_uri)
+    tracker = Tracker(loaded, uri, warn=lambda m: err.print(f"warning: {m}", markup=False, highlight=False)) \
+        if uri else None
+
+    def on_start(planned, store):
+        progress.start(planned, store)
+        if tracker:
+            tracker.start(planned, store)
+
+    def on_event(event, stage, detail):
+        progress.event(event, stage, detail)
+        if tracker:
+            tracker.event(event, stage, detail)
+
     try:
         summary = api.run(loaded, only=only, fail_fast=fail_fast, rerun=rerun, address=address,
-                          on_event=progress.event, on_start=progress.start)
+                          on_event=on_event, on_start=on_start)
     finally:
         progress.stop()
+    if tracker:
+        tracker.finish(summary, only)
     if not summary.ran and not summary.failed and not summary.adopted and not summary.interrupted and not summary.blocked:
         out.print(f"nothing to do: all {len(summary.cached)} stages are done ({loaded.run_dir})")
         return
