@@ -229,5 +229,23 @@ def plot(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run di
         out.print(f"wrote {p}", markup=False, highlight=False)
 
 
+@app.command()
+@user_errors
+def export(run_: Path = typer.Argument(..., metavar="RUN", help="run directory or spec"),
+           cell: str = typer.Argument(..., metavar="CELL",
+                                      help="the cell's label, e.g. gt-dpo/tiny/shapes-vqa-1000 (or its first "
+                                           "parts when they name one trained cell)"),
+           output: Path = typer.Argument(..., metavar="OUT", help="a new folder"),
+           adapter: bool = typer.Option(False, "--adapter",
+                                        help="write the PEFT LoRA adapter (plus non_lora_trainables.safetensors) "
+                                             "instead of the merged model"),
+           seed: Optional[int] = typer.Option(None, "--seed", help="which seed's cell, when the run has several")):
+    """Write a cell's trained model as a standalone llava-hf checkpoint (LoRA merged, projector included), which LlavaForConditionalGeneration.from_pretrained loads without matrix; --adapter: the PEFT adapter instead."""
+    from matrix.export import export as export_cell
+
+    path = export_cell(run_, cell, output, adapter=adapter, seed=seed)
+    out.print(f"wrote {path}", markup=False, highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

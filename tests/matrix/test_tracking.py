@@ -6,57 +6,20 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from tests.runner.sweeps import REPO, done_stages, matrix
+from tests.runner.sweeps import done_stages, matrix
 
 pytestmark = pytest.mark.slow
-
-SPEC = """\
-name: tracked
-output_dir: {out}
-base_models:
-  tiny: {{family: tiny, recipe: {{steps: 30, train_scenes: 200, eval_scenes: 10, phases: []}}}}
-datasets:
-  shapes: {{source: synthetic, kind: ocrvqa, size: 80, label: Shapes}}
-scales: [40]
-methods: [baseline, gt-dpo]
-benchmarks:
-  - {{id: pope, synthetic: 12}}
-  - {{id: mme, synthetic: 8}}
-generation: {{max_new_tokens: 8}}
-training: {{lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 128, bf16: false, lora: {{r: 4, alpha: 8}}}}
-ray: {{num_cpus: 2}}
-tracking: {{}}
-tables:
-  - id: main
-    rows: [dataset, scale, method]
-    groups:
-      - id: all
-        metrics:
-          - {{id: pope, benchmark: pope, metric: f1}}
-          - {{id: mme, benchmark: mme}}
-"""
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    """One tracked sweep (SQLite store under the run directory), run once for the module."""
-    root = tmp_path_factory.mktemp("tracking")
-    spec = root / "tracked.yaml"
-    spec.write_text(textwrap.dedent(SPEC.format(out=root / "run")))
-    proc = matrix("run", spec)
-    return spec, root / "run", proc
 
 
 def client(uri: str):
@@ -139,8 +102,8 @@ def counts(db: Path) -> dict[str, int]:
                 for t in ("runs", "metrics", "params", "tags", "experiments")}
 
 
-def test_sweep_is_logged_to_the_run_directory_sqlite_and_running_again_adds_nothing(sweep):
-    spec, run_dir, proc = sweep
+def test_sweep_is_logged_to_the_run_directory_sqlite_and_running_again_adds_nothing(tracked_sweep):
+    spec, run_dir, proc = tracked_sweep
     assert "warning" not in proc.stderr, proc.stderr
     db = run_dir / "mlflow.db"
     assert db.exists()
@@ -152,9 +115,9 @@ def test_sweep_is_logged_to_the_run_directory_sqlite_and_running_again_adds_noth
     check_logged(f"sqlite:///{db}", run_dir)
 
 
-def test_mlflow_server_gets_the_same_and_repeats_add_nothing(sweep, tmp_path):
+def test_mlflow_server_gets_the_same_and_repeats_add_nothing(tracked_sweep, tmp_path):
     """A sweep first logged elsewhere is caught up by a later `matrix run --tracking-uri` on a server."""
-    spec, run_dir, _ = sweep
+    spec, run_dir, _ = tracked_sweep
     port = free_port()
     backend = tmp_path / "server.db"
     server = subprocess.Popen(
@@ -190,9 +153,9 @@ def test_mlflow_server_gets_the_same_and_repeats_add_nothing(sweep, tmp_path):
             server.wait()
 
 
-def test_tracker_down_is_a_warning_and_the_sweep_goes_on(sweep, tmp_path):
+def test_tracker_down_is_a_warning_and_the_sweep_goes_on(tracked_sweep, tmp_path):
     """Stages run while the tracker is unreachable: one warning, exit 0, every stage recorded."""
-    spec, run_dir, _ = sweep
+    spec, run_dir, _ = tracked_sweep
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
     (copy / "mlflow.db").unlink()

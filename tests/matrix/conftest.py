@@ -1,0 +1,42 @@
+"""The small tracked sweep that the tracking and export tests share (run once per session: minutes on CPU)."""
+import textwrap
+
+import pytest
+from tests.runner.sweeps import matrix
+
+SPEC = """\
+name: tracked
+output_dir: {out}
+base_models:
+  tiny: {{family: tiny, recipe: {{steps: 30, train_scenes: 200, eval_scenes: 10, phases: []}}}}
+datasets:
+  shapes: {{source: synthetic, kind: ocrvqa, size: 80, label: Shapes}}
+scales: [40]
+methods: [baseline, gt-dpo]
+benchmarks:
+  - {{id: pope, synthetic: 12}}
+  - {{id: mme, synthetic: 8}}
+generation: {{max_new_tokens: 8}}
+training: {{lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 128, bf16: false, lora: {{r: 4, alpha: 8}}}}
+ray: {{num_cpus: 2}}
+tracking: {{}}
+tables:
+  - id: main
+    rows: [dataset, scale, method]
+    groups:
+      - id: all
+        metrics:
+          - {{id: pope, benchmark: pope, metric: f1}}
+          - {{id: mme, benchmark: mme}}
+"""
+
+
+@pytest.fixture(scope="session")
+def tracked_sweep(tmp_path_factory):
+    """(spec path, run directory, the CLI's CompletedProcess) of one finished sweep logged to the run
+    directory's MLflow SQLite store: a baseline cell and a gt-dpo cell, POPE and MME."""
+    root = tmp_path_factory.mktemp("tracked")
+    spec = root / "tracked.yaml"
+    spec.write_text(textwrap.dedent(SPEC.format(out=root / "run")))
+    proc = matrix("run", spec)
+    return spec, root / "run", proc
