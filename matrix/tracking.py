@@ -180,8 +180,11 @@ class Tracker:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         for name in ("alembic", "mlflow"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        from mlflow.tracking import MlflowClient
-
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError:
+            raise RuntimeError("the mlflow package is not installed (pip install 'matrix-runner[tracking]', "
+                               "or mlflow)") from None
         return MlflowClient(tracking_uri=self.uri)
 
     def _experiment(self) -> str:

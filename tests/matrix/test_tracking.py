@@ -13,9 +13,6 @@ from pathlib import Path
 import pytest
 from tests.runner.sweeps import done_stages, matrix
 
-pytestmark = pytest.mark.slow
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -102,6 +99,7 @@ def counts(db: Path) -> dict[str, int]:
                 for t in ("runs", "metrics", "params", "tags", "experiments")}
 
 
+@pytest.mark.slow
 def test_sweep_is_logged_to_the_run_directory_sqlite_and_running_again_adds_nothing(tracked_sweep):
     spec, run_dir, proc = tracked_sweep
     assert "warning" not in proc.stderr, proc.stderr
@@ -115,6 +113,7 @@ def test_sweep_is_logged_to_the_run_directory_sqlite_and_running_again_adds_noth
     check_logged(f"sqlite:///{db}", run_dir)
 
 
+@pytest.mark.slow
 def test_mlflow_server_gets_the_same_and_repeats_add_nothing(tracked_sweep, tmp_path):
     """A sweep first logged elsewhere is caught up by a later `matrix run --tracking-uri` on a server."""
     spec, run_dir, _ = tracked_sweep
@@ -153,6 +152,7 @@ def test_mlflow_server_gets_the_same_and_repeats_add_nothing(tracked_sweep, tmp_
             server.wait()
 
 
+@pytest.mark.slow
 def test_tracker_down_is_a_warning_and_the_sweep_goes_on(tracked_sweep, tmp_path):
     """Stages run while the tracker is unreachable: one warning, exit 0, every stage recorded."""
     spec, run_dir, _ = tracked_sweep
@@ -167,3 +167,59 @@ def test_tracker_down_is_a_warning_and_the_sweep_goes_on(tracked_sweep, tmp_path
     assert dead in proc.stderr
     assert len(done_stages(copy)) == len(done_stages(run_dir))
     assert not (copy / "mlflow.db").exists()
+
+
+SMALL = """\
+name: t
+output_dir: {out}
+base_models:
+  tiny: {{family: tiny}}
+methods: [baseline]
+benchmarks:
+  - {{id: pope, synthetic: 5}}
+"""
+
+
+def test_tracking_is_off_unless_asked_and_defaults_to_the_run_directory(tmp_path):
+    from matrix.specfile import load_spec
+    from matrix.tracking import tracking_uri
+
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(SMALL.format(out=tmp_path / "run"))
+    assert tracking_uri(load_spec(plain)) is None
+    assert tracking_uri(load_spec(plain), "http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    tracked = tmp_path / "tracked.yaml"
+    tracked.write_text(SMALL.format(out=tmp_path / "run") + "tracking: {}\n")
+    assert tracking_uri(load_spec(tracked)) == f"sqlite:///{tmp_path / 'run' / 'mlflow.db'}"
+    tracked.write_text(SMALL.format(out=tmp_path / "run") + "tracking: {uri: 'http://h:5000', experiment: x}\n")
+    assert tracking_uri(load_spec(tracked)) == "http://h:5000"
+
+
+def test_an_unknown_tracking_key_names_file_line_and_key(tmp_path):
+    from matrix.errors import SpecError
+    from matrix.specfile import load_spec
+
+    p = tmp_path / "bad.yaml"
+    p.write_text(SMALL.format(out=tmp_path / "run") + "tracking:\n  url: http://h:5000\n")
+    with pytest.raises(SpecError) as e:
+        load_spec(p)
+    (prob,) = e.value.problems
+    assert (prob.file, prob.line, prob.key) == (str(p), 9, "tracking.url") and "unknown key" in prob.message
+
+
+def test_cell_params_are_the_effective_settings():
+    """The method's paper defaults under the spec's training section, as the train stage gets them."""
+    from matrix.grid import expand
+    from matrix.spec import training_params
+    from matrix.specfile import load_spec
+    from matrix.tracking import cell_params
+
+    spec = load_spec(Path(__file__).resolve().parents[2] / "specs" / "quickstart.yaml")
+    cell = next(c for c in expand(spec) if c.method == "gt-dpo")
+    params = cell_params(spec, cell)
+    hp = training_params(spec, "gt-dpo")
+    assert params["training.lr"] == str(hp["lr"]) == "0.001"  # the spec's lr over the paper's
+    assert params["training.beta"] == str(hp["beta"])  # a paper default the spec leaves alone
+    assert params["training.lora.r"] == "8" and params["method"] == "gt-dpo" and params["scale"] == "1000"
+    assert params["benchmark.pope.synthetic"] == "100"
+
