@@ -78,8 +78,6 @@ def cell_evaluation(run_dir: Path, bench_id: str):
         plugin = BENCHMARKS.get(stage.params["benchmark"])()
         samples = plugin.load(root, limit=stage.params.get("limit"))
         theirs = answers(store, stage)
-        baseline = answers(store, next(c for c in api.plan(spec).graph.cells if c.train is None).evaluate[bench_id])
-        assert baseline != theirs  # the trained weights change the answers: an export without them would not pass
         model = cs.train.deps["model"]
         handle = load(store.artifact_dir(model.key, model.kind) / records[model.key].result["model_dir"],
                       template=records[model.key].result["template"])

@@ -1,7 +1,9 @@
 """MLflow tracking of a sweep: an embedded SQLite store and an `mlflow server` on 127.0.0.1, queried with the
 MLflow client; a repeated run adds nothing; a tracker that is down is a warning and the sweep goes on."""
 import json
+import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -122,7 +124,8 @@ def test_mlflow_server_gets_the_same_and_repeats_add_nothing(tracked_sweep, tmp_
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{backend}", "--artifacts-destination", str(tmp_path / "artifacts")],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"))
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"),
+        start_new_session=True)  # its own process group: the server's worker processes end with it
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 180
@@ -144,11 +147,11 @@ def test_mlflow_server_gets_the_same_and_repeats_add_nothing(tracked_sweep, tmp_
         assert counts(backend) == before
         assert (tmp_path / "artifacts").is_dir()  # artifacts went through the server
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         try:
-            server.wait(timeout=30)
+            server.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
             server.wait()
 
 
