@@ -268,7 +268,9 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
             if conn is not None:
                 lock.note(ray_pids=conn.pids)
                 try:
-                    runtime = spec.runtime()
+                    from runner.shared import write_token
+
+                    runtime = {**spec.runtime(), "run_token": write_token(run_dir)}  # stages check they see it
                     executor = Executor(store, planned.graph, spec.resources, node_capacities(), fail_fast, on_event,
                                         runtime)
                     if on_start:

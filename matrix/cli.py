@@ -95,18 +95,38 @@ def plan(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optiona
 def run(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional[str] = OnlyOpt,
         fail_fast: bool = typer.Option(False, "--fail-fast", help="stop scheduling new stages after a failure"),
         rerun: Optional[list[str]] = typer.Option(None, "--rerun", help="force re-execution: 'failed' or a stage kind"),
-        address: Optional[str] = typer.Option(None, "--address", help="join this Ray cluster instead of embedded Ray")):
-    """Run every stage not already done. Safe to kill at any moment and run again: finished stages are kept (Ctrl-C, SIGTERM and SIGHUP stop it cleanly: exit 130, 143, 129; twice stops at once). A stage whose worker dies is retried (resources.KIND.max_retries); one that raises, or runs past its time limit (resources.KIND.timeout), is recorded failed and the rest go on."""
+        address: Optional[str] = typer.Option(None, "--address", help="join this Ray cluster instead of embedded Ray"),
+        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri",
+                                                   help="log the sweep to this MLflow tracking URI (default with a "
+                                                        "spec `tracking:` section: sqlite:///RUN_DIR/mlflow.db)")):
+    """Run every stage not already done. Safe to kill at any moment and run again: finished stages are kept (Ctrl-C, SIGTERM and SIGHUP stop it cleanly: exit 130, 143, 129; twice stops at once). A stage whose worker dies is retried (resources.KIND.max_retries); one that raises, or runs past its time limit (resources.KIND.timeout), is recorded failed and the rest go on. With tracking on, stages are logged to MLflow as they finish (a tracker that is down is a warning)."""
     from matrix import api
+    from matrix.tracking import Tracker, tracking_uri as resolve_uri
     from runner.progress import SweepProgress
 
     loaded = api.load(spec, set_)
     progress = SweepProgress()
+    uri = resolve_uri(loaded, tracking_uri)
+    tracker = Tracker(loaded, uri, warn=lambda m: err.print(f"warning: {m}", markup=False, highlight=False)) \
+        if uri else None
+
+    def on_start(planned, store):
+        progress.start(planned, store)
+        if tracker:
+            tracker.start(planned, store)
+
+    def on_event(event, stage, detail):
+        progress.event(event, stage, detail)
+        if tracker:
+            tracker.event(event, stage, detail)
+
     try:
         summary = api.run(loaded, only=only, fail_fast=fail_fast, rerun=rerun, address=address,
-                          on_event=progress.event, on_start=progress.start, on_note=progress.note)
+                          on_event=on_event, on_start=on_start, on_note=progress.note)
     finally:
         progress.stop()
+    if tracker:
+        tracker.finish(summary, only)
     if not summary.ran and not summary.failed and not summary.adopted and not summary.interrupted and not summary.blocked:
         out.print(f"nothing to do: all {len(summary.cached)} stages are done ({loaded.run_dir})")
         return
@@ -295,6 +315,24 @@ def plot(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run di
     paths = plot_run(spec, store, kind, output, table)
     for p in paths:
         out.print(f"wrote {p}", markup=False, highlight=False)
+
+
+@app.command()
+@user_errors
+def export(run_: Path = typer.Argument(..., metavar="RUN", help="run directory or spec"),
+           cell: str = typer.Argument(..., metavar="CELL",
+                                      help="the cell's label, e.g. gt-dpo/tiny/shapes-vqa-1000 (or its first "
+                                           "parts when they name one trained cell)"),
+           output: Path = typer.Argument(..., metavar="OUT", help="a new folder"),
+           adapter: bool = typer.Option(False, "--adapter",
+                                        help="write the PEFT LoRA adapter (plus non_lora_trainables.safetensors) "
+                                             "instead of the merged model"),
+           seed: Optional[int] = typer.Option(None, "--seed", help="which seed's cell, when the run has several")):
+    """Write a cell's trained model as a standalone llava-hf checkpoint (LoRA merged, projector included), which LlavaForConditionalGeneration.from_pretrained loads without matrix; --adapter: the PEFT adapter instead."""
+    from matrix.export import export as export_cell
+
+    path = export_cell(run_, cell, output, adapter=adapter, seed=seed)
+    out.print(f"wrote {path}", markup=False, highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

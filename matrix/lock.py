@@ -2,9 +2,21 @@
 
 `fcntl.flock` is released by the kernel when the holding process exits for any reason (kill -9
 included), so a stale lock is never a problem to take over; the JSON beside it says who held it.
+
+Hand-written rather than `filelock.FileLock` (which also uses flock, so takes over stale locks the same
+way): the lock file's content is part of the protocol. The holder writes who it is and the Ray processes
+it started through the descriptor that holds the lock, a contender reads it to name the holder, and the
+next driver reads what its dead predecessor left (to end orphaned Ray workers) before writing its own;
+filelock offers no public handle on the descriptor it holds.
+
+Shared filesystems: on a filesystem that does not implement locks (an NFS mount with `nolock` refuses
+them on some kernels, some FUSE filesystems) flock fails with ENOLCK / EOPNOTSUPP / ENOSYS: that is a clear
+error here, never a run without a lock. What was checked, and what an NFS mount needs, is in
+docs/CLUSTER.md.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -13,6 +25,8 @@ import time
 from pathlib import Path
 
 from matrix.errors import UserError
+
+NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}  # flock(2): the filesystem has no locks
 
 
 class RunLock:
@@ -31,6 +45,15 @@ class RunLock:
             os.close(fd)
             who = f"pid {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
             raise UserError(f"{self.path.parent}: another `matrix run` ({who}) is driving this run directory") from None
+        except OSError as e:
+            os.close(fd)
+            if e.errno in NO_LOCKS:
+                raise UserError(
+                    f"{self.path}: the filesystem of the run directory does not support file locks "
+                    f"(flock: {os.strerror(e.errno)}), so two drivers could write one run at once. Put the run "
+                    f"directory on a filesystem with locks (NFSv4, or NFSv3 mounted without 'nolock' with lockd "
+                    f"running; see docs/CLUSTER.md)") from None
+            raise
         self.previous = _read(fd) or None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode(), 0)

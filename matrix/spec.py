@@ -358,6 +358,15 @@ class JudgeSpec(Strict):
         return self.model if self.provider == "openai" else f"{self.provider}:{self.model}"
 
 
+class TrackingSpec(Strict):
+    """Experiment tracking (MLflow), logged by the driver as stages are recorded (`matrix.tracking`)."""
+
+    uri: str | None = Field(None, description="MLflow tracking URI (http://host:5000, sqlite:///file.db); "
+                                              "default: sqlite:///<run dir>/mlflow.db")
+    experiment: str | None = Field(None, description="MLflow experiment name; default: the spec's name")
+    artifacts: bool = Field(True, description="log the rendered tables and plots with the sweep's run")
+
+
 BenchmarkSpec.model_rebuild()
 
 
@@ -379,6 +388,7 @@ class Spec(Strict):
     ray: RaySpec = Field(default_factory=RaySpec)
     judge: JudgeSpec | None = None
     tables: list[TableSpec] = Field(default_factory=list)
+    tracking: TrackingSpec | None = Field(None, description="log the sweep to MLflow; absent: no tracking")
 
     @field_validator("name")
     @classmethod

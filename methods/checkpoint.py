@@ -79,3 +79,27 @@ def load_trained(
         model = PeftModel.from_pretrained(model, ckpt_dir / ADAPTER_DIR, is_trainable=False).merge_and_unload()
     handle.model = model.to(device).eval()
     return handle
+
+
+def save_model_dir(handle: ModelHandle, src_dir: Path, out_dir: Path, dtype: str | None = None) -> None:
+    """Write a loaded (merged) model as a llava-hf model directory: weights and config, the tokenizer,
+    processor and generation settings of the model directory it was loaded from, and matrix's family /
+    template note (`matrix_model.json`, ignored by transformers). `dtype`: cast the weights first."""
+    import shutil
+
+    from matrix.models.handle import read_meta, write_meta
+
+    model = handle.model
+    if dtype is not None:
+        import torch
+
+        model = model.to(getattr(torch, dtype))
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    for item in Path(src_dir).iterdir():  # tokenizer, processor and generation settings of the input model
+        if item.is_file() and not item.name.startswith("model") and item.name != "config.json":
+            shutil.copy2(item, out_dir / item.name)
+    meta = read_meta(src_dir)
+    write_meta(out_dir, meta.get("family", "llava"), handle.template.name,
+               **{k: v for k, v in meta.items() if k not in ("family", "template")})
+

@@ -95,7 +95,11 @@ def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[st
     import contextlib
 
     from runner.deadline import StageTimeout, deadline, timeout_message, timeout_note
+    from runner.shared import run_dir_problem
 
+    problem = run_dir_problem(run_dir, (runtime or {}).get("run_token"))
+    if problem:  # before anything is written: on a node without the shared run directory, fail at once
+        raise StageError(problem)
     threads = max(1, int(num_cpus))
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:

@@ -9,7 +9,6 @@ stage like everything else.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from runner.kinds.model import model_dir
@@ -22,18 +21,11 @@ class MergeStage(StageKind):
     FRESH_PROCESS = True  # a whole model in memory: give it back when done
 
     def run(self, params, inputs, out: Path, ctx):
-        from matrix.models.handle import read_meta, write_meta
-        from methods.checkpoint import load_trained
+        from methods.checkpoint import load_trained, save_model_dir
 
         src = model_dir(inputs["model"])
         template = inputs["model"].result["template"]
         handle = load_trained(src, inputs["checkpoint"].dir, template=template)
-        handle.model.save_pretrained(out, safe_serialization=True)
-        for item in src.iterdir():  # tokenizer, processor and generation settings of the input model
-            if item.is_file() and not item.name.startswith("model") and item.name != "config.json":
-                shutil.copy2(item, out / item.name)
-        meta = read_meta(src)
-        write_meta(out, meta.get("family", "llava"), template,
-                   **{k: v for k, v in meta.items() if k not in ("family", "template")})
+        save_model_dir(handle, src, out)
         return {"model_dir": ".", "template": template,
                 "parameters": sum(p.numel() for p in handle.model.parameters())}
