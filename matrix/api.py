@@ -179,9 +179,7 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
             conn = connect(address or spec.ray.address, spec.ray.num_cpus, spec.ray.num_gpus)
             lock.note(ray_pids=conn.pids)
             try:
-                runtime = spec.runtime()
-                executor = Executor(store, planned.graph, spec.resources, node_capacities(), fail_fast, on_event,
-                                    runtime)
+                executor = Executor(store, planned.graph, spec.resources, node_capacities(), fail_fast, on_event)
                 if on_start:
                     on_start(planned, store)
                 summary = executor.run()

@@ -57,15 +57,17 @@ def load_trained(
     *,
     dtype: str = "float32",
     device: str = "cpu",
+    family: str | None = None,
 ) -> ModelHandle:
-    """The base model with the checkpoint's trained weights loaded and its LoRA adapter merged."""
+    """The base model (on `device`, in `dtype`) with the checkpoint's trained weights loaded and its
+    LoRA adapter merged."""
     from safetensors.torch import load_file
 
     ckpt_dir = Path(ckpt_dir)
     weights = ckpt_dir / NON_LORA_FILE
     if not weights.exists():
         raise FileNotFoundError(f"{weights}: missing; expected a checkpoint written by methods.trainer.train")
-    handle = load(Path(base_model_dir), template=template, dtype=dtype)
+    handle = load(Path(base_model_dir), template=template, dtype=dtype, device=device, family=family)
     model = handle.model
     state = load_file(str(weights))
     unknown = sorted(set(state) - set(model.state_dict()))

@@ -63,9 +63,9 @@ def _peak_memory_mb() -> float:
 
 
 def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[str, tuple[str, dict]],
-                  final_dir: str, tmp_root: str, run_dir: str, num_cpus: float, num_gpus: float,
-                  runtime: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Body of the Ray task: compute into a private temporary folder, then rename it into place."""
+                  final_dir: str, tmp_root: str, run_dir: str, num_cpus: float, num_gpus: float) -> dict[str, Any]:
+    """Body of the Ray task: compute into a private temporary folder, then rename it into place. `params`
+    are the stage's, run-time settings included (its kind's Params; `StageKind.execute` types them)."""
     import contextlib
 
     threads = max(1, int(num_cpus))
@@ -79,12 +79,12 @@ def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[st
     final = Path(final_dir)
     tmp = Path(tmp_root) / f"{key[:16]}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
-    ctx = StageContext(Path(run_dir), num_cpus, num_gpus, key, label, runtime or {})
+    ctx = StageContext(Path(run_dir), num_cpus, num_gpus, key, label)
     start = time.time()
     with open(tmp / "stage.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
-            result = KINDS.get(kind)().run(params, {n: StageInput(Path(d), r) for n, (d, r) in inputs.items()},
-                                           tmp, ctx)
+            result = KINDS.get(kind)().execute(params, {n: StageInput(Path(d), r) for n, (d, r) in inputs.items()},
+                                               tmp, ctx)
         except Exception:  # noqa: BLE001 - re-raised with the traceback as text (picklable, recordable)
             text = traceback.format_exc()
             log.write(text)
@@ -121,15 +121,13 @@ def describe_nodes(nodes: list[dict[str, float]]) -> str:
 
 class Executor:
     def __init__(self, store: Store, graph: StageGraph, resources: ResourcesSpec, nodes: list[dict[str, float]],
-                 fail_fast: bool = False, on_event: Callable[[str, Stage, str], None] | None = None,
-                 runtime: dict[str, Any] | None = None):
+                 fail_fast: bool = False, on_event: Callable[[str, Stage, str], None] | None = None):
         self.store = store
         self.graph = graph
         self.resources = resources
         self.nodes = nodes
         self.fail_fast = fail_fast
         self.on_event = on_event or (lambda event, stage, detail: None)
-        self.runtime = runtime or {}
 
     def _request(self, stage: Stage) -> ResourceSpec:
         if "resources" in stage.params:  # diagnostic stages (kind `sleep`) carry their own request
@@ -197,8 +195,7 @@ class Executor:
             fn = remote_fresh if KINDS.get(stage.kind).FRESH_PROCESS else remote
             return fn.options(**options).remote(
                 stage.kind, stage.key, stage.label, stage.params, self._inputs(stage, records),
-                str(self._final_dir(stage)), str(self.store.tmp), str(self.store.run_dir), req.cpus, req.gpus,
-                self.runtime)
+                str(self._final_dir(stage)), str(self.store.tmp), str(self.store.run_dir), req.cpus, req.gpus)
 
         try:
             while pending or running or retry_at:

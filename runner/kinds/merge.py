@@ -13,27 +13,33 @@ import shutil
 from pathlib import Path
 
 from runner.kinds.model import model_dir
-from runner.stage import KINDS, StageKind
+from runner.placement import describe
+from runner.stage import KINDS, Dtype, StageContext, StageKind, StageParams
 
 
 @KINDS.register("merge")
 class MergeStage(StageKind):
     VERSION = 1
     FRESH_PROCESS = True  # a whole model in memory: give it back when done
+    LOADS_MODEL = True
+    SKIP_KEY_FIELDS = frozenset({"dtype"})
 
-    def run(self, params, inputs, out: Path, ctx):
+    class Params(StageParams):
+        dtype: Dtype = "float32"  # the merge runs, and the merged model is saved, in this dtype
+
+    def run(self, params: Params, inputs, out: Path, ctx: StageContext):
         from matrix.models.handle import read_meta, write_meta
         from methods.checkpoint import load_trained
 
         src = model_dir(inputs["model"])
         template = inputs["model"].result["template"]
-        handle = load_trained(src, inputs["checkpoint"].dir, template=template)
+        handle = load_trained(src, inputs["checkpoint"].dir, template=template, dtype=params.dtype, device=ctx.device,
+                              family=inputs["model"].result.get("family"))
         handle.model.save_pretrained(out, safe_serialization=True)
         for item in src.iterdir():  # tokenizer, processor and generation settings of the input model
             if item.is_file() and not item.name.startswith("model") and item.name != "config.json":
                 shutil.copy2(item, out / item.name)
         meta = read_meta(src)
-        write_meta(out, meta.get("family", "llava"), template,
-                   **{k: v for k, v in meta.items() if k not in ("family", "template")})
-        return {"model_dir": ".", "template": template,
-                "parameters": sum(p.numel() for p in handle.model.parameters())}
+        write_meta(out, handle.family.id, template, **{k: v for k, v in meta.items() if k not in ("family", "template")})
+        return {"model_dir": ".", "template": template, "family": handle.family.id,
+                "parameters": sum(p.numel() for p in handle.model.parameters()), "runtime": describe(handle.model, None)}

@@ -11,25 +11,35 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
-from runner.stage import KINDS, StageKind
+from pydantic import ConfigDict
+
+from runner.stage import KINDS, StageKind, StageParams
 
 
 @KINDS.register("sleep")
 class SleepStage(StageKind):
     VERSION = 1
 
-    def run(self, params, inputs, out: Path, ctx):
+    class Params(StageParams):
+        model_config = ConfigDict(extra="allow")  # tests and the benchmark script tag their stages freely
+        seconds: float = 0
+        fail: str | None = None
+        die_once: str | None = None
+        resources: dict[str, Any] | None = None  # read by the executor
+
+    def run(self, params: Params, inputs, out: Path, ctx):
         import ray
 
-        marker = params.get("die_once")
+        marker = params.die_once
         if marker and not Path(marker).exists():
             Path(marker).write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
-        if params.get("fail"):
-            raise RuntimeError(params["fail"])
+        if params.fail:
+            raise RuntimeError(params.fail)
         started = time.time()
-        time.sleep(float(params.get("seconds", 0)))
+        time.sleep(params.seconds)
         context = ray.get_runtime_context()
         return {"node_id": context.get_node_id(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
                 "pid": os.getpid(), "slept_s": time.time() - started,

@@ -76,7 +76,7 @@ def test_a_copied_checkpoint_evaluates_like_the_original(tiny_world, tmp_path, h
     train(tiny_world.base, examples, tiny_world.image_root, "sft", hp(epochs=1), trained)
     ctx = StageContext(tmp_path, 1, 0, "k", "t", {})
     (tmp_path / "copy").mkdir()
-    result = CheckpointStage().run({"path": str(trained)}, {}, tmp_path / "copy", ctx)
+    result = CheckpointStage().execute({"path": str(trained)}, {}, tmp_path / "copy", ctx)
     assert result["adapter"] and (tmp_path / "copy" / "non_lora_trainables.safetensors").exists()
 
     from benchmarks.base import BENCHMARKS
@@ -99,4 +99,4 @@ def test_a_folder_that_is_no_checkpoint_is_refused(tmp_path):
     (tmp_path / "src" / "notes.json").write_text(json.dumps({}))
     (tmp_path / "out").mkdir()
     with pytest.raises(FileNotFoundError, match="non_lora_trainables.safetensors"):
-        CheckpointStage().run({"path": str(tmp_path / "src")}, {}, tmp_path / "out", StageContext(tmp_path, 1, 0, "k", "t", {}))
+        CheckpointStage().execute({"path": str(tmp_path / "src")}, {}, tmp_path / "out", StageContext(tmp_path, 1, 0, "k", "t", {}))
