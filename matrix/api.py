@@ -38,7 +38,9 @@ class Planned:
             status = rec.status if rec else "to run"
             status = {"done": "cached", "running": "to run"}.get(status, status)
             why = rec.error_line if rec and rec.status == "failed" else ("" if rec else "not computed yet")
-            rows.append({"kind": stage.kind, "label": stage.label, "key": stage.short, "status": status, "why": why})
+            runtime = (rec.result or {}).get("runtime") if rec and rec.status == "done" else None
+            rows.append({"kind": stage.kind, "label": stage.label, "key": stage.short, "status": status, "why": why,
+                         "runtime": runtime, "wall_s": rec.wall_s if rec else None})
         return rows
 
 

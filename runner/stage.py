@@ -62,6 +62,11 @@ class Stage:
     def short(self) -> str:
         return self.key[:12]
 
+    @property
+    def loads_model(self) -> bool:
+        """Whether the stage loads a model (and so is placed, and records `runtime`)."""
+        return KINDS.get(self.kind).LOADS_MODEL and "model" in self.deps
+
 
 @dataclass
 class StageInput:
@@ -92,7 +97,8 @@ class StageKind:
     Params: ClassVar[Any] = StageParams
     #: Parameters left out of the key: how the stage runs, not what it computes.
     SKIP_KEY_FIELDS: ClassVar[frozenset[str]] = frozenset()
-    #: The stage loads a model onto a device: a GPU it holds must be usable (`runner.placement`).
+    #: Stages of this kind with a `model` input load it onto a device: a GPU they hold must be usable
+    #: (`runner.placement`), and their result records `runtime` (device, dtype, batch size).
     LOADS_MODEL: ClassVar[bool] = False
 
     @classmethod
@@ -111,7 +117,7 @@ class StageKind:
                 ctx: StageContext) -> dict[str, Any]:
         """Check and type `params`, place the stage (a GPU it holds must work), then `run`."""
         typed = self.parse(params)
-        if self.LOADS_MODEL:
+        if self.LOADS_MODEL and "model" in inputs:
             from runner.placement import device_for
 
             ctx.device = device_for(ctx)

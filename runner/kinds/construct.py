@@ -20,7 +20,7 @@ from runner.stage import KINDS, Dtype, StageContext, StageKind, StageParams
 @KINDS.register("construct")
 class ConstructStage(StageKind):
     VERSION = 1
-    LOADS_MODEL = True  # when the method needs the model (SIMA); otherwise nothing is placed
+    LOADS_MODEL = True  # with a model input (SIMA's critic); otherwise nothing is placed
     SKIP_KEY_FIELDS = frozenset({"dtype", "batch_size", "judge_settings"})
 
     class Params(StageParams):

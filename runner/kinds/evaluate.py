@@ -23,7 +23,7 @@ from runner.stage import KINDS, Dtype, StageContext, StageKind, StageParams
 @KINDS.register("evaluate")
 class EvaluateStage(StageKind):
     VERSION = 1
-    LOADS_MODEL = True  # answer stages; the stage of all shards loads none (and holds no GPU)
+    LOADS_MODEL = True  # answer stages; the stage of all shards has no model input, loads none, holds no GPU
     SKIP_KEY_FIELDS = frozenset({"batch_size", "dtype", "judge_settings"})
 
     class Params(StageParams):

@@ -89,7 +89,7 @@ def test_a_copied_checkpoint_evaluates_like_the_original(tiny_world, tmp_path, h
     for name, ckpt in (("original", trained), ("copy", tmp_path / "copy")):
         out = tmp_path / f"eval-{name}"
         out.mkdir()
-        EvaluateStage().run(params, {**inputs, "checkpoint": StageInput(ckpt, {})}, out, ctx)
+        EvaluateStage().execute(params, {**inputs, "checkpoint": StageInput(ckpt, {})}, out, ctx)
         scores[name] = (out / "answers.jsonl").read_text()
     assert scores["copy"] == scores["original"]
 
