@@ -322,8 +322,10 @@ def _train(
             engine, module, dtype = None, model, getattr(torch, weights_dtype)
             # fp32 trained tensors, bf16 matmuls: mixed precision without a master-weight copy
             autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+        # As applied: HF sets `gradient_checkpointing` on the modules it recomputes.
+        checkpointing = any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
         runtime = describe(model, hp["micro_batch_size"], compute_dtype="bfloat16" if bf16 else "float32",
-                           gradient_checkpointing=gradient_checkpointing)
+                           gradient_checkpointing=checkpointing)
         loop = _Loop(
             objective, hp, encoded, module, engine, model, optimizer, scheduler,
             BatchMaker(handle, image_root, hp["max_length"], device, dtype), autocast,
