@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llava", type=Path, default=None, help="a llava-hf model directory as the base model")
     parser.add_argument("--questions", type=int, default=32, help="questions of the batched vs one-by-one timing")
     args = parser.parse_args(argv)
-    args.cpus = args.cpus or __import__("os").cpu_count()
+    args.cpus = args.cpus or os.cpu_count()
 
     import torch
 
@@ -151,9 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = next(s for s in planned.graph.stages.values() if s.kind == "data" and s.params.get("id") == "pope")
     if records.get(model.key) and records.get(bench.key):
         from runner.kinds.model import model_dir
+        from runner.stage import StageInput
 
         mrec = records[model.key]
-        mdir = model_dir(type("Input", (), {"dir": store.artifact_dir(model.key, "model"), "result": mrec.result}))
+        mdir = model_dir(StageInput(store.artifact_dir(model.key, "model"), mrec.result))
         timing = one_by_one(mdir, mrec.result["template"], mrec.result.get("family"),
                             store.artifact_dir(bench.key, "data") / records[bench.key].result["root"],
                             "cuda:0" if gpus else "cpu", args.dtype, args.batch_size, args.questions)

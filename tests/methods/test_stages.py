@@ -33,6 +33,7 @@ def test_augmented_generation_differs_from_greedy_under_heavy_noise(tiny_world, 
         out.mkdir()
         result = GenerateStage().execute({"mode": mode, "max_new_tokens": 6, **extra}, inputs, out, _ctx(tmp_path))
         assert result["items"] == 8
+        assert result["runtime"] == {"device": "cpu", "dtype": "float32", "batch_size": 16}  # the defaults
         outs[mode] = json.loads((out / "responses.json").read_text())
     assert set(outs["greedy"]) == set(outs["augmented"])
     # ᾱ_999 ≈ 0.08: the image is mostly noise, so some answers of a random model change
@@ -104,12 +105,13 @@ def test_sharded_evaluation_scores_exactly_like_one_stage(tiny_world, tmp_path):
         out.mkdir()
         res = EvaluateStage().execute({**params, "shard": [i, 3]}, inputs, out, _ctx(tmp_path))
         assert "metrics" not in res  # a shard answers; it does not score
+        assert res["runtime"] == {"device": "cpu", "dtype": "float32", "batch_size": 16}
         shards[f"shard{i}"] = StageInput(out, res)
     assert sum(s.result["questions"] for s in shards.values()) == whole["questions"]
     (tmp_path / "merged").mkdir()
     merged = EvaluateStage().execute({**params, "shards": 3}, {"bench": inputs["bench"], **shards},
                                  tmp_path / "merged", _ctx(tmp_path))  # no model input: it loads none
-    assert merged["metrics"] == whole["metrics"]
+    assert merged["metrics"] == whole["metrics"] and "runtime" not in merged  # it loaded no model
     read = lambda d: (d / "answers.jsonl").read_text()  # noqa: E731
     assert read(tmp_path / "merged") == read(tmp_path / "whole")
 
