@@ -41,7 +41,9 @@ class Planned:
             status = rec.status if rec else "to run"
             status = {"done": "cached", "running": "to run", "interrupted": "to run"}.get(status, status)
             why = rec.error_line if rec and rec.status == "failed" else ("" if rec else "not computed yet")
-            rows.append({"kind": stage.kind, "label": stage.label, "key": stage.short, "status": status, "why": why})
+            runtime = (rec.result or {}).get("runtime") if rec and rec.status == "done" else None
+            rows.append({"kind": stage.kind, "label": stage.label, "key": stage.short, "status": status, "why": why,
+                         "runtime": runtime, "wall_s": rec.wall_s if rec else None})
         return rows
 
 
@@ -270,9 +272,8 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
                 try:
                     from runner.shared import write_token
 
-                    runtime = {**spec.runtime(), "run_token": write_token(run_dir)}  # stages check they see it
                     executor = Executor(store, planned.graph, spec.resources, node_capacities(), fail_fast, on_event,
-                                        runtime)
+                                        run_token=write_token(run_dir))  # stages check they see it
                     if on_start:
                         on_start(planned, store)
                     if not stops.requested:

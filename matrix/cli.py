@@ -153,7 +153,9 @@ def run(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional
 
 @app.command()
 @user_errors
-def status(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run directory or spec (default: newest run)")):
+def status(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run directory or spec (default: newest run)"),
+           runtime: bool = typer.Option(False, "--runtime", help="also list how each model-loading stage ran: "
+                                                                "device, dtype, batch size, wall time")):
     """Per-stage progress of a run; failures with the first line of their error; each running stage with how long it has run and the last line its log wrote."""
     from matrix import api
     from runner.progress import KIND_ORDER
@@ -167,6 +169,14 @@ def status(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
         if ks:
             table.add_row(kind, str(len(ks)), *(str(sum(r["status"] == s for r in ks)) for s in ("cached", "to run", "failed")))
     out.print(table)
+    if runtime:
+        ran = Table("kind", "stage", "device", "dtype", "batch", "wall s", title="how the model-loading stages ran")
+        for r in rows:
+            if r["runtime"]:
+                rt = r["runtime"]
+                ran.add_row(r["kind"], r["label"], str(rt.get("device")), str(rt.get("dtype")),
+                            "-" if rt.get("batch_size") is None else str(rt["batch_size"]), f"{r['wall_s']:.1f}")
+        out.print(ran)
     for r in rows:
         if r["status"] == "failed":
             out.print(f"failed: {r['label']} [{r['key']}]: {r['why']}", markup=False, highlight=False)

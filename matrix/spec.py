@@ -89,7 +89,10 @@ class BaseModelSpec(Strict):
     family: str = Field(description="model family: tiny, llava")
     path: Path | None = Field(None, description="local model directory (llava-hf layout, or original LLaVA: converted once)")
     template: str | None = Field(None, description="conversation template; default from the family")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="the dtype every stage loads this model in (generation, evaluation, SIMA's critic, "
+                               "merging; training keeps its trained tensors in fp32 and computes in bf16 unless "
+                               "this is float32). How a stage runs, not what it is: not part of stage keys")
     recipe: dict[str, Any] = Field(default_factory=dict, description="tiny: overrides of the bootstrap recipe")
 
 
@@ -137,7 +140,8 @@ class BenchmarkSpec(Strict):
     limit: int | None = Field(None, gt=0, le=MAX_SIZE,
                               description="evaluate only the first N questions of each split or subtask")
     max_new_tokens: int | None = Field(None, gt=0)
-    batch_size: int | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, gt=0, description="questions answered per batch; default: "
+                                                           "evaluation.batch_size (not part of stage keys)")
     shards: int = Field(1, ge=1, description="answer the questions in this many stages (e.g. one per GPU), "
                                              "then score all answers together")
     judge: "JudgeSpec | None" = Field(None, description="the judge scoring this benchmark; default: the spec's "
@@ -193,6 +197,9 @@ class TrainingSpec(Strict):
     beta: float = Field(0.1, gt=0, description="DPO temperature")
     kl_lambda: float = Field(0.0, ge=0, description="weight of the per-token KL to the reference (-kl methods)")
     deepspeed: DeepSpeedSpec | None = None
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "
+                                                            "memory, more time (LLaVA trains 7B with it on); "
+                                                            "not part of the train stage's key")
 
     @model_validator(mode="after")
     def _batch(self) -> "TrainingSpec":
@@ -231,7 +238,14 @@ class GenerationSpec(Strict):
     """Decode settings of the response-generation stage (SeVa/GT-DPO: greedy, 512 new tokens)."""
 
     max_new_tokens: int = Field(512, gt=0)
-    batch_size: int = Field(16, gt=0)
+    batch_size: int = Field(16, gt=0, description="questions answered per batch (not part of stage keys)")
+
+
+class EvaluationSpec(Strict):
+    """Settings of the answer stages that a benchmark entry does not set itself."""
+
+    batch_size: int = Field(16, gt=0, description="questions answered per batch, for benchmarks without their "
+                                                  "own batch_size (not part of stage keys)")
 
 
 # ---- grid, resources, ray ------------------------------------------------------------------------
@@ -383,6 +397,7 @@ class Spec(Strict):
     benchmarks: list[BenchmarkSpec]
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     grid: GridSpec = Field(default_factory=GridSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     ray: RaySpec = Field(default_factory=RaySpec)
@@ -455,11 +470,9 @@ class Spec(Strict):
         """The judge that scores a benchmark: its own, else the spec's."""
         return self.benchmark(bench_id).judge or self.judge
 
-    def runtime(self) -> dict[str, Any]:
-        """Judge settings the stages get outside their keys (server, concurrency): the spec's judge, and
-        each benchmark's own where it has one."""
-        return {"judge": self.judge.model_dump(mode="json") if self.judge else None,
-                "judges": {b.judge.key(): b.judge.model_dump(mode="json") for b in self.benchmarks if b.judge}}
+    def batch_size(self, bench_id: str) -> int:
+        """Questions per answering batch of a benchmark: its own, else the spec-wide evaluation default."""
+        return self.benchmark(bench_id).batch_size or self.evaluation.batch_size
 
 
 # ---- merging -------------------------------------------------------------------------------------
@@ -472,12 +485,21 @@ def _deep_merge(base: Any, top: Any) -> Any:
     return copy.deepcopy(top)
 
 
-def training_params(spec: Spec, method_id: str) -> dict[str, Any]:
-    """Effective training hyper-parameters of a method: defaults < method paper defaults < spec < overrides."""
+# Training settings that change how a train stage runs, not what it computes: outside `hp` and its key.
+RUN_TIME_TRAINING = frozenset({"gradient_checkpointing"})
+
+
+def training_settings(spec: Spec, method_id: str) -> TrainingSpec:
+    """Effective training settings of a method: defaults < method paper defaults < spec < overrides."""
     from methods.base import METHODS
 
     merged = TrainingSpec().model_dump(mode="json")
     merged = _deep_merge(merged, METHODS.get(spec.method(method_id).plugin).defaults)
     merged = _deep_merge(merged, spec.training.model_dump(mode="json", exclude_unset=True))
     merged = _deep_merge(merged, spec.method(method_id).overrides)
-    return TrainingSpec.model_validate(merged).model_dump(mode="json")
+    return TrainingSpec.model_validate(merged)
+
+
+def training_params(spec: Spec, method_id: str) -> dict[str, Any]:
+    """The hyper-parameters of a method's train stage (its key): `training_settings` less the run-time ones."""
+    return training_settings(spec, method_id).model_dump(mode="json", exclude=set(RUN_TIME_TRAINING))

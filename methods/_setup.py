@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import math
 
-# REFERENCE §0: LLaVA's LoRA wraps every Linear of the LLM except lm_head; the anchor on
-# `language_model` keeps the CLIP tower's same-named projections out (STACK_NOTES §4).
-LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
 def submodule(model, suffix: str):
@@ -27,15 +24,21 @@ def disable_dropout(model) -> None:
                 setattr(module, attr, 0.0)
 
 
-def prepare_model(model, hp: dict, objective: str):
-    """Freeze the vision tower; LoRA on the LLM (or the whole LLM trainable); projector per hp.
+def prepare_model(model, hp: dict, objective: str, family, gradient_checkpointing: bool = False):
+    """Freeze the vision tower; LoRA on the LLM (or the whole LLM trainable); projector per hp. The
+    model family (`matrix.models.family`) names LoRA's targets and the projector. Trainable tensors are
+    kept in fp32 whatever the loaded dtype (AdamW on bf16 weights loses small updates); the frozen
+    rest stays in the dtype it was loaded in.
 
     Returns the model to train: a PEFT wrapper under LoRA, `model` itself for a full fine-tune.
     """
+    import torch
+
     model.requires_grad_(False)
     if objective == "dpo":
         disable_dropout(model)
-    if hp.get("gradient_checkpointing"):
+    if gradient_checkpointing:
+        # Recompute activations in backward (LLaVA trains 7B with it on); non-reentrant needs no input grads.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = hp.get("lora")
     if lora:
@@ -45,7 +48,7 @@ def prepare_model(model, hp: dict, objective: str):
             r=int(lora["r"]),
             lora_alpha=lora["alpha"],
             lora_dropout=0.0 if objective == "dpo" else float(lora.get("dropout", 0.0)),
-            target_modules=LORA_TARGETS,
+            target_modules=family.lora_targets,
             bias="none",
         )
         wrapped = get_peft_model(model, config)
@@ -56,7 +59,10 @@ def prepare_model(model, hp: dict, objective: str):
         wrapped = model
     # LLaVA re-enables the projector after LoRA froze it ("in case it is frozen by LoRA", REFERENCE §0).
     if hp.get("train_projector", True):
-        submodule(model, "multi_modal_projector").requires_grad_(True)
+        submodule(model, family.projector).requires_grad_(True)
+    for p in wrapped.parameters():  # PEFT already keeps LoRA in fp32 (autocast_adapter_dtype)
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
     return wrapped
 
 

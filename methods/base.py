@@ -94,16 +94,22 @@ class Env:
     judge: Any = None
     seed: int = 0
     files: dict[str, Path] = field(default_factory=dict)  # `Method.input_files`, resolved
-    _handle: Any = field(default=None, repr=False)
+    # How the model runs (the stage's run-time settings): its family, dtype, device and answering batch.
+    family: str | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    batch_size: int = 16
+    loaded: Any = field(default=None, repr=False)  # the handle once `model()` has loaded it
 
     def model(self):
-        if self._handle is None:
+        if self.loaded is None:
             if self.model_dir is None:
                 raise ValueError("this construction step needs the base model, but none was given")
             from matrix.models.handle import load
 
-            self._handle = load(self.model_dir, template=self.template)
-        return self._handle
+            self.loaded = load(self.model_dir, template=self.template, dtype=self.dtype, device=self.device,
+                               family=self.family)
+        return self.loaded
 
     def image(self, rel: str):
         from PIL import Image

@@ -57,15 +57,17 @@ def load_trained(
     *,
     dtype: str = "float32",
     device: str = "cpu",
+    family: str | None = None,
 ) -> ModelHandle:
-    """The base model with the checkpoint's trained weights loaded and its LoRA adapter merged."""
+    """The base model (on `device`, in `dtype`) with the checkpoint's trained weights loaded and its
+    LoRA adapter merged."""
     from safetensors.torch import load_file
 
     ckpt_dir = Path(ckpt_dir)
     weights = ckpt_dir / NON_LORA_FILE
     if not weights.exists():
         raise FileNotFoundError(f"{weights}: missing; expected a checkpoint written by methods.trainer.train")
-    handle = load(Path(base_model_dir), template=template, dtype=dtype)
+    handle = load(Path(base_model_dir), template=template, dtype=dtype, device=device, family=family)
     model = handle.model
     state = load_file(str(weights))
     unknown = sorted(set(state) - set(model.state_dict()))
@@ -100,6 +102,6 @@ def save_model_dir(handle: ModelHandle, src_dir: Path, out_dir: Path, dtype: str
         if item.is_file() and not item.name.startswith("model") and item.name != "config.json":
             shutil.copy2(item, out_dir / item.name)
     meta = read_meta(src_dir)
-    write_meta(out_dir, meta.get("family", "llava"), handle.template.name,
+    write_meta(out_dir, handle.family.id, handle.template.name,
                **{k: v for k, v in meta.items() if k not in ("family", "template")})
 

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
 import resource
 import time
@@ -26,8 +27,8 @@ from typing import Any, Callable
 from matrix.models.handle import load
 from methods import checkpoint
 from methods._data import BatchMaker, Encoded, encode_examples
-from methods._dist import default_extensions_dir, engine_config, process_group, world
-from methods._setup import LORA_TARGETS, gather_trainable, lr_lambda, param_groups, prepare_model  # noqa: F401
+from methods._dist import LAUNCHED, default_extensions_dir, engine_config, process_group, world
+from methods._setup import gather_trainable, lr_lambda, param_groups, prepare_model
 from methods.objectives import dpo_loss, sequence_logps, sft_loss, topk_kl, topk_reference
 
 log = logging.getLogger(__name__)
@@ -211,12 +212,14 @@ def train(
     hp: dict,
     out_dir: Path,
     template: str | None = None,
+    **placement,
 ) -> dict:
     """Train and save to `out_dir`; returns timings, memory, loss (and DPO reward margins).
 
     `template` names the conversation template when the model directory does not (llava-hf models).
+    `placement` (`device`, `dtype`, `gradient_checkpointing`, `family`): see `train_model`.
     """
-    result, _ = train_model(base_model_dir, examples, image_root, objective, hp, out_dir, template)
+    result, _ = train_model(base_model_dir, examples, image_root, objective, hp, out_dir, template, **placement)
     return result
 
 
@@ -228,17 +231,26 @@ def train_model(
     hp: dict,
     out_dir: Path,
     template: str | None = None,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    gradient_checkpointing: bool = False,
+    family: str | None = None,
 ) -> tuple[dict, Any]:
     """`train`, also returning the trained model (PEFT-wrapped under LoRA) for in-process checks.
 
-    Under ZeRO-3 the returned model's parameters are left partitioned: reload the checkpoint instead.
+    The base model is loaded onto `device` in `dtype` (the base model's, from the spec); its frozen
+    weights stay in that dtype, the trained tensors are fp32, and the forward runs in bf16 (autocast, or
+    DeepSpeed's bf16) when `hp["bf16"]` is set or the weights are not fp32. Under ZeRO-3 the returned
+    model's parameters are left partitioned: reload the checkpoint instead.
     """
     with warnings.catch_warnings():
         # torch.distributed deprecation notices fire on every ZeRO collective; peft's on every wrap.
         warnings.filterwarnings(
             "ignore", category=FutureWarning, message=r".*(torch\.distributed|is_gradient_checkpointing)"
         )
-        return _train(Path(base_model_dir), examples, Path(image_root), objective, hp, Path(out_dir), template)
+        return _train(Path(base_model_dir), examples, Path(image_root), objective, hp, Path(out_dir), template,
+                      device, dtype, gradient_checkpointing, family)
 
 
 def _train(
@@ -249,9 +261,15 @@ def _train(
     hp: dict,
     out_dir: Path,
     template: str | None,
+    device_name: str,
+    weights_dtype: str,
+    gradient_checkpointing: bool,
+    family: str | None,
 ) -> tuple[dict, Any]:
     import numpy as np
     import torch
+
+    from runner.placement import describe
 
     start = time.perf_counter()
     if objective not in ("sft", "dpo"):
@@ -261,22 +279,24 @@ def _train(
     if hp["batch_size"] % hp["micro_batch_size"]:
         raise ValueError("batch_size must be a multiple of micro_batch_size")
     use_ds = hp.get("deepspeed") is not None
-    on_cuda = torch.cuda.is_available()
+    on_cuda = device_name.startswith("cuda")
+    if on_cuda and os.environ.get(LAUNCHED):  # one rank of `methods.launch`: its own GPU of the task's
+        device_name = f"cuda:{os.environ['LOCAL_RANK']}"
     random.seed(hp["seed"])
     np.random.seed(hp["seed"] % 2**32)
     torch.manual_seed(hp["seed"])  # also fixes the LoRA A initialisation
     if use_ds:
         default_extensions_dir()
 
-    handle = load(base_model_dir, template=template)
+    handle = load(base_model_dir, template=template, dtype=weights_dtype, device=device_name, family=family)
     encoded, dropped = encode_examples(handle, examples, objective, hp["max_length"], image_root)
     if not encoded:
         raise ValueError(f"no trainable examples ({len(examples)} given, {dropped} dropped by max_length)")
-    model = prepare_model(handle.model, hp, objective)
+    model = prepare_model(handle.model, hp, objective, handle.family, gradient_checkpointing)
     optimizer = torch.optim.AdamW(param_groups(model, hp["weight_decay"]), lr=hp["lr"])
     total_steps = max(1, math.ceil(hp["epochs"] * math.ceil(len(encoded) / hp["batch_size"])))
     factor = lr_lambda(hp["scheduler"], math.ceil(hp["warmup_ratio"] * total_steps), total_steps)
-    bf16 = bool(hp["bf16"])
+    bf16 = bool(hp["bf16"]) or weights_dtype != "float32"  # half-precision weights: compute in bf16
     if bf16 and not on_cuda and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         # Measured on a 2-core AVX2 EPYC: bf16 trains the tiny model 8.5x slower than fp32 there.
         log.warning("bf16 on a CPU without native bf16 (capability %s): emulated and several times slower "
@@ -290,18 +310,22 @@ def _train(
                 model=model,
                 optimizer=optimizer,
                 lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, factor),
-                config=engine_config(hp, world()[1]),
+                config=engine_config({**hp, "bf16": bf16}, world()[1]),
             )
             module, device = engine, engine.device
             dtype = torch.bfloat16 if bf16 else torch.float32  # the engine cast the weights
             autocast = contextlib.nullcontext
         else:
-            device = torch.device("cuda", 0) if on_cuda else torch.device("cpu")
+            device = torch.device(device_name)
             model.to(device)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-            engine, module, dtype = None, model, torch.float32
-            # fp32 weights, bf16 matmuls: mixed precision without a master-weight copy
+            engine, module, dtype = None, model, getattr(torch, weights_dtype)
+            # fp32 trained tensors, bf16 matmuls: mixed precision without a master-weight copy
             autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+        # As applied: HF sets `gradient_checkpointing` on the modules it recomputes.
+        checkpointing = any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+        runtime = describe(model, hp["micro_batch_size"], compute_dtype="bfloat16" if bf16 else "float32",
+                           gradient_checkpointing=checkpointing)
         loop = _Loop(
             objective, hp, encoded, module, engine, model, optimizer, scheduler,
             BatchMaker(handle, image_root, hp["max_length"], device, dtype), autocast,
@@ -336,6 +360,7 @@ def _train(
         "deepspeed_stage": hp["deepspeed"]["stage"] if use_ds else None,
         "rank": rank,
         "world_size": size,
+        "runtime": runtime,
     }
     if loop.ref_topk is not None:
         result.update(ref_s=ref_s, kl_lambda=hp["kl_lambda"], kl_topk=KL_TOPK, kl_first=steps[0]["kl"], kl_final=steps[-1]["kl"])

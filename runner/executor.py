@@ -89,15 +89,17 @@ def _peak_memory_mb() -> float:
 
 def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[str, tuple[str, dict]],
                   final_dir: str, tmp_root: str, run_dir: str, num_cpus: float, num_gpus: float,
-                  runtime: dict[str, Any] | None = None, timeout_s: float | None = None) -> dict[str, Any]:
-    """Body of the Ray task: compute into a private temporary folder, then rename it into place.
-    Past `timeout_s` the stage raises StageError 'timed out after ...' (runner.deadline)."""
+                  run_token: str | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+    """Body of the Ray task: compute into a private temporary folder, then rename it into place. `params`
+    are the stage's, run-time settings included (its kind's Params; `StageKind.execute` types them).
+    `run_token` is what the driver wrote into the run directory (runner.shared: a node that cannot see it
+    fails at once). Past `timeout_s` the stage raises StageError 'timed out after ...' (runner.deadline)."""
     import contextlib
 
     from runner.deadline import StageTimeout, deadline, timeout_message, timeout_note
     from runner.shared import run_dir_problem
 
-    problem = run_dir_problem(run_dir, (runtime or {}).get("run_token"))
+    problem = run_dir_problem(run_dir, run_token)
     if problem:  # before anything is written: on a node without the shared run directory, fail at once
         raise StageError(problem)
     threads = max(1, int(num_cpus))
@@ -111,15 +113,15 @@ def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[st
     final = Path(final_dir)
     tmp = Path(tmp_root) / f"{key[:16]}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
-    ctx = StageContext(Path(run_dir), num_cpus, num_gpus, key, label, runtime or {})
+    ctx = StageContext(Path(run_dir), num_cpus, num_gpus, key, label)
     start = time.time()
     # Line-buffered: `matrix status` shows a running stage's last line (stage_log).
     with open(tmp / "stage.log", "w", buffering=1) as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):
         try:
             with deadline(timeout_s, timeout_message(label, kind, timeout_s or 0), timeout_note(tmp_root, key)):
-                result = KINDS.get(kind)().run(params, {n: StageInput(Path(d), r) for n, (d, r) in inputs.items()},
-                                               tmp, ctx)
+                result = KINDS.get(kind)().execute(params, {n: StageInput(Path(d), r) for n, (d, r) in inputs.items()},
+                                                   tmp, ctx)
         except (Exception, StageTimeout):  # noqa: BLE001 - re-raised with the traceback as text (picklable)
             text = traceback.format_exc()
             log.write(text)
@@ -166,14 +168,14 @@ def describe_nodes(nodes: list[dict[str, float]]) -> str:
 class Executor:
     def __init__(self, store: Store, graph: StageGraph, resources: ResourcesSpec, nodes: list[dict[str, float]],
                  fail_fast: bool = False, on_event: Callable[[str, Stage, str], None] | None = None,
-                 runtime: dict[str, Any] | None = None):
+                 run_token: str | None = None):
         self.store = store
+        self.run_token = run_token  # every stage checks it sees this token in the run directory
         self.graph = graph
         self.resources = resources
         self.nodes = nodes
         self.fail_fast = fail_fast
         self.on_event = on_event or (lambda event, stage, detail: None)
-        self.runtime = runtime or {}
 
     def _request(self, stage: Stage) -> ResourceSpec:
         if "resources" in stage.params:  # diagnostic stages (kind `sleep`) carry their own request
@@ -261,7 +263,7 @@ class Executor:
             return fn.options(**options).remote(
                 stage.kind, stage.key, stage.label, stage.params, self._inputs(stage, self.store.stages()),
                 str(self._final_dir(stage)), str(self.store.tmp), str(self.store.run_dir), req.cpus, req.gpus,
-                self.runtime, req.limit_s(stage.kind))
+                self.run_token, req.limit_s(stage.kind))
 
         try:
             while (pending or running or retry_at) and not stops.requested:

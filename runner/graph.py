@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmarks.base import BENCHMARKS
 from matrix.grid import Cell
 from matrix.models.family import FAMILIES, template_for
-from matrix.spec import Spec, training_params
+from matrix.spec import RUN_TIME_TRAINING, Spec, training_settings
 from runner.stage import Stage
 
 
@@ -93,6 +93,14 @@ class _Builder:
     def add(self, stage: Stage) -> Stage:
         return self.stages.setdefault(stage.key, stage)
 
+    def dtype(self, base_model: str) -> str:
+        """The dtype the stages that load `base_model` (or a model derived from it) load it in."""
+        return self.spec.base_models[base_model].dtype
+
+    def judge_settings(self, judge) -> dict | None:
+        """How to reach a judge (server, concurrency): travels with the stage, outside its key."""
+        return judge.model_dump(mode="json") if judge is not None else None
+
     def model(self, name: str) -> Stage:
         return self.model_of(self.spec.base_models[name], f"model {name}")
 
@@ -101,16 +109,17 @@ class _Builder:
         params = {"family": entry.family, "template": template_for(entry), **family.stage_params(entry)}
         return self.add(Stage("model", params, label=label))
 
-    def evaluated(self, cell: Cell, train: Stage | None) -> tuple[Stage, Stage | None, str]:
-        """(model stage, checkpoint stage or None, label) of what a cell evaluates: its base model with
-        its trained checkpoint, or an external row's own model or checkpoint."""
+    def evaluated(self, cell: Cell, train: Stage | None) -> tuple[Stage, Stage | None, str, str]:
+        """(model stage, checkpoint stage or None, label, dtype) of what a cell evaluates: its base model
+        with its trained checkpoint, or an external row's own model or checkpoint."""
         entry = self.spec.method(cell.method)
         if entry.plugin == "external":
             from matrix.spec import BaseModelSpec
 
             who = f"{cell.method}/{cell.base_model}"
             if entry.params.get("model"):
-                return self.model_of(BaseModelSpec.model_validate(entry.params["model"]), f"model {cell.method}"), None, who
+                own = BaseModelSpec.model_validate(entry.params["model"])
+                return self.model_of(own, f"model {cell.method}"), None, who, own.dtype
             if entry.params.get("from_run"):
                 from methods.external import find_checkpoint
 
@@ -119,9 +128,9 @@ class _Builder:
                 path = Path(entry.params["checkpoint"]).expanduser().resolve()
             ckpt = self.add(Stage("checkpoint", {"path": str(path), "files": _folder_fingerprint(path)},
                                   label=f"checkpoint {cell.method}"))
-            return self.model(cell.base_model), ckpt, who
+            return self.model(cell.base_model), ckpt, who, self.dtype(cell.base_model)
         who = cell.label if train is not None else f"{cell.base_model} (base)"
-        return self.start_model(cell), train, who
+        return self.start_model(cell), train, who, self.dtype(cell.base_model)
 
     def start_model(self, cell: Cell) -> Stage:
         """The model a cell's training starts from (and its checkpoint applies to): the base model, or for
@@ -130,7 +139,8 @@ class _Builder:
         if k == 1:
             return self.model(cell.base_model)
         prev = replace(cell, method=entry.row_ids()[k - 2])
-        return self.add(Stage("merge", {}, {"model": self.start_model(prev), "checkpoint": self.train(prev)},
+        return self.add(Stage("merge", {"dtype": self.dtype(cell.base_model)},
+                              {"model": self.start_model(prev), "checkpoint": self.train(prev)},
                               label=f"merge {prev.label}"))
 
     def dataset(self, name: str) -> Stage:
@@ -188,6 +198,7 @@ class _Builder:
         params = {"mode": mode, "max_new_tokens": self.spec.generation.max_new_tokens, **(extra or {})}
         if mode != "greedy":
             params["seed"] = seed  # only sampled or augmented answers depend on the seed
+        params.update(batch_size=self.spec.generation.batch_size, dtype=self.dtype(base_model))  # not keyed
         deps = {"model": model or self.model(base_model), "data": self.dataset(dataset),
                 "subset": self.subset(dataset, n)}
         return self.add(Stage("generate", params, deps, label=f"generate {mode} {who or base_model}/{dataset}-{n}"))
@@ -222,13 +233,19 @@ class _Builder:
             construct_params["judge"] = self.spec.judge.key() if self.spec.judge else None
         if "model" in method.needs or construct_params.get("judge"):
             construct_params["seed"] = cell.seed
+        if "model" in method.needs:  # how the model runs (not keyed)
+            construct_params.update(dtype=self.dtype(cell.base_model), batch_size=self.spec.generation.batch_size)
+        if construct_params.get("judge"):
+            construct_params["judge_settings"] = self.judge_settings(self.spec.judge)
         construct = self.add(Stage("construct", construct_params, deps, label=f"construct {cell.label}"))
-        hp = training_params(self.spec, cell.method)
+        settings = training_settings(self.spec, cell.method)
+        hp = settings.model_dump(mode="json", exclude=set(RUN_TIME_TRAINING))
         if self.spec.seeds:
             hp["seed"] = cell.seed
         train_deps = {"model": start, "data": self.dataset(cell.dataset), "examples": construct}
-        return self.add(Stage("train", {"objective": method.objective, "hp": hp}, train_deps,
-                              label=f"train {cell.label}"))
+        params = {"objective": method.objective, "hp": hp, "dtype": self.dtype(cell.base_model),
+                  "gradient_checkpointing": settings.gradient_checkpointing}
+        return self.add(Stage("train", params, train_deps, label=f"train {cell.label}"))
 
     def answers_file(self, cell: Cell, bench_id: str) -> Path | None:
         """An external row's answer file for this benchmark (`params.answers`), if it gives one."""
@@ -268,7 +285,8 @@ class _Builder:
             params["answers"] = {"path": str(answers), "sha": _file_fingerprint(answers)}
             return self.add(Stage("evaluate", params, {"bench": self.benchmark_data(bench_id)},
                                   label=f"evaluate {bench_id} {cell.method}/{cell.base_model} (answer file)"))
-        model, checkpoint, who = self.evaluated(cell, train)
+        model, checkpoint, who, dtype = self.evaluated(cell, train)
+        answering = {"batch_size": self.spec.batch_size(bench_id), "dtype": dtype}  # not keyed
         deps = {"model": model, "bench": self.benchmark_data(bench_id)}
         if checkpoint is not None:
             deps["checkpoint"] = checkpoint
@@ -279,12 +297,15 @@ class _Builder:
             # so another judge scores the stored answers without generating them again.
             answer = {k: v for k, v in params.items() if k not in ("judge", "template")}
             n = b.shards
-            shards = {f"shard{i}": self.add(Stage("evaluate", {**answer, "shard": [i, n]}, deps,
+            shards = {f"shard{i}": self.add(Stage("evaluate", {**answer, "shard": [i, n], **answering}, deps,
                                                   label=f"answer {b.plugin} {who}" + (f" [{i + 1}/{n}]" if n > 1 else "")))
                       for i in range(n)}
-            return self.add(Stage("evaluate", {**params, "shards": n}, {"bench": deps["bench"], **shards},
+            score = {**params, "shards": n}
+            if plugin.needs_judge:
+                score["judge_settings"] = self.judge_settings(self.spec.judge_for(bench_id))
+            return self.add(Stage("evaluate", score, {"bench": deps["bench"], **shards},
                                   label=f"evaluate {bench_id} {who}"))
-        return self.add(Stage("evaluate", params, deps, label=f"evaluate {bench_id} {who}"))
+        return self.add(Stage("evaluate", {**params, **answering}, deps, label=f"evaluate {bench_id} {who}"))
 
 
 def build(spec: Spec, cells: list[Cell], all_cells: list[Cell] | None = None) -> StageGraph:

@@ -1,15 +1,18 @@
-"""A loaded vision-language model with everything needed to feed it: the one place that touches HF classes.
+"""A loaded vision-language model with everything needed to feed it.
 
 `load(model_dir)` gives a `ModelHandle`: model, tokenizer, image processor and conversation template,
 with helpers that turn LLaVA JSON conversations into training tensors and questions into batched,
 left-padded generation. A model directory written by matrix carries `matrix_model.json` naming its
-family and template; an external llava-hf checkpoint gets them from the spec.
+family and template; an external llava-hf checkpoint gets them from the spec. What depends on the
+architecture (loading, image-token counts, vision inputs) is the model family's
+(`matrix.models.family`): this module holds what every family shares.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from matrix.models.conversation import (
     IGNORE_INDEX,
@@ -19,6 +22,9 @@ from matrix.models.conversation import (
     tokenize_conversation,
     tokenize_prompt,
 )
+
+if TYPE_CHECKING:
+    from matrix.models.family import ModelFamily
 
 META_FILE = "matrix_model.json"
 
@@ -30,32 +36,31 @@ class ModelHandle:
     image_processor: object
     template: Template
     image_token_id: int
-    num_image_tokens: int  # per image (LLaVA-1.5); LLaVA-NeXT's count depends on the image size
-    pad_to_square: bool = True
-    anyres: bool = False  # LLaVA-NeXT: each image tiled at its own resolution
+    num_image_tokens: int  # per image where the count is fixed (LLaVA-1.5); 0 where it depends on the size
     processor: object = None
+    family: "ModelFamily | None" = None  # what is architecture-specific; None: LLaVA-1.5's (`llava`)
+    batch_size: int | None = None  # the batch size of the last `generate` (recorded as the stage's runtime)
+
+    def __post_init__(self) -> None:
+        if self.family is None:
+            from matrix.models.family import FAMILIES
+
+            self.family = FAMILIES.get("llava")()
+
+    @property
+    def anyres(self) -> bool:
+        """Whether an image's token count depends on its size (LLaVA-NeXT)."""
+        return self.family.anyres
 
     # ---- inputs -------------------------------------------------------------------------------
     def image_tokens(self, size: tuple[int, int] | None = None) -> int:
         """Image tokens of one image of `size` (width, height); LLaVA-1.5's count is fixed."""
-        if not self.anyres:
-            return self.num_image_tokens
-        if size is None:
-            raise ValueError("LLaVA-NeXT counts image tokens per image: the image size is needed")
-        crop = self.image_processor.crop_size
-        n = self.processor._get_number_of_features(size[1], size[0], crop["height"], crop["width"])
-        return n - 1 if self.processor.vision_feature_select_strategy == "default" else n
+        return self.family.image_tokens(self, size)
 
     def vision_inputs(self, images: list) -> dict:
         """What the model's forward takes for `images`: pixel values (LLaVA-NeXT: per-image tiles, and
         `image_sizes`)."""
-        imgs = [_expand2square(im, self.image_processor) if self.pad_to_square and not self.anyres else im
-                for im in images]
-        out = self.image_processor(images=imgs, return_tensors="pt")
-        inputs = {"pixel_values": out["pixel_values"].to(self.model.dtype)}
-        if self.anyres:
-            inputs["image_sizes"] = out["image_sizes"]
-        return inputs
+        return self.family.vision_inputs(self, images)
 
     def pixel_values(self, images: list) -> "torch.Tensor":  # noqa: F821
         return self.vision_inputs(images)["pixel_values"]
@@ -98,6 +103,7 @@ class ModelHandle:
         """
         import torch
 
+        self.batch_size = batch_size
         if any(im is None for im in images):
             with_image = [i for i, im in enumerate(images) if im is not None]
             text_only = [i for i, im in enumerate(images) if im is None]
@@ -191,20 +197,6 @@ def collate(handle: ModelHandle, examples: list[tuple[list[int], list[int]]], ma
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
-def _expand2square(image, image_processor):
-    """LLaVA-1.5's `image_aspect_ratio=pad`: pad to a square with the processor's mean colour."""
-    from PIL import Image
-
-    w, h = image.size
-    if w == h:
-        return image
-    mean = tuple(int(x * 255) for x in image_processor.image_mean)
-    side = max(w, h)
-    canvas = Image.new(image.mode, (side, side), mean)
-    canvas.paste(image, ((side - w) // 2, (side - h) // 2))
-    return canvas
-
-
 def write_meta(model_dir: Path, family: str, template: str, **extra) -> None:
     (Path(model_dir) / META_FILE).write_text(json.dumps({"family": family, "template": template, **extra}, indent=1))
 
@@ -214,32 +206,23 @@ def read_meta(model_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def load(model_dir: Path, template: str | None = None, dtype: str = "float32", device: str = "cpu") -> ModelHandle:
-    """Load a LLaVA model directory (local files only) into a `ModelHandle`."""
-    import torch
-    from transformers import AutoProcessor, LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
+def load(model_dir: Path, template: str | None = None, dtype: str = "float32", device: str = "cpu",
+         family: str | None = None) -> ModelHandle:
+    """Load a model directory (local files only) onto `device` in `dtype`: its family (`family`, else the
+    one recorded beside it, else the one of its config's model_type) does the loading."""
+    from matrix.models.family import family_for
 
     model_dir = Path(model_dir)
-    if not (model_dir / "config.json").exists():
-        raise FileNotFoundError(f"{model_dir}: no config.json; expected a llava-hf model directory")
-    meta = read_meta(model_dir)
-    template_name = template or meta.get("template") or "vicuna_v1"
-    anyres = json.loads((model_dir / "config.json").read_text()).get("model_type") == "llava_next"
-    cls = LlavaNextForConditionalGeneration if anyres else LlavaForConditionalGeneration
-    model = cls.from_pretrained(model_dir, local_files_only=True, dtype=getattr(torch, dtype)).to(device)
-    processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
-    cfg = model.config
-    vis = cfg.vision_config
-    n = (vis.image_size // vis.patch_size) ** 2
-    if getattr(cfg, "vision_feature_select_strategy", "default") == "full":
-        n += 1
+    fam = family_for(model_dir, family)
+    model, processor = fam.load(model_dir, device=device, dtype=dtype)
+    template_name = template or read_meta(model_dir).get("template") or "vicuna_v1"
     return ModelHandle(
         model=model,
         tokenizer=processor.tokenizer,
         image_processor=processor.image_processor,
         template=get_template(template_name),
-        image_token_id=cfg.image_token_id,
-        num_image_tokens=n,
-        anyres=anyres,
+        image_token_id=model.config.image_token_id,
+        num_image_tokens=fam.num_image_tokens(model),
         processor=processor,
+        family=fam,
     )

@@ -7,17 +7,21 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from runner.stage import KINDS, StageKind
+from runner.stage import KINDS, StageKind, StageParams
 
 
 @KINDS.register("checkpoint")
 class CheckpointStage(StageKind):
     VERSION = 1
 
-    def run(self, params, inputs, out: Path, ctx):
+    class Params(StageParams):
+        path: str
+        files: str | None = None  # fingerprint of the folder's files
+
+    def run(self, params: Params, inputs, out: Path, ctx):
         from methods.checkpoint import ADAPTER_DIR, NON_LORA_FILE
 
-        src = Path(params["path"])
+        src = Path(params.path)
         if not (src / NON_LORA_FILE).exists():
             raise FileNotFoundError(f"{src}: no {NON_LORA_FILE}; expected the folder a train stage writes "
                                     "(artifacts/train/<key>), e.g. from another run")

@@ -1,54 +1,70 @@
 """`construct`: a method builds its training set from the subset and the model's own answers.
 
-Methods that need more get it here: the base model (a `model` dependency, SIMA's self-critic) and
-the judge (`ctx.runtime["judge"]`, a JudgeSpec dict; nSFT's LLM path). The judge's usage is recorded
-in the stage result, as evaluate does.
+Methods that need more get it here: the base model (a `model` dependency, SIMA's self-critic), loaded
+on the stage's device in the base model's dtype, and the judge (`judge_settings`, a JudgeSpec dict;
+nSFT's LLM path). The judge's usage, and how the model ran, are recorded in the stage result, as
+evaluate does.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from runner.kinds.data import resolve
 from runner.kinds.generate import load_responses
 from runner.kinds.subset import load_subset
-from runner.stage import KINDS, StageKind
+from runner.stage import KINDS, Dtype, StageContext, StageKind, StageParams
 
 
 @KINDS.register("construct")
 class ConstructStage(StageKind):
     VERSION = 1
+    LOADS_MODEL = True  # with a model input (SIMA's critic); otherwise nothing is placed
+    SKIP_KEY_FIELDS = frozenset({"dtype", "batch_size", "judge_settings"})
 
-    def run(self, params, inputs, out: Path, ctx):
+    class Params(StageParams):
+        method: str
+        version: str
+        params: dict[str, Any]  # the method's construction settings
+        files: dict[str, dict[str, Any]] = {}  # `Method.input_files`: path and fingerprint by name
+        judge: str | None = None  # the judge's key (its model)
+        seed: int = 0
+        dtype: Dtype = "float32"
+        batch_size: int = 16  # the model's answering batch (SIMA's critic, unless its params set one)
+        judge_settings: dict[str, Any] | None = None  # a JudgeSpec: how to reach the judge
+
+    def run(self, params: Params, inputs, out: Path, ctx: StageContext):
         from methods.base import METHODS, Env
 
-        method = METHODS.get(params["method"])()
+        method = METHODS.get(params.method)()
         records = load_subset(inputs["data"], inputs["subset"])
         responses = {name.split(".", 1)[1]: load_responses(inp) for name, inp in inputs.items()
                      if name.startswith("responses.")}
-        env = Env(image_root=resolve(inputs["data"], "image_root"), seed=int(params.get("seed", 0)),
-                  files={name: Path(f["path"]) for name, f in params.get("files", {}).items()})
+        env = Env(image_root=resolve(inputs["data"], "image_root"), seed=params.seed,
+                  files={name: Path(f["path"]) for name, f in params.files.items()}, batch_size=params.batch_size)
         for name, path in env.files.items():
             if not path.exists():
-                raise FileNotFoundError(f"{path}: not found; {params['method']} reads it as its {name!r}")
+                raise FileNotFoundError(f"{path}: not found; {params.method} reads it as its {name!r}")
         if "model" in inputs:
             from runner.kinds.model import model_dir
 
-            env.model_dir, env.template = model_dir(inputs["model"]), inputs["model"].result["template"]
-        if params.get("judge"):
+            model = inputs["model"]
+            env.model_dir, env.template = model_dir(model), model.result["template"]
+            env.family, env.dtype, env.device = model.result.get("family"), params.dtype, ctx.device
+        if params.judge:
             from benchmarks.judge import open_judge
             from matrix.spec import JudgeSpec
 
-            runtime = (ctx.runtime or {}).get("judge") if ctx is not None else None
-            if not runtime:
-                raise ValueError(f"{params['method']}: construction needs the judge, but no judge settings were given")
-            spec = JudgeSpec.model_validate(runtime)
-            if spec.key() != params["judge"]:
-                raise ValueError(f"judge {spec.key()!r} differs from the stage's {params['judge']!r}")
+            if not params.judge_settings:
+                raise ValueError(f"{params.method}: construction needs the judge, but no judge settings were given")
+            spec = JudgeSpec.model_validate(params.judge_settings)
+            if spec.key() != params.judge:
+                raise ValueError(f"judge {spec.key()!r} differs from the stage's {params.judge!r}")
             env.judge = open_judge(spec)
-        examples, stats = method.construct(records, responses, params["params"], env)
+        examples, stats = method.construct(records, responses, params.params, env)
         if not examples:
-            raise ValueError(f"{params['method']}: construction produced no training examples ({stats})")
+            raise ValueError(f"{params.method}: construction produced no training examples ({stats})")
         if "sft_mix" in inputs:  # a dataset trained together with the constructed examples, images absolute
             from runner.kinds.data import read_records
 
@@ -66,6 +82,10 @@ class ConstructStage(StageKind):
         result = {"examples": len(examples), **stats}
         if env.judge is not None:
             result["judge"] = {**env.judge.describe(), **env.judge.usage()}
+        if env.loaded is not None:
+            from runner.placement import describe
+
+            result["runtime"] = describe(env.loaded.model, env.loaded.batch_size)
         return result
 
 

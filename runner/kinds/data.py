@@ -2,20 +2,59 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal, Union
 
-from runner.stage import KINDS, StageKind
+from pydantic import Field
+
+from runner.stage import KINDS, StageKind, StageParams
+
+
+class _DatasetParams(StageParams):
+    what: Literal["dataset"]
+    source: Literal["synthetic", "llava-json"]
+    kind: str | None = None  # synthetic: the recipe, its size and seed
+    size: int | None = None
+    seed: int | None = None
+    path: str | None = None  # llava-json: the file, its image folder and content hash
+    image_root: str | None = None
+    sha: str | None = None
+
+
+class _MixtureParams(StageParams):
+    what: Literal["mixture"]
+    parts: list[str]
+
+
+class _HeldoutParams(StageParams):
+    what: Literal["heldout"]
+    id: str
+    n: int
+    seed: int
+    after: int
+
+
+class _BenchmarkParams(StageParams):
+    what: Literal["benchmark"]
+    id: str
+    source: Literal["synthetic", "files"]
+    size: int | None = None  # synthetic
+    seed: int | None = None
+    path: str | None = None  # files: the folder and its fingerprint
+    fingerprint: str | None = None
 
 
 @KINDS.register("data")
 class DataStage(StageKind):
     VERSION = 1
+    Params = Annotated[Union[_DatasetParams, _MixtureParams, _HeldoutParams, _BenchmarkParams],
+                       Field(discriminator="what")]
 
     def run(self, params, inputs, out: Path, ctx):
-        if params["what"] == "dataset":
+        if params.what == "dataset":
             return self._dataset(params, out)
-        if params["what"] == "mixture":
+        if params.what == "mixture":
             return self._mixture(params, inputs, out)
-        if params["what"] == "heldout":
+        if params.what == "heldout":
             return self._heldout(params, inputs["data"], out)
         return self._benchmark(params, out)
 
@@ -26,7 +65,7 @@ class DataStage(StageKind):
         from runner.kinds.subset import load_subset
 
         records = []
-        for j, name in enumerate(params["parts"]):
+        for j, name in enumerate(params.parts):
             data = inputs[f"part{j}.data"]
             root = resolve(data, "image_root").resolve()
             for r in load_subset(data, inputs[f"part{j}.subset"]):
@@ -36,7 +75,7 @@ class DataStage(StageKind):
                 records.append(r)
         (out / "data.json").write_text(json.dumps(records))
         return {"records": len(records), "data_file": "data.json", "image_root": "/",
-                "parts": {name: inputs[f"part{j}.subset"].result["n"] for j, name in enumerate(params["parts"])}}
+                "parts": {name: inputs[f"part{j}.subset"].result["n"] for j, name in enumerate(params.parts)}}
 
     def _heldout(self, params, data_input, out: Path):
         """The last `n` records of the seeded shuffle whose first records are the training subsets (the
@@ -45,35 +84,35 @@ class DataStage(StageKind):
         from runner.kinds.subset import shuffled_ids
 
         records = read_records(resolve(data_input, "data_file"))
-        n, after = params["n"], params["after"]
+        n, after = params.n, params.after
         if n + after > len(records):
-            raise ValueError(f"{params['id']}: the dataset has {len(records)} records, too few for a held-out slice "
+            raise ValueError(f"{params.id}: the dataset has {len(records)} records, too few for a held-out slice "
                              f"of {n} after the largest training subset ({after}); lower 'heldout' or the scale")
-        ids = set(shuffled_ids(records, params["seed"])[len(records) - n:])
+        ids = set(shuffled_ids(records, params.seed)[len(records) - n:])
         write_slice(out, [r for r in records if str(r["id"]) in ids], resolve(data_input, "image_root"))
         return {"questions": n, "root": ".", "first_heldout_position": len(records) - n}
 
     def _dataset(self, params, out: Path):
         from matrix.world.datasets import load_dataset, synthesize_dataset
 
-        if params["source"] == "synthetic":
-            synthesize_dataset(params["kind"], out, params["size"], params["seed"])
+        if params.source == "synthetic":
+            synthesize_dataset(params.kind, out, params.size, params.seed)
             return {"records": len(load_dataset(out)), "data_file": "data.json", "image_root": "."}
-        path = Path(params["path"])
+        path = Path(params.path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: alignment data not found; expected a LLaVA JSON conversation file")
-        return {"records": len(read_records(path)), "data_file": str(path), "image_root": params["image_root"]}
+        return {"records": len(read_records(path)), "data_file": str(path), "image_root": params.image_root}
 
     def _benchmark(self, params, out: Path):
         from benchmarks.base import BENCHMARKS
 
-        bench = BENCHMARKS.get(params["id"])()
-        if params["source"] == "synthetic":
-            bench.synthesize(out, params["size"], params["seed"])
+        bench = BENCHMARKS.get(params.id)()
+        if params.source == "synthetic":
+            bench.synthesize(out, params.size, params.seed)
             root = out
             result_root = "."
         else:
-            root = Path(params["path"])
+            root = Path(params.path)
             result_root = str(root)
         # fails here, naming the file, if the official files are incomplete; the images are checked by
         # the stages that answer (an external row's answer file is scored without them)

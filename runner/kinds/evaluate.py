@@ -10,58 +10,77 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 from runner.kinds.data import resolve
 from runner.kinds.model import model_dir
-from runner.stage import KINDS, StageKind
+from runner.placement import describe
+from runner.stage import KINDS, Dtype, StageContext, StageKind, StageParams
 
 
 @KINDS.register("evaluate")
 class EvaluateStage(StageKind):
     VERSION = 1
+    LOADS_MODEL = True  # answer stages; the stage of all shards has no model input, loads none, holds no GPU
+    SKIP_KEY_FIELDS = frozenset({"batch_size", "dtype", "judge_settings"})
 
-    def run(self, params, inputs, out: Path, ctx):
+    class Params(StageParams):
+        benchmark: str
+        limit: int | None = None
+        max_new_tokens: int | None = None
+        num_beams: int = 1
+        judge: str | None = None  # the judge's key (its model): part of the stage key
+        template: dict[str, Any] | None = None  # a grading template: path and content hash
+        shard: tuple[int, int] | None = None  # answer slice i of n
+        shards: int | None = None  # score the answers of n shard stages
+        answers: dict[str, Any] | None = None  # an external row's answer file (path, content hash): scoring only
+        batch_size: int = 16
+        dtype: Dtype = "float32"
+        judge_settings: dict[str, Any] | None = None  # a JudgeSpec: how to reach the judge
+
+    def run(self, params: Params, inputs, out: Path, ctx: StageContext):
         from benchmarks.base import BENCHMARKS
 
-        template = params.get("template")
-        bench = BENCHMARKS.get(params["benchmark"])(**({"template_path": Path(template["path"])} if template else {}))
-        answer_file = (params.get("answers") or {}).get("path")  # an external row's answers: scoring only
-        samples = bench.load(resolve(inputs["bench"], "root"), limit=params.get("limit"), images=answer_file is None)
-        if "shard" in params:  # answer one slice; the evaluate stage of all shards scores them
-            i, n = params["shard"]
+        template = params.template
+        bench = BENCHMARKS.get(params.benchmark)(**({"template_path": Path(template["path"])} if template else {}))
+        answer_file = (params.answers or {}).get("path")  # an external row's answers: scoring only
+        samples = bench.load(resolve(inputs["bench"], "root"), limit=params.limit, images=answer_file is None)
+        runtime = None
+        if params.shard is not None:  # answer one slice; the evaluate stage of all shards scores them
+            i, n = params.shard
             lo, hi = shard_bounds(len(samples), i, n)
-            answers, elapsed = self._answer(params, inputs, bench, samples[lo:hi])
+            answers, elapsed, runtime = self._answer(params, inputs, bench, samples[lo:hi], ctx)
             self._write_answers(out, bench, samples[lo:hi], answers)
-            return {"questions": hi - lo, "shard": [i, n], "answers_per_s": (hi - lo) / max(elapsed, 1e-9)}
+            return {"questions": hi - lo, "shard": [i, n], "answers_per_s": (hi - lo) / max(elapsed, 1e-9),
+                    "runtime": runtime}
         if answer_file is not None:
             from matrix.scoring import match_answers, read_answers
 
             answers, _ = match_answers(samples, read_answers(Path(answer_file)), Path(answer_file), bench)
             elapsed = None
-        elif params.get("shards"):
+        elif params.shards:
             answers, elapsed = [], 0.0
-            for i in range(params["shards"]):
+            for i in range(params.shards):
                 dep = inputs[f"shard{i}"]
                 with open(dep.dir / "answers.jsonl", encoding="utf-8") as f:
                     answers += [json.loads(line)["text"] for line in f if line.strip()]
                 elapsed += dep.result["questions"] / max(dep.result["answers_per_s"], 1e-9)
             if len(answers) != len(samples):
-                raise ValueError(f"{params['benchmark']}: the shards answered {len(answers)} of {len(samples)} questions")
+                raise ValueError(f"{params.benchmark}: the shards answered {len(answers)} of {len(samples)} questions")
         else:
-            answers, elapsed = self._answer(params, inputs, bench, samples)
+            answers, elapsed, runtime = self._answer(params, inputs, bench, samples, ctx)
         judge = None
         if bench.needs_judge:
             from benchmarks.judge import open_judge
             from matrix.spec import JudgeSpec
 
-            runtime = (ctx.runtime.get("judges") or {}).get(params["judge"]) or ctx.runtime.get("judge")
-            if not runtime:
-                raise ValueError(f"{params['benchmark']} is scored by a judge, but no judge settings were given")
-            settings = JudgeSpec.model_validate(runtime)
-            if settings.key() != params["judge"]:
-                raise ValueError(f"judge {settings.key()!r} differs from the stage's {params['judge']!r}")
+            if not params.judge_settings:
+                raise ValueError(f"{params.benchmark} is scored by a judge, but no judge settings were given")
+            settings = JudgeSpec.model_validate(params.judge_settings)
+            if settings.key() != params.judge:
+                raise ValueError(f"judge {settings.key()!r} differs from the stage's {params.judge!r}")
             judge = open_judge(settings)
         scored = bench.score(samples, answers, judge=judge)
         self._write_answers(out, bench, samples, answers)
@@ -74,27 +93,31 @@ class EvaluateStage(StageKind):
             result["answers_per_s"] = len(samples) / max(elapsed, 1e-9)
         else:
             result["answers_from"] = answer_file
+        if runtime is not None:
+            result["runtime"] = runtime
         if judge is not None:
             result["judge"] = {**judge.describe(), **judge.usage()}
         return result
 
     @staticmethod
-    def _answer(params, inputs, bench, samples) -> tuple[list[str], float]:
+    def _answer(params: Params, inputs, bench, samples, ctx: StageContext) -> tuple[list[str], float, dict]:
         from matrix.models.handle import load
 
-        template = inputs["model"].result["template"]
+        model = inputs["model"]
+        placement = dict(template=model.result["template"], dtype=params.dtype, device=ctx.device,
+                         family=model.result.get("family"))
         if "checkpoint" in inputs:
             from methods.checkpoint import load_trained
 
-            handle = load_trained(model_dir(inputs["model"]), inputs["checkpoint"].dir, template=template)
+            handle = load_trained(model_dir(model), inputs["checkpoint"].dir, **placement)
         else:
-            handle = load(model_dir(inputs["model"]), template=template)
+            handle = load(model_dir(model), **placement)
         images = [Image.open(s.image).convert("RGB") if s.image is not None else None for s in samples]
         start = time.time()
         answers = handle.generate(images, [s.question for s in samples],
-                                  max_new_tokens=params.get("max_new_tokens") or bench.max_new_tokens, batch_size=16,
-                                  num_beams=params.get("num_beams", 1))
-        return answers, time.time() - start
+                                  max_new_tokens=params.max_new_tokens or bench.max_new_tokens,
+                                  batch_size=params.batch_size, num_beams=params.num_beams)
+        return answers, time.time() - start, describe(handle.model, handle.batch_size)
 
     @staticmethod
     def _write_answers(out: Path, bench, samples, answers) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 from runner.kinds.data import resolve
 from runner.kinds.model import model_dir
 from runner.kinds.subset import load_subset
-from runner.stage import KINDS, StageKind
+from runner.placement import describe
+from runner.stage import KINDS, Dtype, StageContext, StageKind, StageParams
 
 MODES = {
     "greedy": {"do_sample": False},
@@ -26,15 +28,28 @@ MODES = {
 @KINDS.register("generate")
 class GenerateStage(StageKind):
     VERSION = 1  # new modes add keys, they do not change what an existing key computes
+    LOADS_MODEL = True
+    SKIP_KEY_FIELDS = frozenset({"batch_size", "dtype"})
 
-    def run(self, params, inputs, out: Path, ctx):
+    class Params(StageParams):
+        mode: str
+        max_new_tokens: int
+        seed: int | None = None  # sampled and augmented modes only
+        augmentation: str | None = None  # SeVa's augmented mode: which augmentation, and its settings
+        augmentation_params: dict[str, Any] | None = None
+        search: dict[str, int] | None = None  # CSR's sentences mode
+        batch_size: int = 16
+        dtype: Dtype = "float32"
+
+    def run(self, params: Params, inputs, out: Path, ctx: StageContext):
         from matrix.models.handle import load
         from methods.base import question_items
 
-        mode = params["mode"]
+        mode = params.mode
         if mode not in MODES:
             raise ValueError(f"unknown generation mode {mode!r}; known: {', '.join(MODES)}")
-        handle = load(model_dir(inputs["model"]), template=inputs["model"].result["template"])
+        handle = load(model_dir(inputs["model"]), template=inputs["model"].result["template"], dtype=params.dtype,
+                      device=ctx.device, family=inputs["model"].result.get("family"))
         records = load_subset(inputs["data"], inputs["subset"])
         items = question_items(records)
         image_root = resolve(inputs["data"], "image_root")
@@ -44,21 +59,24 @@ class GenerateStage(StageKind):
             from methods.augmentations import make
 
             proc = handle.image_processor
-            transform = make(params["augmentation"], params.get("augmentation_params"),
-                             proc.image_mean, proc.image_std, seed=params.get("seed", 0))
+            transform = make(params.augmentation, params.augmentation_params, proc.image_mean, proc.image_std,
+                             seed=params.seed or 0)
         start = time.time()
         if mode == "sentences":
             from methods.csr import sentence_trees
 
-            trees = sentence_trees(handle, images, [it.question for it in items], params["search"], params.get("seed"))
+            trees = sentence_trees(handle, images, [it.question for it in items], params.search, params.seed)
             (out / "responses.json").write_text(json.dumps({it.item_id: t for it, t in zip(items, trees)}))
+            # The search expands one question at a time: generation.batch_size does not apply to it.
             return {"items": len(items), "nodes": sum(len(t) for t in trees),
-                    "answers_per_s": len(items) / max(time.time() - start, 1e-9)}
-        answers = handle.generate(images, [it.question for it in items], max_new_tokens=params["max_new_tokens"],
-                                  batch_size=16, seed=params.get("seed"), pixel_transform=transform, **MODES[mode])
+                    "answers_per_s": len(items) / max(time.time() - start, 1e-9), "runtime": describe(handle.model, 1)}
+        answers = handle.generate(images, [it.question for it in items], max_new_tokens=params.max_new_tokens,
+                                  batch_size=params.batch_size, seed=params.seed, pixel_transform=transform,
+                                  **MODES[mode])
         elapsed = time.time() - start
         (out / "responses.json").write_text(json.dumps({it.item_id: a for it, a in zip(items, answers)}, indent=0))
-        return {"items": len(items), "answers_per_s": len(items) / max(elapsed, 1e-9)}
+        return {"items": len(items), "answers_per_s": len(items) / max(elapsed, 1e-9),
+                "runtime": describe(handle.model, handle.batch_size)}
 
 
 def load_responses(stage_input) -> dict:

@@ -12,20 +12,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner.kinds.model import model_dir
-from runner.stage import KINDS, StageKind
+from runner.placement import describe
+from runner.stage import KINDS, Dtype, StageContext, StageKind, StageParams
 
 
 @KINDS.register("merge")
 class MergeStage(StageKind):
     VERSION = 1
     FRESH_PROCESS = True  # a whole model in memory: give it back when done
+    LOADS_MODEL = True
+    SKIP_KEY_FIELDS = frozenset({"dtype"})
 
-    def run(self, params, inputs, out: Path, ctx):
+    class Params(StageParams):
+        dtype: Dtype = "float32"  # the merge runs, and the merged model is saved, in this dtype
+
+    def run(self, params: Params, inputs, out: Path, ctx: StageContext):
         from methods.checkpoint import load_trained, save_model_dir
 
         src = model_dir(inputs["model"])
         template = inputs["model"].result["template"]
-        handle = load_trained(src, inputs["checkpoint"].dir, template=template)
+        handle = load_trained(src, inputs["checkpoint"].dir, template=template, dtype=params.dtype, device=ctx.device,
+                              family=inputs["model"].result.get("family"))
         save_model_dir(handle, src, out)
-        return {"model_dir": ".", "template": template,
-                "parameters": sum(p.numel() for p in handle.model.parameters())}
+        return {"model_dir": ".", "template": template, "family": handle.family.id,
+                "parameters": sum(p.numel() for p in handle.model.parameters()), "runtime": describe(handle.model, None)}

@@ -4,20 +4,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from matrix.models.family import FAMILIES
-from runner.stage import KINDS, StageKind
+from pydantic import ConfigDict
+
+from runner.stage import KINDS, StageKind, StageParams
 
 
 @KINDS.register("model")
 class ModelStage(StageKind):
     VERSION = 1
 
-    def run(self, params, inputs, out: Path, ctx):
-        family = FAMILIES.get(params["family"])()
-        result = family.materialise(params, out)
-        model_dir = family.model_dir(params, out)
+    class Params(StageParams):
+        model_config = ConfigDict(extra="allow")  # the rest is the family's (`ModelFamily.stage_params`)
+        family: str
+        template: str
+
+    def run(self, params: Params, inputs, out: Path, ctx):
+        family = FAMILIES.get(params.family)()
+        raw = params.model_dump()
+        result = family.materialise(raw, out)
+        model_dir = family.model_dir(raw, out)
         # Relative when inside the artifact (it is renamed into place after this returns).
         result["model_dir"] = str(model_dir.relative_to(out)) if model_dir.is_relative_to(out) else str(model_dir)
-        result["template"] = params["template"]
+        result["template"] = params.template
+        result["family"] = params.family  # which family loads it (`matrix.models.family.family_for`)
         return result
 
 

@@ -13,38 +13,51 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
-from runner.stage import KINDS, StageKind
+from pydantic import ConfigDict
+
+from runner.stage import KINDS, StageKind, StageParams
 
 
 @KINDS.register("sleep")
 class SleepStage(StageKind):
     VERSION = 1
 
-    def run(self, params, inputs, out: Path, ctx):
+    class Params(StageParams):
+        model_config = ConfigDict(extra="allow")  # tests and the benchmark script tag their stages freely
+        seconds: float = 0
+        fail: str | None = None
+        die_once: str | None = None
+        files: dict[str, str] | None = None
+        until: str | None = None
+        deaf: bool = False
+        resources: dict[str, Any] | None = None  # read by the executor
+
+    def run(self, params: Params, inputs, out: Path, ctx):
         import ray
 
-        marker = params.get("die_once")
+        marker = params.die_once
         if marker and not Path(marker).exists():
             Path(marker).write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
-        if params.get("fail"):
-            raise RuntimeError(params["fail"])
-        for name, text in (params.get("files") or {}).items():  # an artifact to damage in integrity tests
+        if params.fail:
+            raise RuntimeError(params.fail)
+        for name, text in (params.files or {}).items():  # an artifact to damage in integrity tests
             (out / name).write_text(text)
         started = time.time()
-        seconds = float(params.get("seconds", 0))
-        print(f"sleeping {seconds:g}s" + (f" or until {params['until']} exists" if params.get("until") else ""))
-        if params.get("deaf"):
+        seconds = params.seconds
+        print(f"sleeping {seconds:g}s" + (f" or until {params.until} exists" if params.until else ""))
+        if params.deaf:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
         try:
-            if params.get("until"):
-                while not Path(params["until"]).exists() and time.time() - started < seconds:
+            if params.until:
+                while not Path(params.until).exists() and time.time() - started < seconds:
                     time.sleep(0.05)
             else:
                 time.sleep(seconds)
         finally:
-            if params.get("deaf"):
+            if params.deaf:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
         context = ray.get_runtime_context()
         return {"node_id": context.get_node_id(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()],

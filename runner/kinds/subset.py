@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 from runner.kinds.data import read_records, resolve
-from runner.stage import KINDS, StageKind
+from runner.stage import KINDS, StageKind, StageParams
 
 
 def shuffled_ids(records: list[dict], seed: int) -> list[str]:
@@ -19,12 +19,16 @@ def shuffled_ids(records: list[dict], seed: int) -> list[str]:
 class SubsetStage(StageKind):
     VERSION = 1
 
-    def run(self, params, inputs, out: Path, ctx):
+    class Params(StageParams):
+        n: int
+        seed: int
+
+    def run(self, params: Params, inputs, out: Path, ctx):
         records = read_records(resolve(inputs["data"], "data_file"))
-        n = params["n"]
+        n = params.n
         if n > len(records):
             raise ValueError(f"the dataset has {len(records)} records but the scale asks for {n}")
-        ids = shuffled_ids(records, params["seed"])[:n]
+        ids = shuffled_ids(records, params.seed)[:n]
         (out / "ids.json").write_text(json.dumps(ids))
         return {"n": n}
 

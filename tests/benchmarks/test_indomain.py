@@ -72,11 +72,11 @@ def _heldout(tmp_path, size, n, after):
     for k in (after // 2, after):
         out = tmp_path / f"subset{k}"
         out.mkdir()
-        SubsetStage().run({"n": k, "seed": 0}, {"data": data}, out, None)
+        SubsetStage().execute({"n": k, "seed": 0}, {"data": data}, out, None)
         subsets.append(set(json.loads((out / "ids.json").read_text())))
     out = tmp_path / "heldout"
     out.mkdir()
-    result = DataStage().run({"what": "heldout", "id": "indomain", "n": n, "seed": 0, "after": after},
+    result = DataStage().execute({"what": "heldout", "id": "indomain", "n": n, "seed": 0, "after": after},
                              {"data": data}, out, None)
     return subsets, out, result
 

@@ -161,11 +161,11 @@ benchmarks:
     api.check_files(spec, spec_file)  # the real folder has no val2014/: fine, nothing answers POPE here
     [cell] = api.plan(spec).graph.cells
     stage = cell.evaluate["pope"]
-    ctx = StageContext(tmp_path, 1, 0, "k", "t", {})
+    ctx = StageContext(tmp_path, 1, 0, "k", "t")
     (tmp_path / "data").mkdir()
-    data = DataStage().run(stage.deps["bench"].params, {}, tmp_path / "data", ctx)
+    data = DataStage().execute(stage.deps["bench"].params, {}, tmp_path / "data", ctx)
     (tmp_path / "eval").mkdir()
-    result = EvaluateStage().run(stage.params, {"bench": StageInput(tmp_path / "data", data)}, tmp_path / "eval", ctx)
+    result = EvaluateStage().execute(stage.params, {"bench": StageInput(tmp_path / "data", data)}, tmp_path / "eval", ctx)
     assert round(result["metrics"]["f1"], 3) == 85.947
 
 

@@ -200,7 +200,7 @@ def test_sima_orders_by_verdict_and_drops_unparseable(tmp_path):
     greedy = {"o1:0": "red", "o1:1": "Yes", "o1:2": "2"}
     sampled = {"o1:0": "blue", "o1:1": "No", "o1:2": "2"}
     handle = _Handle(["blah [[1]]", "I think [[2]]", "no verdict"])
-    env = Env(image_root=tmp_path, _handle=handle)
+    env = Env(image_root=tmp_path, loaded=handle)
     examples, stats = METHODS.get("sima")().construct([OCR], {"greedy": greedy, "sampled": sampled}, {}, env)
     assert stats["verdict_1"] == 1 and stats["verdict_2"] == 1 and stats["dropped_unparseable"] == 1
     # verdict 1 -> chosen = sampled (response 1); verdict 2 -> chosen = greedy

@@ -74,9 +74,9 @@ def test_a_copied_checkpoint_evaluates_like_the_original(tiny_world, tmp_path, h
     examples, _ = METHODS.get("cont-sft")().construct(tiny_world.records, {}, {})
     trained = tmp_path / "trained"
     train(tiny_world.base, examples, tiny_world.image_root, "sft", hp(epochs=1), trained)
-    ctx = StageContext(tmp_path, 1, 0, "k", "t", {})
+    ctx = StageContext(tmp_path, 1, 0, "k", "t")
     (tmp_path / "copy").mkdir()
-    result = CheckpointStage().run({"path": str(trained)}, {}, tmp_path / "copy", ctx)
+    result = CheckpointStage().execute({"path": str(trained)}, {}, tmp_path / "copy", ctx)
     assert result["adapter"] and (tmp_path / "copy" / "non_lora_trainables.safetensors").exists()
 
     from benchmarks.base import BENCHMARKS
@@ -89,7 +89,7 @@ def test_a_copied_checkpoint_evaluates_like_the_original(tiny_world, tmp_path, h
     for name, ckpt in (("original", trained), ("copy", tmp_path / "copy")):
         out = tmp_path / f"eval-{name}"
         out.mkdir()
-        EvaluateStage().run(params, {**inputs, "checkpoint": StageInput(ckpt, {})}, out, ctx)
+        EvaluateStage().execute(params, {**inputs, "checkpoint": StageInput(ckpt, {})}, out, ctx)
         scores[name] = (out / "answers.jsonl").read_text()
     assert scores["copy"] == scores["original"]
 
@@ -99,7 +99,7 @@ def test_a_folder_that_is_no_checkpoint_is_refused(tmp_path):
     (tmp_path / "src" / "notes.json").write_text(json.dumps({}))
     (tmp_path / "out").mkdir()
     with pytest.raises(FileNotFoundError, match="non_lora_trainables.safetensors"):
-        CheckpointStage().run({"path": str(tmp_path / "src")}, {}, tmp_path / "out", StageContext(tmp_path, 1, 0, "k", "t", {}))
+        CheckpointStage().execute({"path": str(tmp_path / "src")}, {}, tmp_path / "out", StageContext(tmp_path, 1, 0, "k", "t"))
 
 
 def _answer_file(tmp_path, right: int) -> tuple:
@@ -139,8 +139,8 @@ def test_the_answer_file_stage_scores_as_matrix_score(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     params = {"benchmark": "pope", "limit": None, "answers": {"path": str(path), "sha": "x"}}
-    result = EvaluateStage().run(params, {"bench": StageInput(tmp_path / "bench", {"root": "."})}, out,
-                                 StageContext(tmp_path, 1, 0, "k", "t", {}))
+    result = EvaluateStage().execute(params, {"bench": StageInput(tmp_path / "bench", {"root": "."})}, out,
+                                     StageContext(tmp_path, 1, 0, "k", "t"))
     # 5 of the questions answered right, the rest wrong: by POPE's rules, per split and mean
     assert result["metrics"] == score("pope", tmp_path / "bench", path).metrics
     assert result["questions"] == len(samples) and result["answers_from"] == str(path)

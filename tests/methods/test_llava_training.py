@@ -78,7 +78,10 @@ def test_merge_stage_answers_as_the_checkpoint(llava_hf, data, hp, tmp_path):
     model_input = SimpleNamespace(dir=llava_hf.parent, result={"model_dir": llava_hf.name, "template": "vicuna_v1"})
     out = tmp_path / "merged"
     out.mkdir()
-    MergeStage().run({}, {"model": model_input, "checkpoint": SimpleNamespace(dir=tmp_path / "ckpt")}, out, None)
+    from runner.stage import StageContext
+
+    MergeStage().execute({}, {"model": model_input, "checkpoint": SimpleNamespace(dir=tmp_path / "ckpt")}, out,
+                         StageContext(tmp_path, 1, 0, "k", "merge"))
     merged, trained, base = load(out), load_trained(llava_hf, tmp_path / "ckpt", template="vicuna_v1"), load(llava_hf)
     assert merged.template.name == "vicuna_v1" and merged.tokenizer.pad_token_id == 801
     images = []

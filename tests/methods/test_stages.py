@@ -21,8 +21,8 @@ def _inputs(world, tmp_path):
     }
 
 
-def _ctx(tmp_path, runtime=None):
-    return StageContext(tmp_path, 1, 0, "k", "test", runtime or {})
+def _ctx(tmp_path):
+    return StageContext(tmp_path, 1, 0, "k", "test")
 
 
 def test_augmented_generation_differs_from_greedy_under_heavy_noise(tiny_world, tmp_path):
@@ -31,8 +31,9 @@ def test_augmented_generation_differs_from_greedy_under_heavy_noise(tiny_world, 
     for mode, extra in (("greedy", {}), ("augmented", {"augmentation": "diffusion", "augmentation_params": {"step": 999}, "seed": 0})):
         out = tmp_path / mode
         out.mkdir()
-        result = GenerateStage().run({"mode": mode, "max_new_tokens": 6, **extra}, inputs, out, _ctx(tmp_path))
+        result = GenerateStage().execute({"mode": mode, "max_new_tokens": 6, **extra}, inputs, out, _ctx(tmp_path))
         assert result["items"] == 8
+        assert result["runtime"] == {"device": "cpu", "dtype": "float32", "batch_size": 16}  # the defaults
         outs[mode] = json.loads((out / "responses.json").read_text())
     assert set(outs["greedy"]) == set(outs["augmented"])
     # ᾱ_999 ≈ 0.08: the image is mostly noise, so some answers of a random model change
@@ -51,12 +52,12 @@ def test_sima_construct_asks_the_real_model_and_drops_unparseable(tiny_world, tm
     out.mkdir()
     params = {"method": "sima", "version": "1", "params": {"critic_max_new_tokens": 4}, "seed": 0}
     with pytest.raises(ValueError, match="no training examples") as err:
-        ConstructStage().run(params, inputs, out, _ctx(tmp_path))
+        ConstructStage().execute(params, inputs, out, _ctx(tmp_path))
     # the random model never writes [[1]]/[[2]]: all 8 critic replies are dropped and counted
     assert "'judged': 8" in str(err.value) and "'dropped_unparseable': 8" in str(err.value)
 
 
-def test_nsft_construct_stage_builds_the_judge_from_runtime_settings(tiny_world, tmp_path, monkeypatch):
+def test_nsft_construct_stage_builds_the_judge_from_its_judge_settings(tiny_world, tmp_path, monkeypatch):
     from tests.judge_server import JudgeServer
 
     monkeypatch.setenv("MATRIX_JUDGE_CACHE", str(tmp_path / "cache"))
@@ -72,16 +73,16 @@ def test_nsft_construct_stage_builds_the_judge_from_runtime_settings(tiny_world,
     inputs["responses.greedy"] = StageInput(tmp_path / "greedy", {})
     params = {"method": "nsft", "version": "1", "params": {}, "judge": "judge-x", "seed": 0}
     with JudgeServer(lambda body: reply) as server:
-        runtime = {"judge": {"model": "judge-x", "base_url": server.url}}
+        params["judge_settings"] = {"model": "judge-x", "base_url": server.url}  # outside the key
         for attempt in range(2):
             out = tmp_path / f"out{attempt}"
             out.mkdir()
-            result = ConstructStage().run(params, inputs, out, _ctx(tmp_path, runtime))
+            result = ConstructStage().execute(params, inputs, out, _ctx(tmp_path))
             assert result["examples"] == 2 and result["judge"]["model"] == "judge-x"
         assert len(server.requests) == 2  # the second run answered from the cache
         assert result["judge"]["calls"] == 0 and result["judge"]["cached_hits"] == 2
         with pytest.raises(ValueError, match="differs"):
-            ConstructStage().run({**params, "judge": "other"}, inputs, tmp_path / "out0", _ctx(tmp_path, runtime))
+            ConstructStage().execute({**params, "judge": "other"}, inputs, tmp_path / "out0", _ctx(tmp_path))
     examples = json.loads((tmp_path / "out1" / "examples.json").read_text())
     assert len(examples[0]["conversations"]) == 12
 
@@ -97,19 +98,20 @@ def test_sharded_evaluation_scores_exactly_like_one_stage(tiny_world, tmp_path):
               "bench": StageInput(tmp_path / "bench", {"root": "."})}
     params = {"benchmark": "pope", "limit": None, "max_new_tokens": 4}
     (tmp_path / "whole").mkdir()
-    whole = EvaluateStage().run(params, inputs, tmp_path / "whole", _ctx(tmp_path))
+    whole = EvaluateStage().execute(params, inputs, tmp_path / "whole", _ctx(tmp_path))
     shards = {}
     for i in range(3):
         out = tmp_path / f"shard{i}"
         out.mkdir()
-        res = EvaluateStage().run({**params, "shard": [i, 3]}, inputs, out, _ctx(tmp_path))
+        res = EvaluateStage().execute({**params, "shard": [i, 3]}, inputs, out, _ctx(tmp_path))
         assert "metrics" not in res  # a shard answers; it does not score
+        assert res["runtime"] == {"device": "cpu", "dtype": "float32", "batch_size": 16}
         shards[f"shard{i}"] = StageInput(out, res)
     assert sum(s.result["questions"] for s in shards.values()) == whole["questions"]
     (tmp_path / "merged").mkdir()
-    merged = EvaluateStage().run({**params, "shards": 3}, {"bench": inputs["bench"], **shards},
+    merged = EvaluateStage().execute({**params, "shards": 3}, {"bench": inputs["bench"], **shards},
                                  tmp_path / "merged", _ctx(tmp_path))  # no model input: it loads none
-    assert merged["metrics"] == whole["metrics"]
+    assert merged["metrics"] == whole["metrics"] and "runtime" not in merged  # it loaded no model
     read = lambda d: (d / "answers.jsonl").read_text()  # noqa: E731
     assert read(tmp_path / "merged") == read(tmp_path / "whole")
 
@@ -126,14 +128,14 @@ def test_the_spec_template_reaches_the_judge(tiny_world, tmp_path):
               "bench": StageInput(tmp_path / "bench", {"root": "."})}
     params = {"benchmark": "mmhal", "limit": None, "max_new_tokens": 4}
     (tmp_path / "answers").mkdir()
-    shard = EvaluateStage().run({**params, "shard": [0, 1]}, inputs, tmp_path / "answers", _ctx(tmp_path))
-    ctx = _ctx(tmp_path, {"judge": {"provider": "reference", "model": "r"}})
-    scoring = {**params, "shards": 1, "judge": "reference:r"}
+    shard = EvaluateStage().execute({**params, "shard": [0, 1]}, inputs, tmp_path / "answers", _ctx(tmp_path))
+    ctx = _ctx(tmp_path)
+    scoring = {**params, "shards": 1, "judge": "reference:r", "judge_settings": {"provider": "reference", "model": "r"}}
     deps = {"bench": inputs["bench"], "shard0": StageInput(tmp_path / "answers", shard)}
     (tmp_path / "ours").mkdir()
-    assert "score" in EvaluateStage().run(scoring, deps, tmp_path / "ours", ctx)["metrics"]
+    assert "score" in EvaluateStage().execute(scoring, deps, tmp_path / "ours", ctx)["metrics"]
     other = tmp_path / "official.txt"
     other.write_text("Contents: {}\nQ: {}\nA: {}\nR: {}\n")
     (tmp_path / "theirs").mkdir()
     with pytest.raises(JudgeError, match="cannot read"):
-        EvaluateStage().run({**scoring, "template": {"path": str(other), "sha": "x"}}, deps, tmp_path / "theirs", ctx)
+        EvaluateStage().execute({**scoring, "template": {"path": str(other), "sha": "x"}}, deps, tmp_path / "theirs", ctx)

@@ -190,3 +190,17 @@ def test_a_multi_gpu_request_without_deepspeed_is_refused(tmp_path, hp):
 
     with pytest.raises(ValueError, match="needs training.deepspeed"):
         launch(2, {"hp": hp()}, tmp_path / "o", tmp_path / "s")
+
+
+def test_bf16_weights_train_on_the_plain_path_with_checkpointing_and_record_how(tiny_world, tmp_path, hp):
+    """Base model loaded in bf16 (the spec's dtype), no DeepSpeed: the frozen weights stay bf16, the trained
+    tensors fp32, the forward runs under bf16 autocast with activations recomputed, and the result says so."""
+    examples, _ = METHODS.get("cont-sft")().construct(tiny_world.records[:8], {}, {})
+    result, model = train_model(tiny_world.base, examples, tiny_world.image_root, "sft", hp(epochs=1), tmp_path,
+                                dtype="bfloat16", gradient_checkpointing=True)
+    assert result["runtime"] == {"device": "cpu", "dtype": "bfloat16", "batch_size": 4,
+                                 "compute_dtype": "bfloat16", "gradient_checkpointing": True}
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    assert result["steps"] == 1 and math.isfinite(result["final_loss"])
+    saved = load_file(str(tmp_path / checkpoint.NON_LORA_FILE))
+    assert saved and all(t.dtype == torch.float32 for t in saved.values())

@@ -123,7 +123,9 @@ def test_the_llava_family_converts_in_its_model_stage(llava_hf, llava_original, 
     from runner.kinds.model import ModelStage
 
     stage_out = tmp_path / "stage"
-    rec = ModelStage().run(params, {}, stage_out, SimpleNamespace())
+    from runner.stage import StageContext
+
+    rec = ModelStage().execute(params, {}, stage_out, StageContext(tmp_path, 1, 0, "k", "model"))
     assert rec["model_dir"] == "model" and rec["template"] == "vicuna_v1"
 
 

@@ -95,8 +95,7 @@ def test_a_stage_on_a_node_that_does_not_see_the_run_directory_fails_naming_node
         elsewhere = Stage("sleep", {"seconds": 0.1, "resources": {"cpus": 2}}, label="elsewhere")
         here = Stage("sleep", {"seconds": 0.1, "resources": {"cpus": 1, "gpus": 1}}, label="here")
         graph = StageGraph(stages={s.key: s for s in (elsewhere, here)}, cells=[])
-        runtime = {"run_token": write_token(run_dir)}
-        summary = Executor(store, graph, ResourcesSpec(), node_capacities(), runtime=runtime).run()
+        summary = Executor(store, graph, ResourcesSpec(), node_capacities(), run_token=write_token(run_dir)).run()
         records = {r.label: r for r in store.stages().values()}
         assert records["here"].status == "done" and records["here"].result["node_id"] == head
         (label, line), = summary.failed

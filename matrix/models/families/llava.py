@@ -1,7 +1,9 @@
 """LLaVA-1.5 checkpoints read from a local directory (never downloaded): the llava-hf layout as it is, or
 an original-LLaVA checkpoint (`LlavaLlamaForCausalLM` with `mm_projector`, as liuhaotian/llava-v1.5-7b and
 the released SeVa / SIMA / CSR weights are saved), converted once into the llava-hf layout by the
-`model` stage (`matrix.models.llava_original`), whose artifact later stages load."""
+`model` stage (`matrix.models.llava_original`), whose artifact later stages load. Also how any
+LLaVA-1.5-architecture directory is loaded and fed: images padded to a square with the processor's mean
+colour (`image_aspect_ratio=pad`), a fixed number of image tokens per image."""
 from __future__ import annotations
 
 import hashlib
@@ -15,6 +17,8 @@ from matrix.models.family import FAMILIES, ModelFamily
 class LlavaFamily(ModelFamily):
     id = "llava"
     default_template = "vicuna_v1"
+    model_type = "llava"
+    model_class = "LlavaForConditionalGeneration"  # the transformers class of `model_type`
 
     def stage_params(self, entry) -> dict[str, Any]:
         path = Path(entry.path).expanduser().resolve() if entry.path else None
@@ -59,3 +63,39 @@ class LlavaFamily(ModelFamily):
         if params.get("format") == "original":
             return artifact_dir / "model"
         return Path(params["path"])
+
+    # ---- using the model directory ------------------------------------------------------------
+    def load(self, model_dir: Path, device: str = "cpu", dtype: str = "float32") -> tuple[Any, Any]:
+        import torch
+        import transformers
+
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").exists():
+            raise FileNotFoundError(f"{model_dir}: no config.json; expected a llava-hf model directory")
+        cls = getattr(transformers, self.model_class)
+        model = cls.from_pretrained(model_dir, local_files_only=True, dtype=getattr(torch, dtype)).to(device)
+        return model, transformers.AutoProcessor.from_pretrained(model_dir, local_files_only=True)
+
+    def num_image_tokens(self, model) -> int:
+        cfg = model.config
+        n = (cfg.vision_config.image_size // cfg.vision_config.patch_size) ** 2
+        return n + 1 if getattr(cfg, "vision_feature_select_strategy", "default") == "full" else n
+
+    def vision_inputs(self, handle, images: list) -> dict:
+        out = handle.image_processor(images=[expand2square(im, handle.image_processor) for im in images],
+                                     return_tensors="pt")
+        return {"pixel_values": out["pixel_values"].to(handle.model.dtype)}
+
+
+def expand2square(image, image_processor):
+    """LLaVA-1.5's `image_aspect_ratio=pad`: pad to a square with the processor's mean colour."""
+    from PIL import Image
+
+    w, h = image.size
+    if w == h:
+        return image
+    mean = tuple(int(x * 255) for x in image_processor.image_mean)
+    side = max(w, h)
+    canvas = Image.new(image.mode, (side, side), mean)
+    canvas.paste(image, ((side - w) // 2, (side - h) // 2))
+    return canvas

@@ -1,4 +1,5 @@
-"""The tiny offline LLaVA, built by the bootstrap recipe (or copied from the shipped checkpoint)."""
+"""The tiny offline LLaVA, built by the bootstrap recipe (or copied from the shipped checkpoint); a
+LLaVA-1.5 architecture, loaded and fed as `llava` is."""
 from __future__ import annotations
 
 import json
@@ -6,13 +7,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from matrix.models.family import FAMILIES, ModelFamily
+from matrix.models.families.llava import LlavaFamily
+from matrix.models.family import FAMILIES
 
 SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "tiny-base"
 
 
 @FAMILIES.register("tiny")
-class TinyFamily(ModelFamily):
+class TinyFamily(LlavaFamily):
     id = "tiny"
     default_template = "plain_v1"
 
@@ -20,6 +22,9 @@ class TinyFamily(ModelFamily):
         from matrix.models.bootstrap import DEFAULT_RECIPE
 
         return {"recipe": {**DEFAULT_RECIPE, **entry.recipe}}
+
+    def missing_files(self, entry) -> list[str]:
+        return []
 
     def materialise(self, params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         recipe = params["recipe"]
@@ -33,3 +38,6 @@ class TinyFamily(ModelFamily):
 
         stats = bootstrap(target, recipe)
         return {"source": "bootstrap", **stats}
+
+    def model_dir(self, params: dict[str, Any], artifact_dir: Path) -> Path:
+        return artifact_dir / "model"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from matrix.models.family import FAMILIES
+from matrix.models.families.llava_next import LlavaNextFamily
 from matrix.models.families.tiny import TinyFamily
 
 PINPOINTS = [[48, 96], [96, 48], [96, 96]]
@@ -48,7 +49,9 @@ def to_llava_next(src: Path, out: Path, seed: int = 0) -> None:
 
 
 @FAMILIES.register("tiny-next")
-class TinyNextFamily(TinyFamily):
+class TinyNextFamily(TinyFamily, LlavaNextFamily):
+    """Built as `tiny` is (TinyFamily first in the bases), loaded and fed as `llava-next` is."""
+
     id = "tiny-next"
 
     def materialise(self, params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
