@@ -80,13 +80,16 @@ def test_an_artifact_from_before_manifests_is_only_checked_for_its_result(tmp_pa
 
 
 def test_execute_stage_records_the_manifest_of_what_it_wrote(tmp_path):
-    from runner.stage import KINDS, StageKind
+    from runner.stage import KINDS, StageKind, StageParams
 
     @KINDS.register("manifest-test-writer")
     class Writer(StageKind):
+        class Params(StageParams):
+            n: int
+
         def run(self, params, inputs, out, ctx):
-            (out / "weights.bin").write_bytes(b"\x00" * params["n"])
-            return {"n": params["n"]}
+            (out / "weights.bin").write_bytes(b"\x00" * params.n)
+            return {"n": params.n}
 
     try:
         final = tmp_path / "artifacts" / "manifest-test-writer" / "k"

@@ -134,7 +134,7 @@ class _Judge:
     def __init__(self, replies):
         self.replies, self.prompts = list(replies), []
 
-    def complete(self, prompts, temperature=0.0, max_tokens=1024):
+    def complete(self, prompts, temperature=0.0, max_tokens=1024, parse=None):
         from benchmarks.judge import JudgeReply
 
         self.prompts += prompts

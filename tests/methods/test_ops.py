@@ -155,7 +155,7 @@ def test_a_sweep_prebuilds_only_when_a_deepspeed_train_stage_is_still_to_run(mon
     from runner.stage import Stage
 
     calls = []
-    monkeypatch.setattr(methods.ops, "prebuild", lambda say: calls.append(say))
+    monkeypatch.setattr(methods.ops, "prebuild", lambda say, stop=None: calls.append(say))
     ds = Stage("train", {"objective": "sft", "hp": {"deepspeed": {"stage": 2}}})
     planned = SimpleNamespace(graph=SimpleNamespace(stages={ds.key: ds}))
     api._prebuild_ops(planned, {ds.key: SimpleNamespace(status="done")}, print)  # cached: nothing to build
