@@ -76,7 +76,7 @@ import json, sys
 from runner.executor import execute_stage
 args = json.loads(sys.argv[1])
 payload = execute_stage("train", "0" * 64, "train probe", args["params"], args["inputs"], args["final"], args["tmp"],
-                        args["run"], 1, 0, {}, 1800)
+                        args["run"], 1, 0, None, 1800)
 print(json.dumps(payload["result"]["deepspeed_stage"]))
 """
 

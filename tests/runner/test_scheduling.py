@@ -85,14 +85,16 @@ def test_an_exception_in_the_stage_is_final_even_with_retries(ray_local, tmp_pat
 
 
 def test_independent_stages_run_in_parallel(ray_local, tmp_path):
-    stages = [sleep(f"s{i}", 1.5) for i in range(4)]  # 2 CPUs, one each
-    summary, store, _ = run(tmp_path, ray_local, stages)
+    stages = [sleep(f"s{i}", 0.5) for i in range(4)]  # 2 CPUs, one each
+    summary, store, events = run(tmp_path, ray_local, stages)
     assert summary.ok and len(summary.ran) == 4
-    # Judged by the stages' own clocks, not the wall time of the run (which a loaded machine stretches):
-    # at some moment two ran at once, and never more than the 2 CPUs allow.
+    # The executor's part, judged by its own events rather than the clock (a loaded machine starts Ray's
+    # workers late): every ready stage is submitted before it waits for any result.
+    kinds = [e[0] for e in events]
+    assert kinds.index("done") == 4 and kinds[:4] == ["started"] * 4
+    # Ray's part: never more at once than the 2 CPUs allow (the stages' own clocks).
     spans = [(r.result["started"], r.result["ended"]) for r in store.stages().values()]
-    overlap = [sum(a <= t < b for a, b in spans) for t, _ in spans]
-    assert max(overlap) == 2, spans
+    assert max(sum(a <= t < b for a, b in spans) for t, _ in spans) <= 2, spans
 
 
 def test_fail_fast_stops_scheduling_and_leaves_the_rest_pending(ray_local, tmp_path):
