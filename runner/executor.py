@@ -247,7 +247,7 @@ class Executor:
                         {n: d.key for n, d in stage.deps.items()}, "")
             fn = remote_fresh if KINDS.get(stage.kind).FRESH_PROCESS else remote
             return fn.options(**options).remote(
-                stage.kind, stage.key, stage.label, stage.params, self._inputs(stage, self.store.stages()),
+                stage.kind, stage.key, stage.label, stage.params, self._inputs(stage, records),
                 str(self._final_dir(stage)), str(self.store.tmp), str(self.store.run_dir), req.cpus, req.gpus,
                 self.runtime)
 

@@ -139,8 +139,9 @@ class Admission:
         out: list[Stage] = []
         shadow: float | None = None  # when the reserved stage can start, by the estimates
         extra = 0.0  # GPUs free at that moment beyond what the reserved stage needs
+        gpus = {s.key: g for s, g in ready}
         for stage in self.order([s for s, _ in ready]):
-            g = next(g for s, g in ready if s is stage)
+            g = gpus[stage.key]
             if g <= 0 or self.gpus <= 0:
                 out.append(stage)
                 continue
