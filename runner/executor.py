@@ -282,7 +282,7 @@ class Executor:
                         continue
                     ready.append((stage, req.gpus))
                 busy = [(s, self._request(s).gpus, submitted_at[s.key]) for s in running.values()]
-                admitted = policy.admit(ready, busy, time.monotonic()) if ready and not (stop or stops.requested) else []
+                admitted = [] if stop or stops.requested or not ready else policy.admit(ready, busy, time.monotonic())
                 for stage in admitted:
                     del pending[stage.key]
                     running[submit(stage)] = stage

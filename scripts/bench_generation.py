@@ -84,8 +84,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{len(samples)} {'+'.join(names)} questions, max_new_tokens {max_new}, "
               f"torch threads {torch.get_num_threads()}")
         lengths = [len(model.encode_prompt(q, im.size)) for q, im in zip(questions, images)]
+        by_length = padding(sorted(lengths, reverse=True), args.batch_size)
         print(f"prompt tokens: {min(lengths)}-{max(lengths)}; pad tokens per question in batches of {args.batch_size}: "
-              f"{padding(lengths, args.batch_size):.1f} in order, {padding(sorted(lengths, reverse=True), args.batch_size):.1f} by length")
+              f"{padding(lengths, args.batch_size):.1f} in order, {by_length:.1f} by length")
 
         model.generate(images[:2], questions[:2], max_new_tokens=4, batch_size=2)  # warm-up
         runs: dict[str, tuple[list[str], float]] = {}

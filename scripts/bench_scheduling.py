@@ -15,8 +15,8 @@ executor before runner/priority.py (every ready stage submitted at once, in the 
 
     python scripts/bench_scheduling.py --shape table9 --nodes 4 --gpus-per-node 8 [--policy fifo]
 
-The default shape (`--shape synthetic`) measures per-stage overhead. It builds a sweep shaped like a real one (per "cell": generate -> construct -> train -> several evaluates,
-plus shared upstream stages) out of `sleep` stages with known, seeded durations, runs it through
+The default shape (`--shape synthetic`) measures per-stage overhead. It builds a sweep shaped like a
+real one (per "cell": generate -> construct -> train -> several evaluates, plus shared upstream stages) out of `sleep` stages with known, seeded durations, runs it through
 `runner.executor.Executor` on embedded Ray with N CPU slots, and prints:
 
 - makespan (wall time of `Executor.run`);

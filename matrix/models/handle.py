@@ -115,9 +115,13 @@ class ModelHandle:
         if seed is not None:
             torch.manual_seed(seed)
         self.model.eval()
-        encode = lambda q, im: self.encode_prompt(q, im.size)  # noqa: E731
-        run = lambda ims, qs: self._batches(ims, qs, max_new_tokens, batch_size, do_sample, temperature,  # noqa: E731
-                                            top_p, pixel_transform, encode, num_beams)
+        def encode(q, im):
+            return self.encode_prompt(q, im.size)
+
+        def run(ims, qs):
+            return self._batches(ims, qs, max_new_tokens, batch_size, do_sample, temperature, top_p,
+                                 pixel_transform, encode, num_beams)
+
         if by_length and not do_sample and pixel_transform is None:
             from matrix.models.batching import in_length_order
 
