@@ -110,8 +110,17 @@ def bottom_levels(graph: StageGraph, cost: Callable[[Stage], float] = estimate) 
             dependents.setdefault(d.key, []).append(s)
     level: dict[str, float] = {}
     for s in reversed(graph.ordered()):  # dependents before the stages they depend on
-        level[s.key] = cost(s) + max((level[t.key] for t in dependents.get(s.key, [])), default=0.0)
+        level[s.key] = _safe(cost, s) + max((level[t.key] for t in dependents.get(s.key, [])), default=0.0)
     return level
+
+
+def _safe(cost: Callable[[Stage], float], stage: Stage) -> float:
+    """An estimate, or a few seconds when the stage's parameters do not give one: a heuristic must never
+    stop a sweep."""
+    try:
+        return float(cost(stage))
+    except (LookupError, TypeError, ValueError):
+        return SMALL_S
 
 
 @dataclass
@@ -152,16 +161,17 @@ class Admission:
                     continue
                 shadow, extra = self._reserve(g, free, running, now)
                 continue
-            if g <= free + 1e-9 and (now + self.cost(stage) <= shadow or g <= extra + 1e-9):
+            ends = now + _safe(self.cost, stage)
+            if g <= free + 1e-9 and (ends <= shadow or g <= extra + 1e-9):
                 out.append(stage)
                 free -= g
-                if now + self.cost(stage) > shadow:
+                if ends > shadow:
                     extra -= g
         return out
 
     def _reserve(self, need: float, free: float, running: list[tuple[Stage, float, float]],
                  now: float) -> tuple[float, float]:
-        ends = sorted((max(now, t0 + self.cost(s)), g) for s, g, t0 in running if g > 0)
+        ends = sorted((max(now, t0 + _safe(self.cost, s)), g) for s, g, t0 in running if g > 0)
         shadow, have = now, free
         for end, g in ends:
             if have + 1e-9 >= need:
