@@ -1,10 +1,11 @@
 """Runs a stage graph on Ray and records every outcome in the store.
 
 The driver submits a stage as a Ray task once all its upstream stages are done, with the resources
-the spec gives its kind; Ray places it. Results come back small (the artifact stays on disk) and the
-driver records each in one transaction. A stage that raises is recorded as failed with its traceback
-and everything not downstream of it keeps going. A request no node could ever satisfy fails the stage
-at once instead of waiting forever in Ray's queue.
+the spec gives its kind, in the order and at the moment runner/priority.py decides (critical work
+first, GPUs reserved for a big stage and filled around it); Ray places it. Results come back small
+(the artifact stays on disk) and the driver records each in one transaction. A stage that raises is
+recorded as failed with its traceback and everything not downstream of it keeps going. A request no
+node could ever satisfy fails the stage at once instead of waiting forever in Ray's queue.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from matrix.spec import ResourceSpec, ResourcesSpec
 from matrix.store import Store
 from runner.graph import StageGraph
 from runner.interrupt import StopRequests
+from runner.priority import Admission
 from runner.stage import KINDS, Stage, StageContext, StageInput
 
 
@@ -168,7 +170,7 @@ def describe_nodes(nodes: list[dict[str, float]]) -> str:
 class Executor:
     def __init__(self, store: Store, graph: StageGraph, resources: ResourcesSpec, nodes: list[dict[str, float]],
                  fail_fast: bool = False, on_event: Callable[[str, Stage, str], None] | None = None,
-                 run_token: str | None = None):
+                 run_token: str | None = None, admission: Callable[..., Any] = Admission):
         self.store = store
         self.run_token = run_token  # every stage checks it sees this token in the run directory
         self.graph = graph
@@ -176,6 +178,9 @@ class Executor:
         self.nodes = nodes
         self.fail_fast = fail_fast
         self.on_event = on_event or (lambda event, stage, detail: None)
+        # What to submit of the ready stages, and in what order (runner/priority.py); a factory of
+        # (graph, the cluster's GPUs), replaceable to measure another policy (scripts/bench_scheduling.py).
+        self.admission = admission
 
     def _request(self, stage: Stage) -> ResourceSpec:
         if "resources" in stage.params:  # diagnostic stages (kind `sleep`) carry their own request
@@ -248,6 +253,8 @@ class Executor:
         stop = False
         attempts: dict[str, int] = {}  # key -> submissions in this run (retries count here)
         retry_at: dict[str, tuple[float, Stage]] = {}  # key -> (monotonic time to resubmit, stage)
+        policy = self.admission(self.graph, sum(n.get("GPU", 0) for n in self.nodes))
+        submitted_at: dict[str, float] = {}
 
         def submit(stage: Stage) -> Any:
             req = self._request(stage)
@@ -256,12 +263,13 @@ class Executor:
             if req.memory_gb:
                 options["memory"] = int(req.memory_gb * 2**30)
             attempts[stage.key] = attempts.get(stage.key, 0) + 1
+            submitted_at[stage.key] = time.monotonic()
             # One store attempt per start, retries and resumed runs included (the row's count survives them).
             self._write(self.store.mark_running, stage.key, stage.kind, stage.label, stage.params,
                         {n: d.key for n, d in stage.deps.items()}, "")
             fn = remote_fresh if KINDS.get(stage.kind).FRESH_PROCESS else remote
             return fn.options(**options).remote(
-                stage.kind, stage.key, stage.label, stage.params, self._inputs(stage, self.store.stages()),
+                stage.kind, stage.key, stage.label, stage.params, self._inputs(stage, records),
                 str(self._final_dir(stage)), str(self.store.tmp), str(self.store.run_dir), req.cpus, req.gpus,
                 self.run_token, req.limit_s(stage.kind))
 
@@ -272,6 +280,7 @@ class Executor:
                     summary.blocked += [stage.label for _, stage in retry_at.values()]
                     retry_at.clear()
                 records = self.store.stages()
+                ready: list[tuple[Stage, float]] = []
                 for key in list(pending):
                     stage = pending[key]
                     deps = [d.key for d in stage.deps.values()]
@@ -283,9 +292,9 @@ class Executor:
                         continue
                     if stop or stops.requested or not all(records.get(d) and records[d].status == "done" for d in deps):
                         continue
-                    del pending[key]
                     req = self._request(stage)
                     if not fits(req, self.nodes):
+                        del pending[key]
                         msg = (f"ResourceError: stage '{stage.label}' asks for {req.cpus:g} CPU, {req.gpus:g} GPU"
                                f"{f', {req.memory_gb:g} GiB' if req.memory_gb else ''} on one node, but the cluster "
                                f"has: {describe_nodes(self.nodes)}. Lower resources.{stage.kind} in the spec "
@@ -293,6 +302,11 @@ class Executor:
                         self._fail(stage, msg, summary, failed_keys)
                         stop = stop or self.fail_fast
                         continue
+                    ready.append((stage, req.gpus))
+                busy = [(s, self._request(s).gpus, submitted_at[s.key]) for s in running.values()]
+                admitted = [] if stop or stops.requested or not ready else policy.admit(ready, busy, time.monotonic())
+                for stage in admitted:
+                    del pending[stage.key]
                     running[submit(stage)] = stage
                     self.on_event("started", stage, "")
                 now = time.monotonic()

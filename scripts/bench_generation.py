@@ -1,12 +1,16 @@
-"""Batched vs one-by-one generation on the tiny model: answers/second, and whether the answers agree.
+"""Generation throughput on the tiny model: one by one, in batches, and in batches by prompt length.
 
-Answers the same synthetic POPE questions twice in one process, through
-`ModelHandle.generate`: in left-padded batches (default 32) and one question at a time (batch 1),
-greedy with POPE's official max_new_tokens (128). Prints answers/second for each, the ratio, and
-how many answers differ (left padding must not change a greedy answer).
+Answers the same synthetic benchmark questions (POPE by default; `--benchmark mmbench,mmvet` mixes
+several, interleaved) three times in one process through `ModelHandle.generate`: in left-padded
+batches in the questions' order (`by_length=False`), in batches of similar prompt length
+(`by_length=True`, the default: matrix/models/batching.py), and one question at a time. Greedy with
+the (first) benchmark's official max_new_tokens unless `--max-new-tokens`. Prints answers/second for
+each, the speed-ups, the pad tokens per batch, and how many answers differ (neither left padding nor
+the batches' make-up may change a greedy answer).
 
 The model is `matrix/assets/tiny-base/` when present, else a randomly initialised tiny LLaVA built
-here (a random model rarely stops early, so every answer runs to max_new_tokens: a worst case).
+here (a random model rarely stops early, so every answer runs to max_new_tokens: a worst case). The
+real-architecture checkpoint is not measured here yet.
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_generation.py [--n 256] [--batch-size 32] [--threads 1]
 """
@@ -52,8 +56,11 @@ def tiny_model(work: Path, questions: list[str]) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=256, help="questions (default 256)")
+    parser.add_argument("--benchmark", default="pope", help="benchmark plug-in(s), comma-separated (default pope)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: POPE's official 128")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the benchmark's official one")
+    parser.add_argument("--repeat", type=int, default=3, help="batched runs: the best of this many (default 3)")
+    parser.add_argument("--skip-single", action="store_true", help="skip the one-by-one run (the slowest)")
     # On a few shared cores, more OpenMP threads than free cores make every op wait on the slowest
     # thread (batched runs slowed 30x here with 2 threads on 2 busy cores); one thread measures fairly.
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: torch's own)")
@@ -62,44 +69,76 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from PIL import Image
 
-    from benchmarks.pope import Pope
+    from benchmarks.base import BENCHMARKS
     from matrix.models.handle import load
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    names = args.benchmark.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        bench = Pope()
-        bench.synthesize(work / "eval", max(1, args.n // 8), seed=0)
-        samples = bench.load(work / "eval")
-        while len(samples) < args.n:  # small scenes ask fewer questions: add images until there are enough
-            bench.synthesize(work / "eval", len({s.image for s in samples}) * 2, seed=0)
-            samples = bench.load(work / "eval")
-        samples = samples[: args.n]
+        per = [questions_of(BENCHMARKS.get(name)(), work / name, -(-args.n // len(names))) for name in names]
+        samples = [s for group in zip(*per) for s in group][: args.n]  # interleaved
         images = [Image.open(s.image).convert("RGB") for s in samples]
         questions = [s.question for s in samples]
-        max_new = args.max_new_tokens or bench.max_new_tokens
+        max_new = args.max_new_tokens or BENCHMARKS.get(names[0]).max_new_tokens
         model = load(tiny_model(work, questions))
-        print(f"{len(samples)} POPE questions, max_new_tokens {max_new}, torch threads {torch.get_num_threads()}")
+        print(f"{len(samples)} {'+'.join(names)} questions, max_new_tokens {max_new}, "
+              f"torch threads {torch.get_num_threads()}")
+        lengths = [len(model.encode_prompt(q, im.size)) for q, im in zip(questions, images)]
+        by_length = padding(sorted(lengths, reverse=True), args.batch_size)
+        print(f"prompt tokens: {min(lengths)}-{max(lengths)}; pad tokens per question in batches of {args.batch_size}: "
+              f"{padding(lengths, args.batch_size):.1f} in order, {by_length:.1f} by length")
 
-        model.generate(images[:2], questions[:2], max_new_tokens=4, batch_size=2)  # warm-up
-        start = time.perf_counter()
-        batched = model.generate(images, questions, max_new_tokens=max_new, batch_size=args.batch_size)
-        t_batched = time.perf_counter() - start
-        start = time.perf_counter()
-        single = model.generate(images, questions, max_new_tokens=max_new, batch_size=1)
-        t_single = time.perf_counter() - start
+        # Warm-up: one untimed pass over all questions (a first pass is slower: allocator, caches), then
+        # the two batched ways alternate, the best of `--repeat` each, so neither gains from going second.
+        model.generate(images, questions, max_new_tokens=max_new, batch_size=args.batch_size, by_length=False)
+        ways = {"batched": {"batch_size": args.batch_size, "by_length": False},
+                "by length": {"batch_size": args.batch_size, "by_length": True}}
+        runs: dict[str, tuple[list[str], float]] = {}
+        for _ in range(args.repeat):
+            for name, kwargs in ways.items():
+                start = time.perf_counter()
+                answers = model.generate(images, questions, max_new_tokens=max_new, **kwargs)
+                took = time.perf_counter() - start
+                runs[name] = (answers, min(took, runs.get(name, (None, float("inf")))[1]))
+        if not args.skip_single:
+            start = time.perf_counter()
+            answers = model.generate(images, questions, max_new_tokens=max_new, batch_size=1)
+            runs["one by one"] = (answers, time.perf_counter() - start)
 
-    rate_b, rate_s = len(samples) / t_batched, len(samples) / t_single
-    differ = [i for i, (a, b) in enumerate(zip(batched, single)) if a != b]
-    print(f"batched (batch {args.batch_size}): {t_batched:8.2f} s  {rate_b:8.2f} answers/s")
-    print(f"one by one (batch 1):  {t_single:8.2f} s  {rate_s:8.2f} answers/s")
-    print(f"speed-up: {rate_b / rate_s:.2f}x")
-    # A random model rarely emits </s>, so its answers run to max_new_tokens (byte-level noise).
-    print(f"e.g. answer #0: {batched[0][:60]!r}")
-    print(f"answers that differ: {len(differ)} of {len(samples)}")
-    for i in differ[:3]:
-        print(f"  #{i}: batched {batched[i][:60]!r} vs single {single[i][:60]!r}")
+    for name, (_, t) in runs.items():
+        print(f"{name:>11} (batch {1 if name == 'one by one' else args.batch_size:>3}): {t:8.2f} s  "
+              f"{len(samples) / t:8.2f} answers/s")
+    base = runs["batched"][1]
+    print(f"speed-up of batches by length over plain batches: {base / runs['by length'][1]:.2f}x")
+    if "one by one" in runs:
+        print(f"speed-up of plain batches over one by one: {runs['one by one'][1] / base:.2f}x")
+    print(f"e.g. answer #0: {runs['batched'][0][0][:60]!r}")
+    for name in [n for n in runs if n != "batched"]:
+        differ = [i for i, (a, b) in enumerate(zip(runs["batched"][0], runs[name][0])) if a != b]
+        print(f"answers that differ, {name} vs batched: {len(differ)} of {len(samples)}")
+        for i in differ[:3]:
+            print(f"  #{i}: batched {runs['batched'][0][i][:60]!r} vs {name} {runs[name][0][i][:60]!r}")
+
+
+def questions_of(bench, root: Path, n: int) -> list:
+    """At least `n` synthetic questions of `bench` (small scenes ask fewer: images are added until enough)."""
+    bench.synthesize(root, max(1, n // 8), seed=0)
+    samples = bench.load(root)
+    while len(samples) < n:
+        bench.synthesize(root, len({s.image for s in samples}) * 2, seed=0)
+        samples = bench.load(root)
+    return samples[:n]
+
+
+def padding(lengths: list[int], batch_size: int) -> float:
+    """Pad tokens per question when consecutive slices of `lengths` form the batches."""
+    pads = 0
+    for start in range(0, len(lengths), batch_size):
+        chunk = lengths[start:start + batch_size]
+        pads += sum(max(chunk) - n for n in chunk)
+    return pads / max(1, len(lengths))
 
 
 if __name__ == "__main__":

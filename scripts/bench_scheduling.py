@@ -1,7 +1,22 @@
-"""Scheduling overhead of the executor on embedded Ray: a synthetic sweep of sleep stages.
+"""How well the executor schedules on embedded Ray: sweeps of `sleep` stages.
 
-Builds a sweep shaped like a real one (per "cell": generate -> construct -> train -> several evaluates,
-plus shared upstream stages) out of `sleep` stages with known, seeded durations, runs it through
+`--shape table9` (a realistic schedule): plans `specs/table9.yaml` (every kind and dependency as
+planned; the data files need not exist), replaces each stage by a `sleep` stage with the same
+dependencies and the same resource request as the spec gives its kind (train 8 GPUs, answering 1,
+scoring and construction none), sleeping what the cost model of runner/priority.py estimates (train
+proportional to examples x epochs, answering to questions x max_new_tokens, judge-bound stages to
+their judge calls, the rest a few seconds), scaled so that the lower bound is `--seconds`. The
+cluster has fake GPUs: one embedded Ray instance for `--nodes 1`, else `ray.cluster_utils.Cluster`
+(Ray's own multi-node harness: one raylet per node, all on 127.0.0.1), so an 8-GPU stage needs 8 free
+GPUs of ONE node, as on a real cluster. Prints makespan (wall time of `Executor.run`), the lower
+bound max(critical path, GPU-work / GPUs) (zero overhead, GPUs fungible across nodes), their ratio,
+and GPU utilisation (GPU-seconds the stages slept / makespan x GPUs). `--policy fifo` is the
+executor before runner/priority.py (every ready stage submitted at once, in the graph's order).
+
+    python scripts/bench_scheduling.py --shape table9 --nodes 4 --gpus-per-node 8 [--policy fifo]
+
+The default shape (`--shape synthetic`) measures per-stage overhead. It builds a sweep shaped like a
+real one (per "cell": generate -> construct -> train -> several evaluates, plus shared upstream stages) out of `sleep` stages with known, seeded durations, runs it through
 `runner.executor.Executor` on embedded Ray with N CPU slots, and prints:
 
 - makespan (wall time of `Executor.run`);
@@ -14,7 +29,12 @@ plus shared upstream stages) out of `sleep` stages with known, seeded durations,
 from __future__ import annotations
 
 import argparse
+import atexit
+import heapq
+import math
+import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -45,6 +65,37 @@ def build(cells: int, evals: int, seed: int):
     return stages
 
 
+def table9(spec_path: Path, target_s: float, gpus: float, noise: float, seed: int):
+    """Sleep stages in the shape of the planned spec, scaled so the lower bound on `gpus` GPUs is target_s."""
+    from matrix import api
+    from runner.executor import Executor
+    from runner.priority import estimate
+    from runner.stage import Stage
+
+    spec = api.load(spec_path)
+    graph = api.plan(spec).graph  # planning reads no data file (fingerprints of missing files are None)
+    request = Executor(None, graph, spec.resources, [])._request  # the executor's own request per stage
+    order = graph.ordered()
+    raw = {s.key: estimate(s) for s in order}
+    reqs = {s.key: request(s) for s in order}
+    memo: dict[str, float] = {}
+    for s in order:
+        memo[s.key] = raw[s.key] + max((memo[d.key] for d in s.deps.values()), default=0.0)
+    bound = max(max(memo.values()), sum(raw[k] * reqs[k].gpus for k in raw) / gpus)
+    scale = target_s / bound
+    rng = random.Random(seed)
+    sleeps: dict[str, Stage] = {}
+    for s in order:
+        est = raw[s.key] * scale
+        actual = est * (math.exp(rng.gauss(0.0, noise)) if noise else 1.0)
+        r = reqs[s.key]
+        params = {"seconds": round(actual, 4), "estimate": round(est, 4), "kind": s.kind, "label": s.label,
+                  "resources": {"cpus": r.cpus, "gpus": r.gpus, "max_retries": 0}}
+        sleeps[s.key] = Stage("sleep", params, {n: sleeps[d.key] for n, d in s.deps.items()},
+                              label=f"{s.kind}: {s.label}")
+    return list(sleeps.values()), graph.counts()
+
+
 def critical_path(stages) -> float:
     memo: dict[str, float] = {}
 
@@ -56,13 +107,149 @@ def critical_path(stages) -> float:
     return max(finish(s) for s in stages)
 
 
+class Fifo:
+    """The executor's policy before runner/priority.py: every ready stage at once, in the graph's order."""
+
+    def __init__(self, graph, gpus):
+        pass
+
+    def admit(self, ready, running, now):
+        return [s for s, _ in ready]
+
+
+def replay(stages, policy, nodes: int, gpus_per_node: int) -> float:
+    """Makespan of the policy with zero overhead, by events: what the schedule itself costs. Stages the
+    policy admitted wait in a queue in submission order and start on the first node with room (a
+    simplification of Ray's placement); CPUs are not counted."""
+    from runner.graph import StageGraph
+
+    admission = policy(StageGraph(stages={s.key: s for s in stages}, cells=[]), nodes * gpus_per_node)
+    free = [float(gpus_per_node)] * nodes
+    pending, queued, running, done, now = list(stages), [], [], set(), 0.0
+    while pending or queued or running:
+        ready = [s for s in pending if all(d.key in done for d in s.deps.values())]
+        busy = [(s, g, t0) for _, _, s, g, t0, _ in running] + [(s, s.params["resources"]["gpus"], now) for s in queued]
+        for s in admission.admit([(s, s.params["resources"]["gpus"]) for s in ready], busy, now):
+            pending.remove(s)
+            queued.append(s)
+        for s in list(queued):
+            g = s.params["resources"]["gpus"]
+            node = next((i for i in range(nodes) if free[i] + 1e-9 >= g), None)
+            if node is not None:
+                free[node] -= g
+                queued.remove(s)
+                heapq.heappush(running, (now + s.params["seconds"], id(s), s, g, now, node))
+        now, _, s, g, _, node = heapq.heappop(running)
+        free[node] += g
+        done.add(s.key)
+    return now
+
+
+def start_cluster(nodes: int, gpus_per_node: int, cpus_per_node: int):
+    """Embedded Ray with fake GPUs (one node), or Ray's multi-node harness on 127.0.0.1 (several)."""
+    os.environ.setdefault("RAY_prestart_worker_first_driver", "0")  # no worker per fake CPU at start
+    # The workers run sleep stages only: a stub makes their `import torch` (execute_stage sets torch's
+    # threads) fail at once instead of costing ~4 CPU-s per worker, which a scaled-down sweep would
+    # count as scheduling time although a real stage pays it once in minutes or hours.
+    stub = Path(tempfile.mkdtemp(prefix="bench-no-torch-")) / "torch"
+    atexit.register(shutil.rmtree, stub.parent, True)
+    stub.mkdir()
+    (stub / "__init__.py").write_text('raise ImportError("not in the scheduling benchmark\'s workers")\n')
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(stub.parent), os.environ.get("PYTHONPATH", "")])
+    from runner.cluster import connect, node_capacities, prepare_environment
+
+    if nodes == 1:
+        return connect(None, num_cpus=cpus_per_node, num_gpus=gpus_per_node), None
+    from ray.cluster_utils import Cluster
+
+    prepare_environment()
+    # The head runs the driver only (no CPU, no GPU): every stage lands on one of the GPU nodes.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "num_gpus": 0, "include_dashboard": False,
+                                                           "object_store_memory": 128 * 2**20})
+    for _ in range(nodes):
+        cluster.add_node(num_cpus=cpus_per_node, num_gpus=gpus_per_node, object_store_memory=128 * 2**20)
+    conn = connect(cluster.address, None, None)
+    deadline = time.time() + 120
+    while sum(1 for n in node_capacities() if n.get("GPU")) < nodes and time.time() < deadline:
+        time.sleep(0.5)
+    return conn, cluster
+
+
+def run_table9(args) -> None:
+    from matrix.spec import ResourcesSpec
+    from matrix.store import Store
+    from runner.cluster import node_capacities
+    from runner.executor import Executor
+    from runner.graph import StageGraph
+    from runner.priority import Admission
+
+    gpus = args.nodes * args.gpus_per_node
+    stages, counts = table9(args.spec, args.seconds, gpus, args.noise, args.seed)
+    gpu_work = sum(s.params["seconds"] * s.params["resources"]["gpus"] for s in stages)
+    path = critical_path(stages)
+    bound = max(path, gpu_work / gpus)
+    replayed = replay(stages, Fifo if args.policy == "fifo" else Admission, args.nodes, args.gpus_per_node)
+    print(f"{len(stages)} sleep stages in the shape of {args.spec.name} ({dict(counts)}); policy {args.policy}; "
+          f"{args.nodes} node(s) x {args.gpus_per_node} GPUs, {args.cpus_per_node} CPUs each; noise {args.noise}")
+    print(f"GPU-work {gpu_work:.1f} GPU-s / {gpus} GPUs = {gpu_work / gpus:.1f} s, critical path {path:.1f} s, "
+          f"lower bound {bound:.1f} s")
+    print(f"the policy replayed with zero overhead: {replayed:.1f} s = {replayed / bound:.2f} x the lower bound")
+    if args.replay_only:
+        return
+    load_before = os.getloadavg()
+    conn, cluster = start_cluster(args.nodes, args.gpus_per_node, args.cpus_per_node)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Store(Path(tmp) / "run")
+            graph = StageGraph(stages={s.key: s for s in stages}, cells=[])
+            policy = Fifo if args.policy == "fifo" else Admission
+            t, cpu = time.monotonic(), time.process_time()
+            summary = Executor(store, graph, ResourcesSpec(), node_capacities(), admission=policy).run()
+            makespan, cpu = time.monotonic() - t, time.process_time() - cpu
+            records = store.stages()
+            results = [records[s.key].result for s in stages]
+            store.close()
+    finally:
+        conn.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+    assert summary.ok and len(summary.ran) == len(stages), summary
+    load_after = os.getloadavg()
+    spans = [(r["started"], r["ended"]) for r in results]
+    clock = max(b for _, b in spans) - min(a for a, _ in spans)
+    used = sum((r["ended"] - r["started"]) * len(r["gpu_ids"]) for r in results)
+    print(f"makespan {makespan:.1f} s = {makespan / bound:.2f} x the lower bound "
+          f"(first start to last end by the stages' clocks: {clock:.1f} s = {clock / bound:.2f} x)")
+    print(f"GPU utilisation {used / (makespan * gpus):.1%} (GPU-seconds the stages ran / makespan x GPUs)")
+    ends = {s.key: r["ended"] for s, r in zip(stages, results)}
+    waits = sorted(r["started"] - max((ends[d.key] for d in s.deps.values()), default=min(a for a, _ in spans))
+                   for s, r in zip(stages, results))
+    print(f"from inputs done to start: median {waits[len(waits) // 2]:.2f} s, 90% {waits[len(waits) * 9 // 10]:.2f} s, "
+          f"max {waits[-1]:.2f} s; {len({r['pid'] for r in results})} worker processes; the driver used {cpu:.1f} CPU-s")
+    print(f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after, on {os.cpu_count()} cores")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", type=int, default=30)
-    parser.add_argument("--evals", type=int, default=8)
-    parser.add_argument("--slots", type=int, default=2)
+    parser.add_argument("--shape", choices=["synthetic", "table9"], default="synthetic")
+    parser.add_argument("--cells", type=int, default=30, help="synthetic: cells")
+    parser.add_argument("--evals", type=int, default=8, help="synthetic: evaluations per cell")
+    parser.add_argument("--slots", type=int, default=2, help="synthetic: CPU slots")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--spec", type=Path, default=ROOT / "specs" / "table9.yaml", help="table9: the spec planned")
+    parser.add_argument("--nodes", type=int, default=1, help="table9: nodes")
+    parser.add_argument("--gpus-per-node", type=int, default=8, help="table9: fake GPUs per node")
+    parser.add_argument("--cpus-per-node", type=int, default=36, help="table9: CPUs per node (evaluate asks 4/GPU)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="table9: the lower bound the sweep is scaled to")
+    parser.add_argument("--noise", type=float, default=0.0,
+                        help="table9: actual = estimate x exp(N(0, noise)): the scheduler sees estimates only")
+    parser.add_argument("--policy", choices=["priority", "fifo"], default="priority",
+                        help="table9: runner/priority.py, or every ready stage at once in the graph's order")
+    parser.add_argument("--replay-only", action="store_true", help="table9: the zero-overhead replay only, no Ray")
     args = parser.parse_args()
+    if args.shape == "table9":
+        run_table9(args)
+        return
 
     from matrix.spec import ResourcesSpec
     from matrix.store import Store

@@ -93,13 +93,15 @@ class ModelHandle:
         seed: int | None = None,
         pixel_transform=None,
         num_beams: int = 1,
+        by_length: bool = True,
     ) -> list[str]:
         """Answer each (image, question) with left-padded batches; returns decoded answers in order.
 
         `pixel_transform`, if given, maps the normalised pixel tensor of a batch to a new one (SeVa's
         augmentations act there). An image of None asks the question as text only (ScienceQA has such
         questions), batched separately from the questions with images. `num_beams > 1`: beam search
-        (SHR decodes with 5 beams).
+        (SHR decodes with 5 beams). `by_length`: batch prompts of similar length together (greedy and
+        beam search only, whose answers do not depend on the batch; matrix/models/batching.py).
         """
         import torch
 
@@ -112,7 +114,7 @@ class ModelHandle:
                           temperature=temperature, top_p=top_p, seed=seed, num_beams=num_beams)
             if with_image:
                 answers = self.generate([images[i] for i in with_image], [questions[i] for i in with_image],
-                                        pixel_transform=pixel_transform, **common)
+                                        pixel_transform=pixel_transform, by_length=by_length, **common)
                 for i, a in zip(with_image, answers):
                     out[i] = a
             for i, a in zip(text_only, self._generate_text([questions[i] for i in text_only], **common)):
@@ -122,8 +124,18 @@ class ModelHandle:
         if seed is not None:
             torch.manual_seed(seed)
         self.model.eval()
-        return self._batches(images, questions, max_new_tokens, batch_size, do_sample, temperature, top_p,
-                             pixel_transform, lambda q, im: self.encode_prompt(q, im.size), num_beams)
+        def encode(q, im):
+            return self.encode_prompt(q, im.size)
+
+        def run(ims, qs):
+            return self._batches(ims, qs, max_new_tokens, batch_size, do_sample, temperature, top_p,
+                                 pixel_transform, encode, num_beams)
+
+        if by_length and not do_sample and pixel_transform is None:
+            from matrix.models.batching import in_length_order
+
+            return in_length_order(run, [len(encode(q, im)) for q, im in zip(questions, images)], images, questions)
+        return run(images, questions)
 
     def _generate_text(self, questions: list[str], max_new_tokens: int, batch_size: int, do_sample: bool,
                        temperature: float, top_p: float, seed: int | None, num_beams: int = 1) -> list[str]:

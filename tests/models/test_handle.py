@@ -35,3 +35,44 @@ def test_beam_search_batched_equals_one_by_one(model):
     single = [model.generate([im], [q], max_new_tokens=6, batch_size=1, num_beams=3)[0]
               for im, q in zip(images, questions)]
     assert batched == single and len(batched) == 4
+
+
+def test_length_order_and_its_inverse():
+    from matrix.models.batching import in_length_order, length_order
+
+    # By hand: lengths 3, 9, 5, 9, 1 -> longest first, ties in their order: 1, 3, 2, 0, 4.
+    assert length_order([3, 9, 5, 9, 1]) == [1, 3, 2, 0, 4]
+    seen = []
+
+    def run(xs, ys):
+        seen.append(list(xs))
+        return [f"{x}{y}" for x, y in zip(xs, ys)]
+
+    assert in_length_order(run, [3, 9, 5, 9, 1], "abcde", "12345") == ["a1", "b2", "c3", "d4", "e5"]
+    assert seen == [["b", "d", "c", "a", "e"]]
+
+
+def test_batches_by_length_answer_as_plain_batches(model, monkeypatch):
+    """Length-bucketed batches: less padding (each batch holds similar lengths), the same greedy answers."""
+    rng = random.Random(2)
+    images = [render(draw_scene(rng)) for _ in range(8)]
+    questions = ["Is there a circle?", "Describe every shape in this picture, its colour and where it is.", "Why?",
+                 "How many shapes are there, and which of them is the largest one?", "Count.", "What color is it?",
+                 "Is there a red star to the left of a blue square in the picture?", "a"]
+    widths: list[int] = []
+    real = model._batches
+
+    def spy(ims, qs, *args):
+        encode = args[6]
+        for start in range(0, len(qs), 4):  # the batches _batches forms: contiguous slices of batch_size
+            widths.append(max(len(encode(q, im)) for q, im in zip(qs[start:start + 4], ims[start:start + 4])))
+        return real(ims, qs, *args)
+
+    monkeypatch.setattr(model, "_batches", spy)
+    plain = model.generate(images, questions, max_new_tokens=6, batch_size=4, by_length=False)
+    plain_widths, widths[:] = list(widths), []
+    bucketed = model.generate(images, questions, max_new_tokens=6, batch_size=4)
+    assert bucketed == plain
+    lengths = sorted((len(model.encode_prompt(q, im.size)) for q, im in zip(questions, images)), reverse=True)
+    assert widths == [lengths[0], lengths[4]]  # the 4 longest together, then the 4 shortest
+    assert sum(widths) < sum(plain_widths)  # fewer pad tokens

@@ -138,7 +138,8 @@ def test_a_store_that_cannot_be_written_stops_the_sweep_with_a_clear_error(ray_l
 
 
 def test_a_stage_that_runs_out_of_disk_stops_scheduling(ray_local, tmp_path):
-    full = sleep("full", fail="[Errno 28] No space left on device: '/run/artifacts/.tmp/x'")
+    # Estimated longer than the gates, so it is submitted first (runner/priority.py orders by estimates).
+    full = sleep("full", fail="[Errno 28] No space left on device: '/run/artifacts/.tmp/x'", estimate=1.0)
     later = [sleep(f"later{i}", deps={"up": sleep(f"gate{i}", 0.5)}) for i in range(2)]
     summary, store, events = run(tmp_path, ray_local, [full, *later])
     assert "ran out of space" in summary.store_error and summary.failed[0][0] == "full"
