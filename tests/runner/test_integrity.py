@@ -29,15 +29,6 @@ benchmarks:
 """
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    from runner.cluster import connect, node_capacities
-
-    conn = connect(None, num_cpus=2, num_gpus=0)
-    yield node_capacities()
-    conn.shutdown()
-
-
 def graph_of(tmp_path):
     up = Stage("sleep", {"label": "up", "seconds": 0, "resources": {"cpus": 1},
                          "files": {"adapter.bin": "w" * 50, "notes.txt": "trained"}}, {}, label="up")

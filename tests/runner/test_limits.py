@@ -15,20 +15,7 @@ from runner.deadline import format_duration, grace_s
 from runner.executor import Executor
 from runner.graph import StageGraph
 from runner.stage import Stage
-
-@pytest.fixture(scope="module")
-def ray_local():
-    from runner.cluster import connect, node_capacities
-
-    conn = connect(None, num_cpus=2, num_gpus=0)
-    yield node_capacities()
-    conn.shutdown()
-
-
-def sleep(label: str, seconds: float = 0.0, deps: dict | None = None, **params) -> Stage:
-    params.setdefault("resources", {"cpus": 1})
-    return Stage("sleep", {"seconds": seconds, "label": label, **params}, deps or {}, label=label)
-
+from tests.runner.conftest import sleep_stage as sleep
 
 def run(tmp_path, nodes, stages):
     store = Store(tmp_path / "run")

@@ -13,22 +13,9 @@ from runner import executor as executor_mod
 from runner.executor import Executor, backoff_s, retryable
 from runner.graph import StageGraph
 from runner.stage import Stage
+from tests.runner.conftest import sleep_stage as sleep
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    from runner.cluster import connect, node_capacities
-
-    conn = connect(None, num_cpus=2, num_gpus=0)
-    yield node_capacities()
-    conn.shutdown()
-
-
-def sleep(label: str, seconds: float = 0.0, deps: dict | None = None, **params) -> Stage:
-    params.setdefault("resources", {"cpus": 1})
-    return Stage("sleep", {"seconds": seconds, "label": label, **params}, deps or {}, label=label)
 
 
 def run(tmp_path, nodes, stages, **kw):
