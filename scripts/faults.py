@@ -148,21 +148,25 @@ def full_disk(workdir: Path, expected: str, tally: Tally) -> None:
         proc = subprocess.run(matrix_cmd(*run_args(run_dir)), cwd=REPO, capture_output=True, text=True, timeout=1800)
         check_exit(proc, proc.stderr, tally, "full disk")
         ok = proc.returncode != 0 and ("free" in proc.stderr or "space" in proc.stderr)
-        n = running_rows(run_dir)
-        tally.running_rows += n > 0
-        print(f"full disk (6 MiB tmpfs): exit {proc.returncode}; last error line: "
+        # A full store cannot record even its own clean-up: the stopped stage's row may stay `running`
+        # until the next run, which marks it interrupted first (checked after the resume below).
+        print(f"full disk (6 MiB tmpfs): exit {proc.returncode}, {running_rows(run_dir)} rows left running; last error line: "
               f"{(proc.stderr.strip().splitlines() or [''])[-1][:200]}", flush=True)
         if not ok:
             tally.notes.append(f"full disk: expected a clear non-zero exit, got {proc.returncode}\n{proc.stderr[-1500:]}")
         subprocess.run(["mount", "-o", "remount,size=2g", str(mnt)], check=True)
         finish(run_dir, expected, tally, "full disk")
+        n = running_rows(run_dir)
+        tally.running_rows += n > 0
+        if n:
+            tally.notes.append(f"full disk: {n} rows still running after the resume")
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def damaged(run_dir: Path, expected: str, tally: Tally) -> None:
     """Delete the trained adapter and truncate a scores file: the next run must redo those stages."""
-    victims = sorted((run_dir / "artifacts" / "train").glob("*/adapter_model.safetensors"))
+    victims = sorted((run_dir / "artifacts" / "train").glob("*/**/adapter_model.safetensors"))
     scores = sorted((run_dir / "artifacts" / "evaluate").glob("*/scores.jsonl"))
     if not victims or not scores:
         tally.notes.append("damaged artifact: nothing to damage (no adapter / scores file found)")
