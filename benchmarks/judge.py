@@ -120,6 +120,19 @@ def open_judge(spec: JudgeSpecLike, cache_dir: Path | None = None):
     return Judge(spec, cache_dir)
 
 
+def open_stage_judge(settings: dict | None, key: str | None, who: str):
+    """The judge a stage was given: its settings (how to reach it, outside the stage key), checked against
+    the judge key the stage was planned with (`who` names the stage's purpose in the errors)."""
+    from matrix.spec import JudgeSpec
+
+    if not settings:
+        raise ValueError(f"{who} needs the judge, but no judge settings were given")
+    spec = JudgeSpec.model_validate(settings)
+    if spec.key() != key:
+        raise ValueError(f"judge {spec.key()!r} differs from the stage's {key!r}")
+    return open_judge(spec)
+
+
 class Judge:
     """A chat-completion judge behind the openai client, with a disk cache and usage counters.
 

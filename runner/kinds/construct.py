@@ -53,15 +53,9 @@ class ConstructStage(StageKind):
             env.model_dir, env.template = model_dir(model), model.result["template"]
             env.family, env.dtype, env.device = model.result.get("family"), params.dtype, ctx.device
         if params.judge:
-            from benchmarks.judge import open_judge
-            from matrix.spec import JudgeSpec
+            from benchmarks.judge import open_stage_judge
 
-            if not params.judge_settings:
-                raise ValueError(f"{params.method}: construction needs the judge, but no judge settings were given")
-            spec = JudgeSpec.model_validate(params.judge_settings)
-            if spec.key() != params.judge:
-                raise ValueError(f"judge {spec.key()!r} differs from the stage's {params.judge!r}")
-            env.judge = open_judge(spec)
+            env.judge = open_stage_judge(params.judge_settings, params.judge, f"{params.method}: construction")
         examples, stats = method.construct(records, responses, params.params, env)
         if not examples:
             raise ValueError(f"{params.method}: construction produced no training examples ({stats})")

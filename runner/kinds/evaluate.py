@@ -73,15 +73,9 @@ class EvaluateStage(StageKind):
             answers, elapsed, runtime = self._answer(params, inputs, bench, samples, ctx)
         judge = None
         if bench.needs_judge:
-            from benchmarks.judge import open_judge
-            from matrix.spec import JudgeSpec
+            from benchmarks.judge import open_stage_judge
 
-            if not params.judge_settings:
-                raise ValueError(f"{params.benchmark} is scored by a judge, but no judge settings were given")
-            settings = JudgeSpec.model_validate(params.judge_settings)
-            if settings.key() != params.judge:
-                raise ValueError(f"judge {settings.key()!r} differs from the stage's {params.judge!r}")
-            judge = open_judge(settings)
+            judge = open_stage_judge(params.judge_settings, params.judge, f"{params.benchmark}'s scoring")
         scored = bench.score(samples, answers, judge=judge)
         self._write_answers(out, bench, samples, answers)
         with open(out / "scores.jsonl", "w") as f:
