@@ -3,14 +3,23 @@ environment, group life cycle and the engine config."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Iterator
 
-_DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+RENDEZVOUS = "MATRIX_RENDEZVOUS"  # the file the ranks of a group meet through
+_DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", RENDEZVOUS)
 LAUNCHED = "MATRIX_LAUNCHED_RANKS"  # set by methods.launch: the rendezvous variables are its, keep them
+# The ranks of a group meet through a file (torch's FileStore), not torch's default TCPStore: that
+# store's server listens on every interface (`*:MASTER_PORT`, seen with `ss -ltnp`), which a
+# loopback-only node must not do, and every rank of a group is on one node anyway. MASTER_ADDR and
+# MASTER_PORT stay set: DeepSpeed's CPU shared-memory op names its segment after them.
+# Gloo's and NCCL's own pair/bootstrap sockets are kept on loopback unless the user chose otherwise.
+_LOOPBACK_IFNAME = {"GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo"}
 # Limit of the rendezvous and of every collective of the group (DeepSpeed's default, made explicit):
 # all ranks of a group start together on one node, so reaching it takes seconds, not minutes.
 GROUP_TIMEOUT_S = 600.0
@@ -39,10 +48,14 @@ def process_group(on_cuda: bool) -> Iterator[None]:
     if dist.is_available() and dist.is_initialized():
         yield
         return
-    saved = {k: os.environ.get(k) for k in _DIST_ENV}
+    saved = {k: os.environ.get(k) for k in (*_DIST_ENV, *_LOOPBACK_IFNAME)}
+    own_file = None
     if not os.environ.get(LAUNCHED):
+        own_file = Path(tempfile.mkdtemp(prefix="matrix-rdv-")) / "store"
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=str(_free_port()))
+                          MASTER_PORT=str(_free_port()), **{RENDEZVOUS: str(own_file)})
+    for k, v in _LOOPBACK_IFNAME.items():
+        os.environ.setdefault(k, v)
     default_extensions_dir()
     try:
         import deepspeed
@@ -52,11 +65,13 @@ def process_group(on_cuda: bool) -> Iterator[None]:
         ensure_built()  # DeepSpeed's own build would wait forever on a lock left by a killed build
         try:
             deepspeed.init_distributed(dist_backend="nccl" if on_cuda else "gloo",
+                                       init_method=f"file://{os.environ[RENDEZVOUS]}",
+                                       rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
                                        timeout=timedelta(seconds=GROUP_TIMEOUT_S))
         except Exception as e:  # noqa: BLE001 - re-raised naming what was waited for
             raise RuntimeError(
                 f"DeepSpeed's process group (rank {os.environ.get('RANK')} of {os.environ.get('WORLD_SIZE')}, "
-                f"rendezvous at {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}, limit "
+                f"rendezvous file {os.environ.get(RENDEZVOUS)}, limit "
                 f"{GROUP_TIMEOUT_S:g} s) could not be set up: {type(e).__name__}: {e}") from e
         yield
     finally:
@@ -66,6 +81,8 @@ def process_group(on_cuda: bool) -> Iterator[None]:
             # DeepSpeed's wrapper also drops the groups it cached (world clone, data-parallel group);
             # with torch's alone the next run in this process would reuse dead groups.
             deepspeed.comm.destroy_process_group()
+        if own_file is not None:
+            shutil.rmtree(own_file.parent, ignore_errors=True)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -3,8 +3,9 @@
 A train stage that asks for `gpus: N > 1` gets its N GPUs together on one node (one Ray task holds
 them; Ray never splits a task's request across nodes), and `launch` starts N processes there, rank r
 on GPU r of the task's `CUDA_VISIBLE_DEVICES`, with the rendezvous fixed explicitly: rank 0 is the
-first process, `MASTER_ADDR` 127.0.0.1 (all ranks are on this node), `MASTER_PORT` a free loopback
-port. Every rank runs `methods.trainer.train`; each takes its share of every global batch and
+first process, and the ranks meet through a file in the stage's scratch folder (torch's FileStore:
+all ranks are on this node, and no rendezvous server listens on the network; see methods._dist).
+Every rank runs `methods.trainer.train`; each takes its share of every global batch and
 DeepSpeed averages the gradients (NCCL on GPUs, gloo on CPU). Rank 0 writes the stage's output.
 
 Why a launcher inside the task rather than Ray Train's TorchTrainer: the stage stays one Ray task
@@ -25,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from methods._dist import LAUNCHED, _free_port
+from methods._dist import LAUNCHED, RENDEZVOUS, _free_port
 
 
 def launch(world_size: int, args: dict, out_dir: Path, scratch: Path) -> dict:
@@ -34,6 +35,7 @@ def launch(world_size: int, args: dict, out_dir: Path, scratch: Path) -> dict:
     if args["hp"].get("deepspeed") is None:
         raise ValueError(f"training on {world_size} GPUs needs training.deepspeed (it averages the ranks' gradients)")
     scratch.mkdir(parents=True, exist_ok=True)
+    (scratch / "rendezvous").unlink(missing_ok=True)  # a FileStore left by an earlier try would be reused
     port = _free_port()
     procs = []
     for rank in range(world_size):
@@ -42,7 +44,8 @@ def launch(world_size: int, args: dict, out_dir: Path, scratch: Path) -> dict:
         spec.write_text(json.dumps({**args, "out_dir": str(rank_out), "report": str(scratch / f"rank{rank}.json")},
                                    default=str))
         env = {**os.environ, LAUNCHED: "1", "RANK": str(rank), "LOCAL_RANK": str(rank),
-               "WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+               "WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               RENDEZVOUS: str(scratch / "rendezvous")}
         log = open(scratch / f"rank{rank}.log", "w")
         procs.append((subprocess.Popen([sys.executable, "-m", "methods.launch", str(spec)], env=env,
                                        stdout=log, stderr=subprocess.STDOUT), log))

@@ -185,6 +185,25 @@ def test_two_launched_ranks_train_like_one_process(tiny_world, tmp_path, hp):
     assert one["world_size"] == 1 and two["world_size"] == 2
 
 
+def test_a_process_group_listens_on_loopback_only():
+    """The ranks meet through a file: torch's default TCPStore would listen on every interface
+    (`*:MASTER_PORT`), which a loopback-only node must not do (seen as a `ray::execute_stage` line of
+    `ss -ltnp` while a DeepSpeed stage ran). Launched ranks run the same code with the launcher's file."""
+    import torch.distributed as dist
+
+    from methods._dist import process_group
+    from tests.sockets import not_on_loopback, own_listeners
+
+    with process_group(on_cuda=False):
+        assert dist.is_initialized() and dist.get_world_size() == 1
+        t = torch.ones(3)
+        dist.all_reduce(t)
+        assert t.tolist() == [1.0, 1.0, 1.0]
+        lines = own_listeners()
+    assert not dist.is_initialized()
+    assert not_on_loopback(lines) == [], lines
+
+
 def test_a_multi_gpu_request_without_deepspeed_is_refused(tmp_path, hp):
     from methods.launch import launch
 
