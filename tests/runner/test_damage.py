@@ -16,7 +16,7 @@ SPEC = """\
 name: damage
 output_dir: {out}
 base_models:
-  tiny: {{family: tiny, recipe: {{steps: 30, train_scenes: 200, eval_scenes: 10, phases: []}}}}
+  tiny: {{family: tiny}}
 datasets:
   shapes: {{source: synthetic, kind: ocrvqa, size: 40, label: Shapes}}
 scales: [16]
