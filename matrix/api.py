@@ -98,10 +98,10 @@ def check_files(spec: Spec, spec_path: str | Path) -> None:
 def _answered(spec: Spec, bench_id: str) -> bool:
     """Whether some row answers the benchmark's questions (so its images must be there); a benchmark
     only external rows' answer files cover is scored without images."""
-    from methods.external import answer_file, has_model
+    from matrix.registry import METHODS
 
-    return any(m.plugin != "external" or (has_model(m.params) and answer_file(m.params, bench_id) is None)
-               for m in spec.methods)
+    return any(METHODS.get(m.plugin).answers_questions(m.params) and bench_id not in
+               METHODS.get(m.plugin).answer_files(m.params) for m in spec.methods)
 
 
 def _lines(spec_path: str | Path) -> tuple[dict, LineMap]:
