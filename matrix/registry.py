@@ -42,6 +42,10 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove a plug-in (a test's toy plug-in, so the tests after it see the shipped ones only)."""
+        self._items.pop(name, None)
+
     def _load(self) -> None:
         if not self._loaded:
             import importlib
