@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from matrix.registry import Registry
-
-BENCHMARKS: Registry[type[Benchmark]] = Registry("benchmark", "benchmarks")
+from matrix.registry import BENCHMARKS  # noqa: F401  (the core's registry; benchmarks register into it)
 
 
 class BenchmarkFileError(Exception):

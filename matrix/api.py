@@ -1,51 +1,27 @@
-"""The library surface the CLI is a thin layer over: load a spec, plan it, run it, look at a run.
+"""The library surface, the one the CLI is a thin layer over: load a spec, plan it, run it, look at a run.
 
-Tests and notebooks call these directly: `plan(...)`, `run(...)`, `status(...)`, `report(...)`,
-`score(...)` (an existing answer file against a benchmark's official files; `matrix.scoring`).
+Tests and notebooks call these directly:
+- a spec: `load(path, overrides)`, `check_files(spec, path)`, `plan(spec, only)`, `run(spec, ...)`;
+- a run (its directory, or the spec that names it; default the newest under runs/): `status(run)`,
+  `report(run, format, table)`, `details(run, benchmark)`, `plot(run, kind)`, `import_numbers(run, csv)`,
+  `verify(run)`, `repair(run)`, `export(run, cell, out)`;
+- an answer file: `score(benchmark, path, answers)` against a benchmark's official files.
+
+This module is the top of the library's layers (core -> plug-ins -> orchestration -> this facade ->
+the CLI); it only delegates. Heavy modules (Ray, torch, the plug-ins) are imported by the call that
+needs them, so `matrix --help` stays fast.
 """
 from __future__ import annotations
 
-import hashlib
-import platform
-import signal
-import socket
-import sqlite3
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-import yaml
-
-from matrix.errors import Problem, RunError, SpecError, UserError
-from matrix.grid import Cell, expand, parse_only, select
+from matrix.errors import Problem, SpecError
+from matrix.rundir import SPEC_SNAPSHOT, find_run, open_run, snapshot_spec  # noqa: F401  (part of the API)
 from matrix.spec import Spec
 from matrix.specfile import load_spec
-from matrix.store import StageRecord, Store
 from matrix.yamlmap import LineMap, format_path
-
-SPEC_SNAPSHOT = "spec.yaml"
-
-
-@dataclass
-class Planned:
-    spec: Spec
-    cells: list[Cell]
-    graph: "object"  # runner.graph.StageGraph
-
-    def stage_rows(self, records: dict[str, StageRecord]) -> list[dict]:
-        rows = []
-        for stage in self.graph.ordered():
-            rec = records.get(stage.key)
-            status = rec.status if rec else "to run"
-            status = {"done": "cached", "running": "to run", "interrupted": "to run"}.get(status, status)
-            why = rec.error_line if rec and rec.status == "failed" else ("" if rec else "not computed yet")
-            runtime = (rec.result or {}).get("runtime") if rec and rec.status == "done" else None
-            rows.append({"kind": stage.kind, "label": stage.label, "key": stage.short, "status": status, "why": why,
-                         "runtime": runtime, "wall_s": rec.wall_s if rec else None})
-        return rows
-
 
 def score(benchmark: str, path: str | Path, answers: str | Path, **kwargs):
     """Score an answer file (LLaVA's or a run's answers.jsonl) on a benchmark's official files, reading no
@@ -98,10 +74,10 @@ def check_files(spec: Spec, spec_path: str | Path) -> None:
 def _answered(spec: Spec, bench_id: str) -> bool:
     """Whether some row answers the benchmark's questions (so its images must be there); a benchmark
     only external rows' answer files cover is scored without images."""
-    from methods.external import answer_file, has_model
+    from matrix.registry import METHODS
 
-    return any(m.plugin != "external" or (has_model(m.params) and answer_file(m.params, bench_id) is None)
-               for m in spec.methods)
+    return any(METHODS.get(m.plugin).answers_questions(m.params) and bench_id not in
+               METHODS.get(m.plugin).answer_files(m.params) for m in spec.methods)
 
 
 def _lines(spec_path: str | Path) -> tuple[dict, LineMap]:
@@ -110,246 +86,169 @@ def _lines(spec_path: str | Path) -> tuple[dict, LineMap]:
     return _load_with_extends(Path(spec_path))
 
 
-def plan(spec: Spec, only: str | None = None) -> Planned:
-    from runner.graph import build
+def plan(spec: Spec, only: str | None = None):
+    """The cells `only` selects (`method=nsft,dataset=ocrvqa`) and their stage graph: a `runner.plan.Planned`."""
+    from runner.plan import plan as plan_spec
 
-    all_cells = expand(spec)
-    cells = select(all_cells, parse_only(only))
-    if not cells:
-        raise UserError(f"--only {only!r} selects no cell of the grid")
-    return Planned(spec, cells, build(spec, cells, all_cells))
+    return plan_spec(spec, only)
 
 
-def open_run(target: str | Path | None, create: bool = False) -> tuple[Spec, Store]:
-    """A run from its directory, or from the spec that names it; default: the newest run under runs/.
-    `create`: a spec whose run has not started yet gets its run directory (snapshot and empty store) now,
-    as `matrix import` needs before anything runs."""
-    spec, run_dir = find_run(target, create)
-    return spec, Store(run_dir)
+def planned_rows(spec: Spec, only: str | None = None) -> tuple[Any, list[dict]]:
+    """(plan, one row per stage with its status in the run's store: cached, to run or failed); a run not
+    started yet has every stage to run."""
+    from matrix.store import Store
 
-
-def find_run(target: str | Path | None, create: bool = False) -> tuple[Spec, Path]:
-    """The spec snapshot and directory of a run (as `open_run`), without opening its store."""
-    if target is None:
-        candidates = sorted(Path("runs").glob(f"*/{SPEC_SNAPSHOT}"), key=lambda p: p.stat().st_mtime)
-        if not candidates:
-            raise UserError("no run found under runs/; give a run directory or a spec file")
-        run_dir = candidates[-1].parent
-    else:
-        target = Path(target)
-        if target.is_dir():
-            run_dir = target
-        elif target.is_file():
-            spec = load_spec(target)
-            run_dir = spec.run_dir
-            if create and not (run_dir / SPEC_SNAPSHOT).exists():
-                run_dir.mkdir(parents=True, exist_ok=True)
-                (run_dir / SPEC_SNAPSHOT).write_text(snapshot_spec(spec)[0])  # `matrix run` rewrites it
-        else:
-            raise UserError(f"{target}: no such run directory or spec file")
-    snapshot = run_dir / SPEC_SNAPSHOT
-    if not snapshot.exists():
-        raise UserError(f"{run_dir}: not a run directory (no {SPEC_SNAPSHOT}); has `matrix run` been started on it?")
-    return load_spec(snapshot), run_dir
-
-
-def running_lines(store: Store, now: float | None = None) -> list[str]:
-    """`running: LABEL [KEY] for 5m 03s: LAST LOG LINE` per stage the store has as running (the time
-    counts from its submission; a stage still waiting for resources has written no log yet)."""
-    import time
-
-    from runner.deadline import format_duration
-    from runner.executor import stage_log
-
-    now = time.time() if now is None else now
-    lines = []
-    for rec in sorted(store.stages().values(), key=lambda r: r.started or 0):
-        if rec.status != "running":
-            continue
-        log = stage_log(store.tmp, rec.key)
-        last = _last_line(log) if log else "(no log yet: waiting for a worker)"
-        lines.append(f"running: {rec.label} [{rec.key[:12]}] for {format_duration(max(0.0, now - (rec.started or now)))}"
-                     f": {last or '(nothing logged yet)'}")
-    return lines
-
-
-def _last_line(path: Path, tail_bytes: int = 8192, width: int = 200) -> str:
-    """The last non-blank line of a log (progress bars redraw with carriage returns: their last state)."""
-    import re
-
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - tail_bytes))
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
-    lines = [ln.strip() for ln in re.split(r"[\r\n]+", text) if ln.strip()]
-    return lines[-1][:width] if lines else ""
-
-
-def provenance(spec_sha: str) -> dict:
-    def git(*args: str) -> str:
+    planned = plan(spec, only)
+    records: dict = {}
+    if (spec.run_dir / "matrix.db").exists():
+        store = Store(spec.run_dir)
         try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
-                                  cwd=Path(__file__).parent).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    from importlib.metadata import PackageNotFoundError, version
-
-    packages = {}
-    for name in ("torch", "transformers", "peft", "deepspeed", "ray", "openai", "pydantic"):
-        try:
-            packages[name] = version(name)
-        except PackageNotFoundError:
-            packages[name] = None
-    return {
-        "git_sha": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain")),
-        "host": socket.gethostname(),
-        "python": platform.python_version(),
-        "packages": packages,
-        "spec_sha": spec_sha,
-        "argv": sys.argv,
-    }
+            records = store.stages()
+        finally:
+            store.close()
+    return planned, planned.stage_rows(records)
 
 
-def snapshot_spec(spec: Spec) -> tuple[str, str]:
-    text = yaml.safe_dump(spec.model_dump(mode="json", exclude_unset=True, by_alias=True), sort_keys=False)
-    return text, hashlib.sha256(text.encode()).hexdigest()[:16]
+def by_kind(rows: list[dict]) -> list[tuple[str, int, int, int, int]]:
+    """Stage rows counted per kind in pipeline order: (kind, stages, cached/done, to run, failed)."""
+    from runner.plan import by_kind as count
+
+    return count(rows)
 
 
 def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: list[str] | None = None,
         address: str | None = None, on_event: Callable | None = None, on_start: Callable | None = None,
         on_note: Callable[[str], None] | None = None):
-    """Run every stage of the (selected) grid that is not already done; returns a RunSummary.
-    `on_note` gets lines about setup done before the first stage (DeepSpeed's op build)."""
-    from matrix.lock import RunLock
-    from runner.cluster import connect, kill_orphans, node_capacities
-    from runner.executor import Executor, RunSummary
-    from runner.interrupt import StopRequests
+    """Run every stage of the (selected) grid that is not already done; returns a `RunSummary`
+    (`runner.sweep.run`). `on_note` gets lines about setup done before the first stage."""
+    from runner.sweep import run as run_sweep
 
-    planned = plan(spec, only)
-    run_dir = spec.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    # Stop signals (Ctrl-C, SIGTERM, SIGHUP) are recorded from here on and acted on by the executor
-    # between two steps; before it starts, they end the run before any stage is submitted.
-    with StopRequests() as stops, RunLock(run_dir) as lock:
-        if lock.previous and lock.previous.get("ray_pids"):
-            kill_orphans(lock.previous["ray_pids"])
-        store = Store(run_dir)
+    return run_sweep(spec, only=only, fail_fast=fail_fast, rerun=rerun, address=address, on_event=on_event,
+                     on_start=on_start, on_note=on_note)
+
+
+def progress_display():
+    """Progress bars (a terminal) or timestamped lines (a log) for `run`'s `on_start` / `on_event` / `on_note`."""
+    from runner.progress import SweepProgress
+
+    return SweepProgress()
+
+
+def tracker(spec: Spec, uri: str | None = None, warn: Callable[[str], None] | None = None):
+    """An MLflow tracker for `run`'s callbacks (`matrix.tracking.Tracker`), or None when tracking is off:
+    no `uri` given and no `tracking:` section in the spec."""
+    from matrix.tracking import Tracker, tracking_uri
+
+    resolved = tracking_uri(spec, uri)
+    return Tracker(spec, resolved, warn=warn) if resolved else None
+
+
+@dataclass
+class RunStatus:
+    spec: Spec
+    rows: list[dict]  # one per stage of the plan: kind, label, key, status, why, runtime, wall_s
+    running: list[str]  # `running: LABEL [KEY] for 5m 03s: LAST LOG LINE` per stage running now
+
+    def by_kind(self) -> list[tuple[str, int, int, int, int]]:
+        return by_kind(self.rows)
+
+
+def status(target: str | Path | None = None) -> RunStatus:
+    """Per-stage status of a run against its spec snapshot, and what its running stages last logged."""
+    from runner.sweep import running_lines
+
+    spec, store = open_run(target)
+    try:
+        return RunStatus(spec, plan(spec).stage_rows(store.stages()), running_lines(store))
+    finally:
+        store.close()
+
+
+def report(target: str | Path | None = None, fmt: str = "markdown", table: str | None = None,
+           cost: bool = False, significance: bool = False) -> str:
+    """A table the spec declares, rendered from the run's stored metrics (`matrix.report`)."""
+    from matrix.report import render
+
+    spec, store = open_run(target)
+    try:
+        return render(spec, store, fmt, table, cost=cost, significance=significance)
+    finally:
+        store.close()
+
+
+def details(target: str | Path | None, benchmark: str):
+    """Every cell's per-sample answers and scores on `benchmark` (a DataFrame; `matrix.results.details`)."""
+    from matrix.results import details as sample_rows
+
+    spec, store = open_run(target)
+    try:
+        return sample_rows(spec, store, benchmark)
+    finally:
+        store.close()
+
+
+def render_score(result, fmt: str = "table") -> str:
+    """A `score(...)` result as a table, JSON or CSV."""
+    from matrix.scoring import render
+
+    return render(result, fmt)
+
+
+def verify(target: str | Path | None = None) -> tuple[int, list, int]:
+    """Every finished stage's artifact against its manifest: (checked, damaged, without a manifest)."""
+    from matrix.manifest import check_store
+
+    _, store = open_run(target)
+    try:
+        return check_store(store)
+    finally:
+        store.close()
+
+
+def repair(target: str | Path, force: bool = False) -> tuple[Path, Any]:
+    """Rebuild a damaged run store from its artifacts: (run directory, `matrix.repair.Repaired`, or None
+    when the store reads fine and `force` is off)."""
+    from matrix.errors import DamagedStore
+    from matrix.repair import repair as rebuild
+    from matrix.store import Store
+
+    spec, run_dir = find_run(target)
+    if not force and (run_dir / "matrix.db").exists():
         try:
-            store.clear_tmp()
-            store.forget_running()
-            store.close_stale_runs()
-            if rerun:
-                _reset_for_rerun(store, planned, rerun)
-            _drop_damaged(store, planned, on_event or (lambda event, stage, detail: None))
-            text, sha = snapshot_spec(spec)
-            (run_dir / SPEC_SNAPSHOT).write_text(text)
-            records = store.stages()
-            if all(records.get(s.key) and records[s.key].status == "done" for s in planned.graph.stages.values()):
-                return RunSummary(cached=[s.label for s in planned.graph.stages.values()])
-            run_id = store.start_run(" ".join(sys.argv), sha, provenance(sha))
-            summary = RunSummary()
-            conn = None
-            if not stops.requested:
-                try:
-                    conn = connect(address or spec.ray.address, spec.ray.num_cpus, spec.ray.num_gpus)
-                except RunError:
-                    store.finish_run(run_id, "failed")
-                    raise
-                except SystemExit as e:  # Ray's own SIGTERM handler, active while Ray starts: sys.exit(15)
-                    if e.code != signal.SIGTERM:
-                        raise
-                    _shutdown_ray()
-                    stops.signum = signal.SIGTERM
-                    conn = None
-                stops.install()  # again: Ray's start-up replaced the SIGTERM handler with its own
-            if conn is not None:
-                lock.note(ray_pids=conn.pids)
-                try:
-                    from runner.shared import write_token
-
-                    executor = Executor(store, planned.graph, spec.resources, node_capacities(), fail_fast, on_event,
-                                        run_token=write_token(run_dir))  # stages check they see it
-                    if on_start:
-                        on_start(planned, store)
-                    if not stops.requested:
-                        _prebuild_ops(planned, records, on_note or (lambda line: None), lambda: stops.requested)
-                    summary = executor.run(stops)
-                finally:
-                    # Ends the workers of stages still running (embedded Ray stops; a cluster ends this
-                    # driver's job and, with it, its tasks).
-                    conn.shutdown()
-                    lock.note(ray_pids=[])
-                if conn.embedded and summary.interrupted:
-                    store.clear_tmp()  # the embedded workers are gone: their half-written folders can go too
-            if stops.requested:
-                summary.interrupted, summary.signal = True, stops.signum
-            status = "ok" if summary.ok else ("interrupted" if summary.interrupted else "failed")
-            try:
-                store.finish_run(run_id, status)
-            except (sqlite3.Error, OSError):
-                if not summary.store_error:
-                    raise
-            return summary
-        finally:
-            store.close()
+            Store(run_dir).close()
+            return run_dir, None
+        except DamagedStore:
+            pass
+    return run_dir, rebuild(spec, run_dir)
 
 
-def _shutdown_ray() -> None:
-    import ray
+def import_numbers(target: str | Path, file: str | Path) -> tuple[Spec, int, list[str]]:
+    """External numbers from a long-format CSV into a run's store, marked imported (a spec's run that has
+    not started gets its run directory): (spec, numbers imported, notes on rows outside the spec)."""
+    from matrix.importer import import_file, outside_spec
 
-    if ray.is_initialized():
-        ray.shutdown()
-
-
-def _prebuild_ops(planned: Planned, records: dict[str, StageRecord], say: Callable[[str], None],
-                  stop: Callable[[], bool] = lambda: False) -> None:
-    """DeepSpeed's op, built before any stage starts when a train stage to run needs it (methods.ops)."""
-    from methods.ops import needs_op, prebuild
-
-    todo = [s for s in planned.graph.stages.values() if not (records.get(s.key) and records[s.key].status == "done")]
-    if needs_op(todo):
-        prebuild(say, stop=stop)
+    spec, store = open_run(target, create=True)
+    try:
+        n = import_file(spec, store, Path(file))
+    finally:
+        store.close()
+    return spec, n, outside_spec(spec, Path(file))
 
 
-def _drop_damaged(store: Store, planned: Planned, on_event: Callable) -> list[str]:
-    """A stored artifact that no longer matches its manifest (a file deleted, truncated or changed) is not
-    done: forget it, remove the folder and let this run compute it again; never read it. Returns the
-    labels of the stages dropped, each also announced as a `damaged` event naming what is wrong."""
-    from matrix.manifest import problems
+def plot(target: str | Path | None = None, kind: str = "scaling", output: str | Path | None = None,
+         table: str | None = None) -> list[Path]:
+    """Draw a run's figure (`scaling` or `cost`); returns the files written."""
+    from matrix.plot import plot_run
 
-    records = store.stages()
-    dropped = []
-    for stage in planned.graph.ordered():
-        rec = records.get(stage.key)
-        folder = store.artifact_dir(stage.key, stage.kind)
-        if not (rec and rec.status == "done") and not folder.exists():
-            continue
-        found = problems(folder)
-        if not found:
-            continue
-        on_event("damaged", stage, f"{folder}: {'; '.join(found[:3])}"
-                                   f"{f' (and {len(found) - 3} more)' if len(found) > 3 else ''}; computing it again")
-        store.reset([stage.key])
-        store.remove_artifact(stage.key, stage.kind)
-        dropped.append(stage.label)
-    return dropped
+    spec, store = open_run(target)
+    try:
+        return plot_run(spec, store, kind, Path(output) if output is not None else None, table)
+    finally:
+        store.close()
 
 
-def _reset_for_rerun(store: Store, planned: Planned, rerun: list[str]) -> None:
-    """Forget the chosen stages and everything downstream of them, artifacts included."""
-    records = store.stages()
-    chosen: set[str] = set()
-    for stage in planned.graph.ordered():  # upstream first, so downstream sees its deps' verdict
-        rec = records.get(stage.key)
-        picked = rec is not None and (("failed" in rerun and rec.status == "failed") or stage.kind in rerun)
-        if picked or any(d.key in chosen for d in stage.deps.values()):
-            chosen.add(stage.key)
-    stages = [s for s in planned.graph.stages.values() if s.key in chosen]
-    store.reset([s.key for s in stages])
-    for s in stages:
-        store.remove_artifact(s.key, s.kind)
+def export(target: str | Path, cell: str, out: str | Path, adapter: bool = False, seed: int | None = None) -> Path:
+    """A cell's trained model as a standalone llava-hf checkpoint (or its PEFT adapter); returns the folder."""
+    from matrix.export import export as export_cell
+
+    return export_cell(target, cell, out, adapter=adapter, seed=seed)

@@ -1,4 +1,5 @@
-"""`matrix`: the command line, a thin layer over `matrix.api`. User errors exit 2 without a traceback."""
+"""`matrix`: the command line, a thin layer over `matrix.api` (the only module of the project it imports
+besides the errors). User errors exit 2 without a traceback."""
 from __future__ import annotations
 
 import functools
@@ -65,23 +66,15 @@ def plan(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optiona
          stages: bool = typer.Option(False, "--stages", help="list every stage, not only the counts")):
     """Show the grid and its stage graph: per stage kind, how many are cached, to run, or failed."""
     from matrix import api
-    from matrix.store import Store
 
     loaded = api.load(spec, set_)
     if not no_check_files:
         api.check_files(loaded, spec)
-    planned = api.plan(loaded, only)
-    db = loaded.run_dir / "matrix.db"
-    records = Store(loaded.run_dir).stages() if db.exists() else {}
-    rows = planned.stage_rows(records)
+    planned, rows = api.planned_rows(loaded, only)
     out.print(f"{loaded.name}: {len(planned.cells)} cells -> {len(rows)} stages (run dir {loaded.run_dir})")
     summary = Table("kind", "stages", "cached", "to run", "failed", title="stages by kind")
-    from runner.progress import KIND_ORDER
-
-    for kind in KIND_ORDER + tuple(sorted({r["kind"] for r in rows} - set(KIND_ORDER))):
-        ks = [r for r in rows if r["kind"] == kind]
-        if ks:
-            summary.add_row(kind, str(len(ks)), *(str(sum(r["status"] == s for r in ks)) for s in ("cached", "to run", "failed")))
+    for counts in api.by_kind(rows):
+        summary.add_row(*map(str, counts))
     out.print(summary)
     if stages:
         detail = Table("kind", "stage", "key", "status", "why")
@@ -101,14 +94,10 @@ def run(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional
                                                         "spec `tracking:` section: sqlite:///RUN_DIR/mlflow.db)")):
     """Run every stage not already done. Safe to kill at any moment and run again: finished stages are kept (Ctrl-C, SIGTERM and SIGHUP stop it cleanly: exit 130, 143, 129; twice stops at once). A stage whose worker dies is retried (resources.KIND.max_retries); one that raises, or runs past its time limit (resources.KIND.timeout), is recorded failed and the rest go on. With tracking on, stages are logged to MLflow as they finish (a tracker that is down is a warning)."""
     from matrix import api
-    from matrix.tracking import Tracker, tracking_uri as resolve_uri
-    from runner.progress import SweepProgress
 
     loaded = api.load(spec, set_)
-    progress = SweepProgress()
-    uri = resolve_uri(loaded, tracking_uri)
-    tracker = Tracker(loaded, uri, warn=lambda m: err.print(f"warning: {m}", markup=False, highlight=False)) \
-        if uri else None
+    progress = api.progress_display()
+    tracker = api.tracker(loaded, tracking_uri, warn=lambda m: err.print(f"warning: {m}", markup=False, highlight=False))
 
     def on_start(planned, store):
         progress.start(planned, store)
@@ -158,16 +147,12 @@ def status(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
                                                                 "device, dtype, batch size, wall time")):
     """Per-stage progress of a run; failures with the first line of their error; each running stage with how long it has run and the last line its log wrote."""
     from matrix import api
-    from runner.progress import KIND_ORDER
 
-    spec, store = api.open_run(run_)
-    planned = api.plan(spec)
-    rows = planned.stage_rows(store.stages())
-    table = Table("kind", "stages", "done", "to run", "failed", title=f"{spec.name} ({spec.run_dir})")
-    for kind in KIND_ORDER + tuple(sorted({r["kind"] for r in rows} - set(KIND_ORDER))):
-        ks = [r for r in rows if r["kind"] == kind]
-        if ks:
-            table.add_row(kind, str(len(ks)), *(str(sum(r["status"] == s for r in ks)) for s in ("cached", "to run", "failed")))
+    st = api.status(run_)
+    rows = st.rows
+    table = Table("kind", "stages", "done", "to run", "failed", title=f"{st.spec.name} ({st.spec.run_dir})")
+    for counts in st.by_kind():
+        table.add_row(*map(str, counts))
     out.print(table)
     if runtime:
         ran = Table("kind", "stage", "device", "dtype", "batch", "wall s", title="how the model-loading stages ran")
@@ -180,7 +165,7 @@ def status(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
     for r in rows:
         if r["status"] == "failed":
             out.print(f"failed: {r['label']} [{r['key']}]: {r['why']}", markup=False, highlight=False)
-    for line in api.running_lines(store):
+    for line in st.running:
         out.print(line, markup=False, highlight=False)
 
 
@@ -197,13 +182,9 @@ def report(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
                                                       "scores on BENCH (csv or json; default csv)")):
     """Render a table declared in the spec from the run's stored metrics (--details BENCH: the per-sample answers and scores behind a benchmark's numbers)."""
     from matrix import api
-    from matrix.report import render
 
-    spec, store = api.open_run(run_)
     if details is not None:
-        from matrix.results import details as sample_rows
-
-        frame = sample_rows(spec, store, details)
+        frame = api.details(run_, details)
         for line in frame.attrs.get("damaged", []):
             err.print(f"warning: damaged artifact left out (`matrix run` computes it again): {line}",
                       markup=False, highlight=False)
@@ -212,7 +193,7 @@ def report(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run 
         else:
             sys.stdout.write(frame.to_csv(index=False))
         return
-    sys.stdout.write(render(spec, store, format_, table, cost=cost, significance=significance))
+    sys.stdout.write(api.report(run_, format_, table, cost=cost, significance=significance))
     sys.stdout.write("\n")
 
 
@@ -233,7 +214,6 @@ def score(benchmark: str = typer.Argument(..., help="benchmark id: pope, mme, sq
           format_: str = typer.Option("table", "--format", help="table | json | csv")):
     """Score an existing answer file against a benchmark's official files (no images needed): every metric, per split/subtask."""
     from matrix import api
-    from matrix.scoring import render
 
     if format_ not in ("table", "json", "csv"):
         raise UserError(f"--format {format_!r}: expected table, json or csv")
@@ -242,7 +222,7 @@ def score(benchmark: str = typer.Argument(..., help="benchmark id: pope, mme, sq
         judge_settings = {"model": judge, "base_url": judge_url, "max_concurrency": judge_concurrency}
     result = api.score(benchmark, path, answers, judge=judge_settings, template=template, replies=replies,
                        limit=limit)
-    sys.stdout.write(render(result, format_))
+    sys.stdout.write(api.render_score(result, format_))
 
 
 @app.command()
@@ -250,10 +230,8 @@ def score(benchmark: str = typer.Argument(..., help="benchmark id: pope, mme, sq
 def verify(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run directory or spec (default: newest run)")):
     """Check every finished stage's artifact against the manifest it recorded (files, sizes, hashes of files up to 16 MiB); list the damaged ones and exit 1 if there are any (`matrix run` computes them again)."""
     from matrix import api
-    from matrix.manifest import check_store
 
-    _, store = api.open_run(run_)
-    checked, damaged, unlisted = check_store(store)
+    checked, damaged, unlisted = api.verify(run_)
     for rec, folder, found in damaged:
         out.print(f"damaged: {rec.kind} {rec.label} [{rec.key[:12]}] {folder}: {'; '.join(found)}",
                   markup=False, highlight=False)
@@ -271,20 +249,12 @@ def repair(run_: Path = typer.Argument(..., metavar="RUN", help="run directory o
            force: bool = typer.Option(False, "--force", help="rebuild even when the store reads fine")):
     """Rebuild a damaged run store (matrix.db) from the finished artifacts' result.json files, recomputing nothing. The damaged file is kept beside it as matrix.db.damaged-<time>; imported numbers and the run history are salvaged from it as far as it reads."""
     from matrix import api
-    from matrix.errors import DamagedStore
-    from matrix.repair import repair as rebuild
-    from matrix.store import Store
 
-    spec, run_dir = api.find_run(run_)
-    if not force and (run_dir / "matrix.db").exists():
-        try:
-            Store(run_dir).close()
-            out.print(f"{run_dir / 'matrix.db'} reads fine: nothing to repair (--force rebuilds it anyway)",
-                      markup=False, highlight=False)
-            return
-        except DamagedStore:
-            pass
-    done = rebuild(spec, run_dir)
+    run_dir, done = api.repair(run_, force)
+    if done is None:
+        out.print(f"{run_dir / 'matrix.db'} reads fine: nothing to repair (--force rebuilds it anyway)",
+                  markup=False, highlight=False)
+        return
     if done.kept_as:
         out.print(f"kept the damaged store as {done.kept_as}", markup=False, highlight=False)
     salvaged = ", ".join(f"{n} {what}" if n is not None else f"no {what} (unreadable)"
@@ -302,12 +272,10 @@ def import_(run_: Path = typer.Argument(..., metavar="RUN", help="run directory 
                                         help="long format: base_model,dataset,scale,method,benchmark,value[,seed,metric]")):
     """Bring external numbers (e.g. a paper's published rows) into a run's store, marked as imported. Given a spec whose run has not started, it creates the run directory first."""
     from matrix import api
-    from matrix.importer import import_file, outside_spec
 
-    spec, store = api.open_run(run_, create=True)
-    n = import_file(spec, store, file)
+    spec, n, notes = api.import_numbers(run_, file)
     out.print(f"imported {n} numbers from {file.name} into {spec.run_dir}", markup=False, highlight=False)
-    for note in outside_spec(spec, file):
+    for note in notes:
         err.print(f"note: {note}", markup=False, highlight=False)
 
 
@@ -319,10 +287,8 @@ def plot(run_: Optional[Path] = typer.Argument(None, metavar="RUN", help="run di
          table: Optional[str] = typer.Option(None, "--table", help="which table's column groups (default: the first)")):
     """Draw improvement over baseline against data scale, or training time and peak memory per method."""
     from matrix import api
-    from matrix.plot import plot_run
 
-    spec, store = api.open_run(run_)
-    paths = plot_run(spec, store, kind, output, table)
+    paths = api.plot(run_, kind, output, table)
     for p in paths:
         out.print(f"wrote {p}", markup=False, highlight=False)
 
@@ -339,9 +305,9 @@ def export(run_: Path = typer.Argument(..., metavar="RUN", help="run directory o
                                              "instead of the merged model"),
            seed: Optional[int] = typer.Option(None, "--seed", help="which seed's cell, when the run has several")):
     """Write a cell's trained model as a standalone llava-hf checkpoint (LoRA merged, projector included), which LlavaForConditionalGeneration.from_pretrained loads without matrix; --adapter: the PEFT adapter instead."""
-    from matrix.export import export as export_cell
+    from matrix import api
 
-    path = export_cell(run_, cell, output, adapter=adapter, seed=seed)
+    path = api.export(run_, cell, output, adapter=adapter, seed=seed)
     out.print(f"wrote {path}", markup=False, highlight=False)
 
 

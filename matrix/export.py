@@ -44,17 +44,18 @@ def find_cell(planned, store, cell: str, seed: int | None = None):
 
 def export(run: str | Path, cell: str, out: str | Path, adapter: bool = False, seed: int | None = None) -> Path:
     """Write cell `cell` of run `run` to the new folder `out`; returns it."""
-    from matrix import api
+    from matrix.rundir import open_run
     from methods.checkpoint import ADAPTER_DIR, NON_LORA_FILE, load_trained, save_model_dir
     from runner.kinds.model import model_dir
+    from runner.plan import plan
     from runner.stage import StageInput
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out}: exists and is not an empty folder; give a new output folder")
-    spec, store = api.open_run(run)
+    spec, store = open_run(run)
     try:
-        cs = find_cell(api.plan(spec), store, cell, seed)
+        cs = find_cell(plan(spec), store, cell, seed)
         records = store.stages()
         rec = records.get(cs.train.key)
         if rec is None or rec.status != "done":

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from matrix.errors import UserError
+from matrix.registry import METHODS
 from matrix.spec import AXES, Spec, parse_scale
 
 
@@ -46,8 +47,6 @@ def expand(spec: Spec) -> list[Cell]:
     Methods that train nothing (the baseline) get one cell per base model and seed: their result does
     not depend on a dataset or scale, and tables show them in every dataset group.
     """
-    from methods.base import METHODS
-
     cells: list[Cell] = []
     datasets = list(spec.datasets) or [None]
     scales = list(spec.scales) or [None]

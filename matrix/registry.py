@@ -1,7 +1,14 @@
-"""A name -> plug-in registry, one per plug-in kind (methods, benchmarks, augmentations, model families)."""
+"""A name -> plug-in registry, one per plug-in kind, and the registries of the kinds the core consults.
+
+The core (spec checks, grid, graph keys) looks plug-ins up by name here and never imports a plug-in
+module: each registry names the package its plug-ins live in, as a string, and imports that package
+on the first lookup (as Hydra discovers plug-ins by scanning a namespace). A plug-in registers itself
+into the core's registry with `@METHODS.register("id")` when its module is imported. Plug-in kinds
+only plug-ins consult (augmentations) keep their registry in their own package.
+"""
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -35,6 +42,10 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove a plug-in (a test's toy plug-in, so the tests after it see the shipped ones only)."""
+        self._items.pop(name, None)
+
     def _load(self) -> None:
         if not self._loaded:
             import importlib
@@ -62,3 +73,12 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+# The plug-in kinds the core looks up. Their base classes (the contracts) live with the plug-ins:
+# `methods.base.Method`, `benchmarks.base.Benchmark`, `matrix.models.family.ModelFamily`,
+# `runner.stage.StageKind`; each of those modules re-exports its registry under the same name.
+METHODS: Registry[Any] = Registry("method", "methods")
+BENCHMARKS: Registry[Any] = Registry("benchmark", "benchmarks")
+FAMILIES: Registry[Any] = Registry("model family", "matrix.models.families")
+KINDS: Registry[Any] = Registry("stage kind", "runner.kinds")

@@ -40,13 +40,13 @@ class Repaired:
 
 
 def repair(spec: Spec, run_dir: Path) -> Repaired:
-    from matrix import api
     from matrix.lock import RunLock
     from matrix.manifest import problems, read_result
     from runner.executor import Executor
+    from runner.plan import plan
 
     run_dir = Path(run_dir)
-    planned = api.plan(spec)
+    planned = plan(spec)
     with RunLock(run_dir):
         kept = _set_aside(run_dir / "matrix.db")
         store = Store(run_dir)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from matrix.spec import Spec
 from matrix.store import Store
+from runner.plan import plan
 
 COLUMNS = ["base_model", "dataset", "scale", "method", "seed", "benchmark", "metric", "value", "status", "stage",
            "source"]
@@ -27,9 +28,7 @@ NUMBER_STATUSES = ("ok", "imported")
 def collect(spec: Spec, store: Store) -> pd.DataFrame:
     """Rows for every (cell, benchmark): metric values when done (`ok`) or imported (`imported`), else
     one row with status `stale`, `failed` or `missing` (see the module doc)."""
-    from matrix import api
-
-    planned = api.plan(spec)
+    planned = plan(spec)
     records = store.stages()
     values: dict[str, list[tuple[str, float]]] = {}
     for key, _bench, metric, value in store.metrics():
@@ -80,9 +79,7 @@ def _failed_upstream(stage, records) -> bool:
 
 def train_costs(spec: Spec, store: Store) -> pd.DataFrame:
     """Wall time and peak memory of each cell's train stage (the paper's Fig. 2 compares these)."""
-    from matrix import api
-
-    planned = api.plan(spec)
+    planned = plan(spec)
     records = store.stages()
     rows = []
     for cs in planned.graph.cells:
@@ -104,7 +101,6 @@ def details(spec: Spec, store: Store, benchmark: str) -> pd.DataFrame:
     names each one."""
     import json
 
-    from matrix import api
     from matrix.errors import UserError
 
     known = [b.id for b in spec.benchmarks]
@@ -112,7 +108,7 @@ def details(spec: Spec, store: Store, benchmark: str) -> pd.DataFrame:
         raise UserError(f"--details {benchmark}: the spec evaluates no such benchmark; it has: {', '.join(known)}")
     from matrix.manifest import problems
 
-    planned = api.plan(spec)
+    planned = plan(spec)
     records = store.stages()
     rows, damaged = [], []
     for cs in planned.graph.cells:

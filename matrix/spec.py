@@ -491,7 +491,7 @@ RUN_TIME_TRAINING = frozenset({"gradient_checkpointing"})
 
 def training_settings(spec: Spec, method_id: str) -> TrainingSpec:
     """Effective training settings of a method: defaults < method paper defaults < spec < overrides."""
-    from methods.base import METHODS
+    from matrix.registry import METHODS  # a method's own defaults, through its registered class
 
     merged = TrainingSpec().model_dump(mode="json")
     merged = _deep_merge(merged, METHODS.get(spec.method(method_id).plugin).defaults)

@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from matrix.errors import Problem, SpecError
+from matrix.registry import BENCHMARKS, FAMILIES, METHODS
 from matrix.spec import AXES, Spec, TrainingSpec, _deep_merge, parse_scale, training_params
 from matrix.yamlmap import LineMap, format_path, load_yaml
 
@@ -126,10 +127,6 @@ def _unique(problems: list[Problem]) -> list[Problem]:
 
 def _check_references(spec: Spec, data: dict, lines: LineMap) -> list[Problem]:
     """Cross-checks Pydantic cannot do alone: registered plug-ins, known names in rules and tables."""
-    from benchmarks.base import BENCHMARKS
-    from matrix.models.family import FAMILIES
-    from methods.base import METHODS
-
     problems: list[Problem] = []
 
     def add(path: tuple, msg: str) -> None:

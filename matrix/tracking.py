@@ -132,8 +132,8 @@ class Tracker:
 
     def finish(self, summary=None, only: str | None = None) -> None:
         """After `api.run`: log what is still missing, the tables and plots, and the runs' final status."""
-        from matrix import api
         from matrix.store import Store
+        from runner.plan import plan
 
         if self.down or not (self.spec.run_dir / "matrix.db").exists():
             return
@@ -141,7 +141,7 @@ class Tracker:
         try:
             self.store = store
             if self.parent_id is None:  # everything was cached: api.run returned before on_start
-                self._guard("connecting", self._open, api.plan(self.spec, only))
+                self._guard("connecting", self._open, plan(self.spec, only))
             self._guard("logging finished stages", self._sync)
             if self.settings.artifacts:
                 self._guard("logging tables and plots", self._artifacts)
@@ -327,7 +327,7 @@ class Tracker:
                 self.client.log_batch(run_id, metrics=m, params=p, tags=t)
 
     def _artifacts(self) -> None:
-        from matrix.api import SPEC_SNAPSHOT
+        from matrix.rundir import SPEC_SNAPSHOT
         from matrix.plot import KINDS as PLOTS, plot_run
         from matrix.report import render
 

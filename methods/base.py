@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from matrix.models.conversation import IMAGE_PLACEHOLDER
-from matrix.registry import Registry
-
-METHODS: Registry["type[Method]"] = Registry("method", "methods")
+from matrix.registry import METHODS  # noqa: F401  (the core's registry; methods register into it)
 
 # generation kind -> item_id -> the model's answer (CSR's `sentences` kind: the item's search tree)
 Responses = dict[str, dict[str, Any]]
@@ -151,6 +149,29 @@ class Method:
     def uses_judge(self, params: dict) -> bool:
         """Whether construct with these params may call the judge (then its model joins the stage key)."""
         return "judge" in self.needs
+
+    # What a row evaluates. The stage graph asks these hooks instead of knowing any method by name; a
+    # row that trains here evaluates its base model with its own checkpoint (the defaults below), a row
+    # of work done elsewhere (`external`) names another model, checkpoint or answer files.
+    @classmethod
+    def evaluated_model(cls, params: dict) -> dict | None:
+        """A whole model (a `base_models` entry's keys) the row evaluates instead of the cell's base model."""
+        return None
+
+    @classmethod
+    def evaluated_checkpoint(cls, params: dict) -> Path | None:
+        """A finished checkpoint applied to the cell's base model, instead of one this run trains."""
+        return None
+
+    @classmethod
+    def answer_files(cls, params: dict) -> dict[str, Path]:
+        """Answer files the row gives, by benchmark id: those benchmarks are scored, never answered."""
+        return {}
+
+    @classmethod
+    def answers_questions(cls, params: dict) -> bool:
+        """Whether the row has a model to answer the benchmarks it gives no answer file for."""
+        return True
 
     def construct(
         self, records: list[dict], responses: Responses, params: dict, env: Env | None = None

@@ -101,3 +101,25 @@ class External(Baseline):
             except ValidationError as e:
                 return [f"external: model: {err['msg']} at {'.'.join(map(str, err['loc']))}" for err in e.errors()]
         return []
+
+    @classmethod
+    def evaluated_model(cls, params: dict) -> dict | None:
+        return params.get("model") or None
+
+    @classmethod
+    def evaluated_checkpoint(cls, params: dict) -> Path | None:
+        if params.get("model"):
+            return None
+        if params.get("from_run"):
+            return find_checkpoint(**params["from_run"])
+        if params.get("checkpoint"):
+            return Path(params["checkpoint"]).expanduser().resolve()
+        return None
+
+    @classmethod
+    def answer_files(cls, params: dict) -> dict[str, Path]:
+        return {bench: Path(path).expanduser().resolve() for bench, path in (params.get(ANSWERS) or {}).items()}
+
+    @classmethod
+    def answers_questions(cls, params: dict) -> bool:
+        return has_model(params)

@@ -14,10 +14,11 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from benchmarks.base import BENCHMARKS
+from matrix.errors import UserError
 from matrix.grid import Cell
-from matrix.models.family import FAMILIES, template_for
-from matrix.spec import RUN_TIME_TRAINING, Spec, training_settings
+from matrix.models.family import template_for
+from matrix.registry import BENCHMARKS, FAMILIES, METHODS
+from matrix.spec import RUN_TIME_TRAINING, BaseModelSpec, Spec, training_settings
 from runner.stage import Stage
 
 
@@ -113,19 +114,14 @@ class _Builder:
         """(model stage, checkpoint stage or None, label, dtype) of what a cell evaluates: its base model
         with its trained checkpoint, or an external row's own model or checkpoint."""
         entry = self.spec.method(cell.method)
-        if entry.plugin == "external":
-            from matrix.spec import BaseModelSpec
-
-            who = f"{cell.method}/{cell.base_model}"
-            if entry.params.get("model"):
-                own = BaseModelSpec.model_validate(entry.params["model"])
-                return self.model_of(own, f"model {cell.method}"), None, who, own.dtype
-            if entry.params.get("from_run"):
-                from methods.external import find_checkpoint
-
-                path = find_checkpoint(**entry.params["from_run"])
-            else:
-                path = Path(entry.params["checkpoint"]).expanduser().resolve()
+        method = METHODS.get(entry.plugin)
+        who = f"{cell.method}/{cell.base_model}"
+        model = method.evaluated_model(entry.params)
+        if model is not None:
+            own = BaseModelSpec.model_validate(model)
+            return self.model_of(own, f"model {cell.method}"), None, who, own.dtype
+        path = method.evaluated_checkpoint(entry.params)
+        if path is not None:
             ckpt = self.add(Stage("checkpoint", {"path": str(path), "files": _folder_fingerprint(path)},
                                   label=f"checkpoint {cell.method}"))
             return self.model(cell.base_model), ckpt, who, self.dtype(cell.base_model)
@@ -204,8 +200,6 @@ class _Builder:
         return self.add(Stage("generate", params, deps, label=f"generate {mode} {who or base_model}/{dataset}-{n}"))
 
     def train(self, cell: Cell) -> Stage | None:
-        from methods.base import METHODS
-
         entry = self.spec.method(cell.method)
         method = METHODS.get(entry.plugin)
         if method.objective == "none":
@@ -248,23 +242,15 @@ class _Builder:
         return self.add(Stage("train", params, train_deps, label=f"train {cell.label}"))
 
     def answers_file(self, cell: Cell, bench_id: str) -> Path | None:
-        """An external row's answer file for this benchmark (`params.answers`), if it gives one."""
+        """The row's own answer file for this benchmark (an external row's `params.answers`), if it gives one."""
         entry = self.spec.method(cell.method)
-        if entry.plugin != "external":
-            return None
-        from methods.external import answer_file
-
-        return answer_file(entry.params, bench_id)
+        return METHODS.get(entry.plugin).answer_files(entry.params).get(bench_id)
 
     def evaluates(self, cell: Cell, bench_id: str) -> bool:
         """Whether the cell has a number for this benchmark: an external row with answer files only
         has one just for the benchmarks it gives files for."""
         entry = self.spec.method(cell.method)
-        if entry.plugin != "external" or self.answers_file(cell, bench_id) is not None:
-            return True
-        from methods.external import has_model
-
-        return has_model(entry.params)
+        return self.answers_file(cell, bench_id) is not None or METHODS.get(entry.plugin).answers_questions(entry.params)
 
     def evaluate(self, cell: Cell, train: Stage | None, bench_id: str) -> Stage:
         b = self.spec.benchmark(bench_id)
@@ -312,11 +298,9 @@ def build(spec: Spec, cells: list[Cell], all_cells: list[Cell] | None = None) ->
     """Stages of `cells`; `all_cells` (default: `cells`) is the whole grid, which fixes shared stages."""
     builder = _Builder(spec, all_cells if all_cells is not None else cells)
     known = [b.id for b in spec.benchmarks]
-    for m in spec.methods:  # an external row's answer files must name benchmarks of the spec
-        unknown = sorted(set((m.params or {}).get("answers") or {}) - set(known)) if m.plugin == "external" else []
+    for m in spec.methods:  # a row's answer files (an external row's) must name benchmarks of the spec
+        unknown = sorted(set(METHODS.get(m.plugin).answer_files(m.params or {})) - set(known))
         if unknown:
-            from matrix.errors import UserError
-
             raise UserError(f"methods: {m.id}: params.answers names {', '.join(unknown)}, which the spec's "
                             f"benchmarks do not list (known: {', '.join(known)})")
     out = []

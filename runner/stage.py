@@ -20,9 +20,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from matrix.registry import Registry
-
-KINDS: Registry["type[StageKind]"] = Registry("stage kind", "runner.kinds")
+from matrix.registry import KINDS  # noqa: F401  (stage kinds register into the core's registry)
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 

@@ -13,6 +13,7 @@ from typing import Callable
 
 from matrix.models.conversation import IMAGE_PLACEHOLDER, get_template
 from matrix.world import language
+from matrix.world.critic import critic_qa
 from matrix.world.scene import COLOURS, COLS, GRID, ROWS, SHAPES, Obj, Scene, draw_scene
 
 POSITIONS = tuple(Obj("circle", "red", r, c).position for r in range(GRID) for c in range(GRID))
@@ -140,9 +141,7 @@ def ocr(scene: Scene, rng: random.Random) -> QA:
 @task("critic")
 def critic(scene: Scene, rng: random.Random) -> QA:
     """SIMA's self-critic: two answers about the scene, the ground truth given; the verdict names the
-    right one as [[1]] or [[2]] (the prompt and reply formats belong to `methods.sima`)."""
-    from methods.sima import critic_qa
-
+    right one as [[1]] or [[2]] (`matrix.world.critic`, whose prompt `methods.sima` asks with)."""
     prompt, reply = critic_qa(scene, rng)
     return QA(prompt, reply, short=False)
 

@@ -15,12 +15,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from matrix.registry import Registry
+from matrix.registry import FAMILIES  # noqa: F401  (the core's registry; families register into it)
 
 if TYPE_CHECKING:
     from matrix.models.handle import ModelHandle
-
-FAMILIES: Registry["type[ModelFamily]"] = Registry("model family", "matrix.models.families")
 
 # REFERENCE §0: LLaVA's LoRA wraps every Linear of the LLM except lm_head; the anchor on
 # `language_model` keeps the CLIP tower's same-named projections out (STACK_NOTES §4).

@@ -5,7 +5,8 @@ import pytest
 
 from methods.base import METHODS, Env
 from methods.nsft import TURNS, balance_yes_no, judge_prompt, parse_conversation
-from methods.sima import critic_examples, critic_prompt, parse_critic
+from matrix.world.critic import critic_examples, critic_prompt
+from methods.sima import parse_critic
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
 OCR = {

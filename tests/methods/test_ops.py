@@ -151,14 +151,14 @@ def test_a_sweep_prebuilds_only_when_a_deepspeed_train_stage_is_still_to_run(mon
     from types import SimpleNamespace
 
     import methods.ops
-    from matrix import api
+    from runner import sweep
     from runner.stage import Stage
 
     calls = []
     monkeypatch.setattr(methods.ops, "prebuild", lambda say, stop=None: calls.append(say))
     ds = Stage("train", {"objective": "sft", "hp": {"deepspeed": {"stage": 2}}})
     planned = SimpleNamespace(graph=SimpleNamespace(stages={ds.key: ds}))
-    api._prebuild_ops(planned, {ds.key: SimpleNamespace(status="done")}, print)  # cached: nothing to build
+    sweep._prebuild_ops(planned, {ds.key: SimpleNamespace(status="done")}, print)  # cached: nothing to build
     assert calls == []
-    api._prebuild_ops(planned, {}, print)
+    sweep._prebuild_ops(planned, {}, print)
     assert calls == [print]

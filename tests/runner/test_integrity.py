@@ -8,12 +8,13 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from matrix import api
 from matrix.cli import app
 from matrix.spec import ResourcesSpec
 from matrix.store import Store
 from runner.executor import Executor
+from runner import sweep
 from runner.graph import StageGraph
+from runner.plan import Planned
 from runner.stage import Stage
 
 pytestmark = pytest.mark.slow
@@ -38,7 +39,7 @@ def graph_of(tmp_path):
 
 def execute(store, graph, nodes):
     events: list[tuple[str, str, str]] = []
-    api._drop_damaged(store, api.Planned(None, [], graph), lambda e, s, d: events.append((e, s.label, d)))
+    sweep._drop_damaged(store, Planned(None, [], graph), lambda e, s, d: events.append((e, s.label, d)))
     summary = Executor(store, graph, ResourcesSpec(), nodes,
                        on_event=lambda e, s, d: events.append((e, s.label, d))).run()
     return summary, events

@@ -1,0 +1,39 @@
+"""The import-linter contracts of pyproject.toml (`[tool.importlinter]`): the layers core -> plug-ins ->
+orchestration -> facade -> CLI hold, and a core module that imports a plug-in breaks them."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGES = ("matrix", "runner", "methods", "benchmarks")
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    """`lint-imports` on the packages under `root` (its pyproject.toml); grimp reads the sources, imports nothing."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    code = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+    return subprocess.run([sys.executable, "-c", code, "--no-cache"], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_the_layers_hold():
+    done = lint_imports(REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 kept, 0 broken" in done.stdout
+
+
+def test_a_core_module_importing_a_plug_in_breaks_the_layers(tmp_path):
+    for pkg in PACKAGES:  # the sources only: enough for grimp, and nothing of the repository is touched
+        shutil.copytree(REPO / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__", "data", "assets"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    assert lint_imports(tmp_path).returncode == 0  # the copy holds, as the repository does
+    spec = tmp_path / "matrix" / "spec.py"
+    spec.write_text(spec.read_text() + "\n\nfrom methods.base import METHODS  # noqa: E402  (the break)\n")
+    done = lint_imports(tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "core -> plug-ins -> orchestration -> facade -> CLI BROKEN" in done.stdout
+    assert "matrix.spec is not allowed to import methods" in done.stdout
