@@ -5,11 +5,14 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 AXES = ("base_model", "dataset", "scale", "method", "seed")
+#: Questions answered per batch: a number, or "auto" (the largest that fits in memory, from 64 down,
+#: halved on an out-of-memory error; matrix/models/handle.py). Never part of stage keys.
+BatchSize = Annotated[int, Field(gt=0)] | Literal["auto"]
 #: Largest count of records, images or questions a spec may ask for (LLaVA-1.5's whole SFT mix is 665k):
 #: a typo such as `synthetic: 1.0e+30` is refused at validation instead of running out of disk or memory.
 MAX_SIZE = 10_000_000
@@ -43,6 +46,8 @@ def _wants_number(annotation: Any) -> bool:
         return False
     if annotation in (int, float):
         return True
+    if origin is typing.Annotated:
+        return _wants_number(args[0])
     if origin is Literal:
         return all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
     if origin is list or origin in (typing.Union, types.UnionType):
@@ -140,8 +145,8 @@ class BenchmarkSpec(Strict):
     limit: int | None = Field(None, gt=0, le=MAX_SIZE,
                               description="evaluate only the first N questions of each split or subtask")
     max_new_tokens: int | None = Field(None, gt=0)
-    batch_size: int | None = Field(None, gt=0, description="questions answered per batch; default: "
-                                                           "evaluation.batch_size (not part of stage keys)")
+    batch_size: BatchSize | None = Field(None, description="questions answered per batch, or 'auto'; default: "
+                                                          "evaluation.batch_size (not part of stage keys)")
     shards: int = Field(1, ge=1, description="answer the questions in this many stages (e.g. one per GPU), "
                                              "then score all answers together")
     judge: "JudgeSpec | None" = Field(None, description="the judge scoring this benchmark; default: the spec's "
@@ -238,14 +243,14 @@ class GenerationSpec(Strict):
     """Decode settings of the response-generation stage (SeVa/GT-DPO: greedy, 512 new tokens)."""
 
     max_new_tokens: int = Field(512, gt=0)
-    batch_size: int = Field(16, gt=0, description="questions answered per batch (not part of stage keys)")
+    batch_size: BatchSize = Field(16, description="questions answered per batch, or 'auto' (not part of stage keys)")
 
 
 class EvaluationSpec(Strict):
     """Settings of the answer stages that a benchmark entry does not set itself."""
 
-    batch_size: int = Field(16, gt=0, description="questions answered per batch, for benchmarks without their "
-                                                  "own batch_size (not part of stage keys)")
+    batch_size: BatchSize = Field(16, description="questions answered per batch, or 'auto', for benchmarks "
+                                                 "without their own batch_size (not part of stage keys)")
 
 
 # ---- grid, resources, ray ------------------------------------------------------------------------
@@ -470,7 +475,7 @@ class Spec(Strict):
         """The judge that scores a benchmark: its own, else the spec's."""
         return self.benchmark(bench_id).judge or self.judge
 
-    def batch_size(self, bench_id: str) -> int:
+    def batch_size(self, bench_id: str) -> int | str:
         """Questions per answering batch of a benchmark: its own, else the spec-wide evaluation default."""
         return self.benchmark(bench_id).batch_size or self.evaluation.batch_size
 

@@ -96,7 +96,7 @@ class Env:
     family: str | None = None
     dtype: str = "float32"
     device: str = "cpu"
-    batch_size: int = 16
+    batch_size: int | str = 16  # or "auto" (matrix/models/handle.py)
     loaded: Any = field(default=None, repr=False)  # the handle once `model()` has loaded it
 
     def model(self):

@@ -61,7 +61,7 @@ class SIMA(Method):
         # SIMA decodes the critic greedily with max_new_tokens 4096; generation stops at the end of the
         # reply, so the cap only bounds a rambling critic. Images are loaded a chunk at a time.
         max_new = int(params.get("critic_max_new_tokens", 1024))
-        batch = int(params.get("critic_batch_size") or env.batch_size)  # default: generation.batch_size
+        batch = params.get("critic_batch_size") or env.batch_size  # default: generation.batch_size (or "auto")
         replies: list[str] = []
         for start in range(0, len(ready), 256):
             chunk = ready[start : start + 256]

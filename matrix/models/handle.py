@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from matrix.models.family import ModelFamily
 
 META_FILE = "matrix_model.json"
+AUTO = "auto"  # a batch size found while answering: the largest that fits, from AUTO_BATCH_START down
+AUTO_BATCH_START = 64
 
 
 @dataclass
@@ -39,7 +41,7 @@ class ModelHandle:
     num_image_tokens: int  # per image where the count is fixed (LLaVA-1.5); 0 where it depends on the size
     processor: object = None
     family: "ModelFamily | None" = None  # what is architecture-specific; None: LLaVA-1.5's (`llava`)
-    batch_size: int | None = None  # the batch size of the last `generate` (recorded as the stage's runtime)
+    batch_size: int | str | None = None  # the batch size of the last `generate` (recorded as the stage's runtime)
 
     def __post_init__(self) -> None:
         if self.family is None:
@@ -86,7 +88,7 @@ class ModelHandle:
         images: list,
         questions: list[str],
         max_new_tokens: int,
-        batch_size: int = 16,
+        batch_size: int | str = 16,
         do_sample: bool = False,
         temperature: float = 1.0,
         top_p: float = 1.0,
@@ -102,6 +104,7 @@ class ModelHandle:
         questions), batched separately from the questions with images. `num_beams > 1`: beam search
         (SHR decodes with 5 beams). `by_length`: batch prompts of similar length together (greedy and
         beam search only, whose answers do not depend on the batch; matrix/models/batching.py).
+        `batch_size="auto"`: the largest that fits in memory (see `_batches`).
         """
         import torch
 
@@ -137,7 +140,7 @@ class ModelHandle:
             return in_length_order(run, [len(encode(q, im)) for q, im in zip(questions, images)], images, questions)
         return run(images, questions)
 
-    def _generate_text(self, questions: list[str], max_new_tokens: int, batch_size: int, do_sample: bool,
+    def _generate_text(self, questions: list[str], max_new_tokens: int, batch_size: int | str, do_sample: bool,
                        temperature: float, top_p: float, seed: int | None, num_beams: int = 1) -> list[str]:
         def encode(q: str, _image=None) -> list[int]:
             text = self.template.prompt(q)
@@ -153,43 +156,68 @@ class ModelHandle:
 
     def _batches(self, images, questions, max_new_tokens, batch_size, do_sample, temperature, top_p,
                  pixel_transform, encode, num_beams: int = 1) -> list[str]:
-        import torch
+        """Consecutive slices of `batch_size` questions. `batch_size="auto"`: start at AUTO_BATCH_START
+        and halve on an out-of-memory error (accelerate's test of the error's message: CUDA, CPU, ...),
+        retrying only the batch that failed; the size that worked is kept for the rest (callers order
+        prompts longest first, so the first batch is the widest); the largest batch run is recorded as
+        `self.batch_size`."""
+        from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
 
         self.model.eval()
+        auto = batch_size == AUTO
+        size = AUTO_BATCH_START if auto else int(batch_size)
         answers: list[str] = []
-        pad = self.tokenizer.pad_token_id
-        for start in range(0, len(questions), batch_size):
-            qs = questions[start : start + batch_size]
-            ims = images[start : start + batch_size]
-            encoded = [encode(q, im) for q, im in zip(qs, ims)]
-            width = max(len(e) for e in encoded)
-            input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(encoded), width), dtype=torch.long)
-            for i, e in enumerate(encoded):
-                input_ids[i, width - len(e) :] = torch.tensor(e)
-                attention[i, width - len(e) :] = 1
-            kwargs = dict(do_sample=do_sample)
-            if ims[0] is not None:
-                vision = self.vision_inputs(ims)
-                if pixel_transform is not None:
-                    vision["pixel_values"] = pixel_transform(vision["pixel_values"])
-                kwargs.update({k: v.to(self.model.device) for k, v in vision.items()})
-            if num_beams > 1:
-                kwargs["num_beams"] = num_beams
-            if do_sample:
-                kwargs.update(temperature=temperature, top_p=top_p)
-            with torch.no_grad():
-                out = self.model.generate(
-                    input_ids=input_ids.to(self.model.device),
-                    attention_mask=attention.to(self.model.device),
-                    max_new_tokens=max_new_tokens,
-                    pad_token_id=pad,
-                    eos_token_id=self.tokenizer.eos_token_id,
-                    **kwargs,
-                )
-            new_tokens = out[:, width:]
-            answers += [t.strip() for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        start = largest = 0
+        while start < len(questions):
+            n = min(size, len(questions) - start)
+            try:
+                answers += self._batch(images[start : start + n], questions[start : start + n], max_new_tokens,
+                                       do_sample, temperature, top_p, pixel_transform, encode, num_beams)
+            except RuntimeError as e:
+                if not (auto and n > 1 and should_reduce_batch_size(e)):
+                    raise
+                clear_device_cache(garbage_collection=True)
+                size = n // 2
+                continue
+            start += n
+            largest = max(largest, n)
+        if auto:
+            self.batch_size = largest
         return answers
+
+    def _batch(self, ims, qs, max_new_tokens, do_sample, temperature, top_p, pixel_transform, encode,
+               num_beams: int) -> list[str]:
+        """One left-padded batch through `model.generate`; its decoded new tokens."""
+        import torch
+
+        pad = self.tokenizer.pad_token_id
+        encoded = [encode(q, im) for q, im in zip(qs, ims)]
+        width = max(len(e) for e in encoded)
+        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(encoded), width), dtype=torch.long)
+        for i, e in enumerate(encoded):
+            input_ids[i, width - len(e) :] = torch.tensor(e)
+            attention[i, width - len(e) :] = 1
+        kwargs = dict(do_sample=do_sample)
+        if ims[0] is not None:
+            vision = self.vision_inputs(ims)
+            if pixel_transform is not None:
+                vision["pixel_values"] = pixel_transform(vision["pixel_values"])
+            kwargs.update({k: v.to(self.model.device) for k, v in vision.items()})
+        if num_beams > 1:
+            kwargs["num_beams"] = num_beams
+        if do_sample:
+            kwargs.update(temperature=temperature, top_p=top_p)
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=input_ids.to(self.model.device),
+                attention_mask=attention.to(self.model.device),
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad,
+                eos_token_id=self.tokenizer.eos_token_id,
+                **kwargs,
+            )
+        return [t.strip() for t in self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
 
 
 def collate(handle: ModelHandle, examples: list[tuple[list[int], list[int]]], max_length: int):

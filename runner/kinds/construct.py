@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from matrix.spec import BatchSize
 from runner.kinds.data import resolve
 from runner.kinds.generate import load_responses
 from runner.kinds.subset import load_subset
@@ -31,7 +32,7 @@ class ConstructStage(StageKind):
         judge: str | None = None  # the judge's key (its model)
         seed: int = 0
         dtype: Dtype = "float32"
-        batch_size: int = 16  # the model's answering batch (SIMA's critic, unless its params set one)
+        batch_size: BatchSize = 16  # the model's answering batch (SIMA's critic, unless its params set one)
         judge_settings: dict[str, Any] | None = None  # a JudgeSpec: how to reach the judge
 
     def run(self, params: Params, inputs, out: Path, ctx: StageContext):

@@ -14,6 +14,7 @@ from typing import Any
 
 from PIL import Image
 
+from matrix.spec import BatchSize
 from runner.kinds.data import resolve
 from runner.kinds.model import model_dir
 from runner.placement import describe
@@ -36,7 +37,7 @@ class EvaluateStage(StageKind):
         shard: tuple[int, int] | None = None  # answer slice i of n
         shards: int | None = None  # score the answers of n shard stages
         answers: dict[str, Any] | None = None  # an external row's answer file (path, content hash): scoring only
-        batch_size: int = 16
+        batch_size: BatchSize = 16
         dtype: Dtype = "float32"
         judge_settings: dict[str, Any] | None = None  # a JudgeSpec: how to reach the judge
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from PIL import Image
 
+from matrix.spec import BatchSize
 from runner.kinds.data import resolve
 from runner.kinds.model import model_dir
 from runner.kinds.subset import load_subset
@@ -38,7 +39,7 @@ class GenerateStage(StageKind):
         augmentation: str | None = None  # SeVa's augmented mode: which augmentation, and its settings
         augmentation_params: dict[str, Any] | None = None
         search: dict[str, int] | None = None  # CSR's sentences mode
-        batch_size: int = 16
+        batch_size: BatchSize = 16
         dtype: Dtype = "float32"
 
     def run(self, params: Params, inputs, out: Path, ctx: StageContext):

@@ -76,3 +76,37 @@ def test_batches_by_length_answer_as_plain_batches(model, monkeypatch):
     lengths = sorted((len(model.encode_prompt(q, im.size)) for q, im in zip(questions, images)), reverse=True)
     assert widths == [lengths[0], lengths[4]]  # the 4 longest together, then the 4 shortest
     assert sum(widths) < sum(plain_widths)  # fewer pad tokens
+
+
+def test_auto_batch_size_halves_on_out_of_memory_and_keeps_what_fits(model, monkeypatch):
+    """batch_size "auto": 64 first (capped by the questions), halved on an out-of-memory error until a
+    batch fits, only the failed batch retried, the size that fitted kept and recorded; the answers are
+    those of a fixed batch size. The OOM is simulated: batches above 5 raise CUDA's message."""
+    rng = random.Random(3)
+    images = [render(draw_scene(rng)) for _ in range(12)]
+    questions = [f"Is there a {c} {s}?" for s, c in zip(SHAPES * 2, list(COLOURS) * 2)][:12]
+    tried: list[int] = []
+    real = model.model.generate
+
+    def small_memory(*args, **kwargs):
+        tried.append(kwargs["input_ids"].shape[0])
+        if tried[-1] > 5:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, **kwargs)
+
+    fixed = model.generate(images, questions, max_new_tokens=4, batch_size=3)
+    monkeypatch.setattr(model.model, "generate", small_memory)
+    auto = model.generate(images, questions, max_new_tokens=4, batch_size="auto")
+    # By hand: 12 (all, under 64) fails, 6 fails, 3 fits; then 3, 3, 3 for the remaining 9.
+    assert tried == [12, 6, 3, 3, 3, 3]
+    assert auto == fixed and model.batch_size == 3
+    # A fixed batch size is the user's: an out-of-memory error there is raised, not worked around.
+    with pytest.raises(RuntimeError, match="out of memory"):
+        model.generate(images, questions, max_new_tokens=4, batch_size=8)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(model.model, "generate", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # not an OOM: never retried smaller
+        model.generate(images, questions, max_new_tokens=4, batch_size="auto")
