@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 
-from methods.base import METHODS, SEVA_SCHEDULE, Method, Responses, preference_example, question_items
+from methods.base import METHODS, SEVA_GENERATION, SEVA_SCHEDULE, Method, Responses, preference_example, question_items
 
 
 @METHODS.register("gt-dpo")
@@ -19,6 +19,7 @@ class GTDPO(Method):
     objective = "dpo"
     responses = ("greedy",)
     defaults = {**copy.deepcopy(SEVA_SCHEDULE), "beta": 0.1}
+    generation_defaults = copy.deepcopy(SEVA_GENERATION)  # SeVa's step 2 without augmentation
 
     def construct(self, records: list[dict], responses: Responses, params: dict, env=None) -> tuple[list[dict], dict]:
         greedy = responses.get("greedy", {})

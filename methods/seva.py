@@ -15,7 +15,7 @@ import random
 
 from methods.augmentations import AUGMENTATIONS
 from methods.augmentations.diffusion import default_step
-from methods.base import METHODS, SEVA_SCHEDULE, Env, Method, Responses, preference_example, question_items
+from methods.base import METHODS, SEVA_GENERATION, SEVA_SCHEDULE, Env, Method, Responses, preference_example, question_items
 
 
 def _clean(answer: str) -> str:
@@ -28,6 +28,7 @@ class SeVa(Method):
     objective = "dpo"
     responses = ("greedy", "augmented")
     defaults = {**copy.deepcopy(SEVA_SCHEDULE), "beta": 0.1}
+    generation_defaults = copy.deepcopy(SEVA_GENERATION)
     version = "1"
 
     def generation_params(self, mode: str, params: dict, base_model: str) -> dict:

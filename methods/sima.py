@@ -160,6 +160,8 @@ class SIMA(Method):
         "bf16": True, "lora": {"r": 128, "alpha": 256, "dropout": 0.05}, "train_projector": True,
         "deepspeed": {"stage": 2}, "beta": 0.1,
     }
+    # llava/sima/generate_samples.py: greedy and sampled decodes both with max_new_tokens=1024.
+    generation_defaults = {"max_new_tokens": 1024}
 
     def construct(self, records: list[dict], responses: Responses, params: dict, env: Env | None = None):
         greedy, sampled = responses.get("greedy", {}), responses.get("sampled", {})

@@ -17,7 +17,8 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 #   one greedy generation but construct differently; 4 cells (baseline + 3) x 4 benchmarks.
 # table7: data = 1 + 3; generation greedy (nSFT, SeVa's chosen) + augmented (SeVa); five trained
 #   methods; 6 cells x 3 benchmarks.
-# fig4: data = 1 + 9; four nested subsets; greedy, augmented, sampled once on 10k; 5 trained methods x
+# fig4: data = 1 + 9; four nested subsets; greedy at 512 new tokens (GT-DPO, SeVa, nSFT: SeVa's step 2),
+#   greedy and sampled at 1024 (SIMA's generate_samples.py), augmented, once each on 10k; 5 trained methods x
 #   4 scales; 21 cells (baseline once) x (9 benchmarks + an answer stage for each judged one, MMVet and
 #   MMHal) = 231.
 # table8: 4 cells; data = 1 dataset + 1 MMHal (both entries name the one plug-in); generation greedy
@@ -46,7 +47,7 @@ EXPECTED = {
     "table8": {"model": 1, "data": 2, "subset": 1, "generate": 2, "construct": 3, "train": 3, "evaluate": 12},
     "table6": {"model": 1, "data": 5, "subset": 1, "generate": 1, "construct": 3, "train": 3, "evaluate": 16},
     "table7": {"model": 1, "data": 4, "subset": 1, "generate": 2, "construct": 5, "train": 5, "evaluate": 18},
-    "fig4": {"model": 1, "data": 10, "subset": 4, "generate": 3, "construct": 20, "train": 20, "evaluate": 231},
+    "fig4": {"model": 1, "data": 10, "subset": 4, "generate": 4, "construct": 20, "train": 20, "evaluate": 231},
 }
 
 
