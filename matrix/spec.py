@@ -217,6 +217,9 @@ class TrainingSpec(Forcible):
     bf16: bool = False
     lora: LoraSpec | None = Field(default_factory=LoraSpec)
     train_projector: bool = True
+    projector_lr: float | None = Field(None, gt=0, description="the projector's own peak lr, a parameter group of "
+                                                              "its own (LLaVA's mm_projector_lr; SIMA and CSR: "
+                                                              "2e-5); null: the projector trains at lr")
     beta: float = Field(0.1, gt=0, description="DPO temperature")
     kl_lambda: float = Field(0.0, ge=0, description="weight of the per-token KL to the reference (-kl methods)")
     deepspeed: DeepSpeedSpec | None = None

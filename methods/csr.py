@@ -36,13 +36,14 @@ MIN_SCORED_CHARS = 4  # CSR's step 2 leaves shorter sentences unscored
 SEARCH_DEFAULTS = {"branch": 5, "keep": 5, "step_tokens": 70, "max_tokens": 1024, "max_levels": 12}
 PARAM_DEFAULTS = {"alpha": 0.9, "clip": "tiny", "search": SEARCH_DEFAULTS}
 
-# CSR's DPO schedule (REFERENCE §1.4): LoRA 128/256 with the projector trained, ZeRO-2, lr 1e-7,
-# one epoch, length 1024, beta 0.1; batch 1 per GPU on 8 GPUs (a global batch of 8).
+# CSR's DPO schedule (scripts/run_train.sh, REFERENCE §1.4): LoRA 128/256 with the projector trained at
+# its own lr 2e-5 (:5 --mm_projector_lr), ZeRO-2, lr 1e-7, one epoch, length 1024, beta 0.1; batch 1 per
+# GPU on 8 GPUs (a global batch of 8).
 CSR_SCHEDULE: dict[str, Any] = {
     "lr": 1e-7, "epochs": 1, "batch_size": 8, "micro_batch_size": 1, "warmup_ratio": 0.03,
     "weight_decay": 0.0, "max_grad_norm": 1.0, "scheduler": "cosine", "max_length": 1024, "seed": 42,
     "bf16": True, "lora": {"r": 128, "alpha": 256, "dropout": 0.05}, "train_projector": True,
-    "deepspeed": {"stage": 2}, "beta": 0.1,
+    "deepspeed": {"stage": 2}, "beta": 0.1, "projector_lr": 2e-5,
 }
 
 

@@ -152,13 +152,13 @@ class SIMA(Method):
     needs = ("model",)
     version = "1"
     # scripts/run_dpo.sh: LoRA 128/256, lr 1e-7, 3 epochs, cosine, warmup 0.03, per-device bs 1 on
-    # 8 GPUs (global 8), ZeRO-2, bf16, length 2048, beta 0.1 (trl default). Its projector lr 2e-5 is a
-    # separate param group our trainer does not have: the projector trains at lr here (deviation).
+    # 8 GPUs (global 8), ZeRO-2, bf16, length 2048, beta 0.1 (trl default); the projector at its own lr
+    # 2e-5 (--mm_projector_lr, run_dpo.sh:8, a parameter group in llava/train/llava_trainer.py).
     defaults = {
         "lr": 1e-7, "epochs": 3, "batch_size": 8, "micro_batch_size": 1, "warmup_ratio": 0.03,
         "weight_decay": 0.0, "max_grad_norm": 1.0, "scheduler": "cosine", "max_length": 2048, "seed": 42,
         "bf16": True, "lora": {"r": 128, "alpha": 256, "dropout": 0.05}, "train_projector": True,
-        "deepspeed": {"stage": 2}, "beta": 0.1,
+        "deepspeed": {"stage": 2}, "beta": 0.1, "projector_lr": 2e-5,
     }
     # llava/sima/generate_samples.py: greedy and sampled decodes both with max_new_tokens=1024.
     generation_defaults = {"max_new_tokens": 1024}

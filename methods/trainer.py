@@ -28,7 +28,7 @@ from matrix.models.handle import load
 from methods import checkpoint
 from methods._data import BatchMaker, Encoded, encode_examples
 from methods._dist import LAUNCHED, default_extensions_dir, engine_config, process_group, world
-from methods._setup import gather_trainable, lr_lambda, param_groups, prepare_model
+from methods._setup import gather_trainable, lr_lambda, param_groups, prepare_model, submodule
 from methods.objectives import dpo_loss, sequence_logps, sft_loss, topk_kl, topk_reference
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,8 @@ class _Loop:
         mine = idxs[rank * share : (rank + 1) * share]  # contiguous: rank r's micro-batches are the ones a
         # single process would make from that part of the batch
         micro = [mine[i : i + mbs] for i in range(0, len(mine), mbs)]
-        lr = self.scheduler.get_last_lr()[0]
+        lrs = self.scheduler.get_last_lr()
+        lr = lrs[0]
         total, rewards = 0.0, []
         for k, mi in enumerate(micro):
             loss, r = self._micro(mi)
@@ -170,6 +171,8 @@ class _Loop:
             dist.all_reduce(t)
             total = float(t.item()) / size
         entry = {"step": len(self.log) + 1, "epoch": epoch, "lr": lr, "loss": total, "examples": len(idxs)}
+        if self.hp.get("projector_lr") is not None:
+            entry["projector_lr"] = lrs[-1]  # its groups come last (`param_groups`)
         entry["grad_norm"] = None if norm is None else float(norm)
         if self.ref_topk is not None:
             entry["kl"] = self.kl_sum / len(idxs)
@@ -293,7 +296,9 @@ def _train(
     if not encoded:
         raise ValueError(f"no trainable examples ({len(examples)} given, {dropped} dropped by max_length)")
     model = prepare_model(handle.model, hp, objective, handle.family, gradient_checkpointing)
-    optimizer = torch.optim.AdamW(param_groups(model, hp["weight_decay"]), lr=hp["lr"])
+    projector = submodule(model, handle.family.projector) if hp.get("projector_lr") is not None else None
+    optimizer = torch.optim.AdamW(param_groups(model, hp["weight_decay"], hp["lr"], hp.get("projector_lr"), projector),
+                                  lr=hp["lr"])
     total_steps = max(1, math.ceil(hp["epochs"] * math.ceil(len(encoded) / hp["batch_size"])))
     factor = lr_lambda(hp["scheduler"], math.ceil(hp["warmup_ratio"] * total_steps), total_steps)
     bf16 = bool(hp["bf16"]) or weights_dtype != "float32"  # half-precision weights: compute in bf16

@@ -133,6 +133,7 @@ def test_plan_settings_json_shows_every_row_with_sources():
     # --per_device_train_batch_size 1 with accumulation 1 on 8 GPUs (a global batch of 8).
     assert value_source(sima, "lr") == (1e-7, PAPER) and value_source(sima, "epochs") == (3, PAPER)
     assert value_source(sima, "deepspeed.stage") == (2, PAPER) and value_source(sima, "batch_size") == (8, PAPER)
+    assert value_source(sima, "projector_lr") == (2e-5, PAPER)  # run_dpo.sh: --mm_projector_lr 2e-5
     assert value_source(rows["sima"]["generation"], "max_new_tokens") == (1024, PAPER)
     seva = rows["seva"]["training"]
     # Kevinz-code/SeVa run/llava1.5_lora_our_ocr8k_diffu800_text8k_diffu800.sh: lr 2e-6, 8 x 16, zero3,
@@ -173,6 +174,8 @@ SEVA = {
     "train_projector": True,   # LLaVA unfreezes the projector after LoRA; .sh:7's --mm_projector_lr 0 is ignored
     "deepspeed.stage": 3,      # .sh:8 zero3.json; SeVa §4.1 "ZeRO stage-3"
     "kl_lambda": 0.0,
+    "projector_lr": None,      # .sh:7 --mm_projector_lr 0 is a ScriptArguments field the plain Trainer never
+                               # reads (REFERENCE §1.1): the projector trains at lr
 }
 SEVA_DPO = {**SEVA, "beta": 0.1}  # .sh:44 --beta 0.1; SeVa §4.1 "β ... fixed as 0.1"
 # nSFT paper Sec. 4.1 ("Training", papers/000 l.237): continual SFT and nSFT use ZeRO-3, batch size 128,
@@ -199,13 +202,15 @@ SIMA = {
     "deepspeed.stage": 2,      # :9 zero2.json
     "beta": 0.1,
     "kl_lambda": 0.0,
+    "projector_lr": 2e-5,      # :8 --mm_projector_lr 2e-5 (llava/train/llava_trainer.py's parameter groups)
 }
 # CSR: YiyangZhou/CSR scripts/run_train.sh (line numbers of that file).
 CSR = {
     **SIMA,
     "epochs": 1,               # :20 --num_train_epochs 1
     "max_length": 1024,        # :35 --model_max_length 1024
-    # :5 LoRA 128/256, :6 zero2.json, :21,23 1 per device x 1 (x 8 GPUs), :28 lr 1e-7, :30 warmup 0.03
+    # :5 LoRA 128/256 and --mm_projector_lr 2e-5, :6 zero2.json, :21,23 1 per device x 1 (x 8 GPUs),
+    # :28 lr 1e-7, :30 warmup 0.03
 }
 PAPER_TRAINING = {"seva": SEVA_DPO, "gt-dpo": SEVA_DPO, "cont-sft": SEVA, "nsft": SEVA, "nsft-no-codebook": SEVA,
                   "nsft-no-chosen": SEVA, "cont-sft-kl": KL, "nsft-kl": KL, "sima": SIMA, "csr": CSR}
