@@ -221,6 +221,11 @@ class TrainingSpec(Forcible):
                                                               "its own (LLaVA's mm_projector_lr; SIMA and CSR: "
                                                               "2e-5); null: the projector trains at lr")
     beta: float = Field(0.1, gt=0, description="DPO temperature")
+    reference: Literal["precomputed", "adapters_off"] = Field(
+        "precomputed", description="DPO's reference log-probs: precomputed once before the first step (the "
+                                   "initial model, projector included), or adapters_off: at every step by the "
+                                   "policy with LoRA switched off, so with the current, trained projector (what "
+                                   "SeVa's, SIMA's and CSR's code do). One model resident either way")
     kl_lambda: float = Field(0.0, ge=0, description="weight of the per-token KL to the reference (-kl methods)")
     deepspeed: DeepSpeedSpec | None = None
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "

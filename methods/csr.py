@@ -43,7 +43,7 @@ CSR_SCHEDULE: dict[str, Any] = {
     "lr": 1e-7, "epochs": 1, "batch_size": 8, "micro_batch_size": 1, "warmup_ratio": 0.03,
     "weight_decay": 0.0, "max_grad_norm": 1.0, "scheduler": "cosine", "max_length": 1024, "seed": 42,
     "bf16": True, "lora": {"r": 128, "alpha": 256, "dropout": 0.05}, "train_projector": True,
-    "deepspeed": {"stage": 2}, "beta": 0.1, "projector_lr": 2e-5,
+    "deepspeed": {"stage": 2}, "beta": 0.1, "projector_lr": 2e-5, "reference": "adapters_off",
 }
 
 

@@ -18,7 +18,7 @@ class GTDPO(Method):
     id = "gt-dpo"
     objective = "dpo"
     responses = ("greedy",)
-    defaults = {**copy.deepcopy(SEVA_SCHEDULE), "beta": 0.1}
+    defaults = {**copy.deepcopy(SEVA_SCHEDULE), "beta": 0.1, "reference": "adapters_off"}  # SeVa's trainer
     generation_defaults = copy.deepcopy(SEVA_GENERATION)  # SeVa's step 2 without augmentation
 
     def construct(self, records: list[dict], responses: Responses, params: dict, env=None) -> tuple[list[dict], dict]:

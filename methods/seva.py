@@ -27,7 +27,9 @@ class SeVa(Method):
     id = "seva"
     objective = "dpo"
     responses = ("greedy", "augmented")
-    defaults = {**copy.deepcopy(SEVA_SCHEDULE), "beta": 0.1}
+    # Reference: SeVa's frozen copy of the initial LLM, fed by the policy's own (trained) projector
+    # (seva/trainer/llava_dpo_trainer.py: both embed through self.model.prepare_inputs_labels_for_multimodal).
+    defaults = {**copy.deepcopy(SEVA_SCHEDULE), "beta": 0.1, "reference": "adapters_off"}
     generation_defaults = copy.deepcopy(SEVA_GENERATION)
     version = "1"
 

@@ -158,7 +158,7 @@ class SIMA(Method):
         "lr": 1e-7, "epochs": 3, "batch_size": 8, "micro_batch_size": 1, "warmup_ratio": 0.03,
         "weight_decay": 0.0, "max_grad_norm": 1.0, "scheduler": "cosine", "max_length": 2048, "seed": 42,
         "bf16": True, "lora": {"r": 128, "alpha": 256, "dropout": 0.05}, "train_projector": True,
-        "deepspeed": {"stage": 2}, "beta": 0.1, "projector_lr": 2e-5,
+        "deepspeed": {"stage": 2}, "beta": 0.1, "projector_lr": 2e-5, "reference": "adapters_off",
     }
     # llava/sima/generate_samples.py: greedy and sampled decodes both with max_new_tokens=1024.
     generation_defaults = {"max_new_tokens": 1024}

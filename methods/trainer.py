@@ -1,7 +1,8 @@
 """One training run: SFT or DPO on a LLaVA model, LoRA on the language model, plain PyTorch or DeepSpeed.
 
 `train(...)` is the whole train stage: load the base model, tokenise (loss on answer tokens only),
-for DPO precompute the reference log-probs, train, save the checkpoint (`methods.checkpoint`), and
+for DPO precompute the reference log-probs (or, `reference: adapters_off`, compute them at each step with
+LoRA switched off), train, save the checkpoint (`methods.checkpoint`), and
 return the costs the paper's Fig. 2 compares. Both paths share one loop; the DeepSpeed path only
 swaps the backward/step calls for the engine's, so their semantics are the same:
   * a global batch is `batch_size` examples (DPO: pairs) fed in `micro_batch_size` chunks, each
@@ -51,7 +52,8 @@ class _Loop:
     scheduler: Any
     make_batch: BatchMaker
     autocast: Callable[[], Any]
-    ref: Any = None  # (N, 2) reference log-probs of chosen / rejected, DPO only
+    ref: Any = None  # (N, 2) reference log-probs of chosen / rejected, DPO with a precomputed reference
+    ref_s: float = 0.0  # time spent on reference passes (adapters_off: inside the training loop)
     ref_topk: Any = None  # per example: (ids, log-probs) of the reference's top-k tokens, SFT + KL only
     tokens: int = 0
     kl_sum: float = 0.0  # KL summed over the current step's examples (weighted by micro-batch size)
@@ -89,6 +91,23 @@ class _Loop:
                 self.ref[idxs] = sequence_logps(logits, batch["labels"]).view(2, -1).t().float().cpu()
         self.module.train()
 
+    def reference_logps(self, idxs: list[int]):
+        """(2, m) reference log-probs of chosen / rejected of pairs `idxs`. `reference: adapters_off`: a no-grad
+        pass of the policy with its LoRA adapters switched off, so the base LLM with the CURRENT projector, as
+        SIMA's and CSR's trainers (`disable_adapter()`, tool/dpo_trainer.py) and SeVa's (the policy's
+        `prepare_inputs_labels_for_multimodal` feeds its frozen reference) compute it; `precomputed`: the
+        rows `reference()` stored before the first step (the initial projector)."""
+        import torch
+
+        if self.hp.get("reference", "precomputed") != "adapters_off":
+            return self.ref[idxs].t()
+        t = time.perf_counter()
+        with torch.no_grad(), self.model.disable_adapter():
+            logits, batch = self.logits(self._pairs(idxs))
+            out = sequence_logps(logits, batch["labels"]).view(2, -1).float()
+        self.ref_s += time.perf_counter() - t
+        return out
+
     def reference_topk(self) -> None:
         """SFT + KL: the un-adapted model's top-k next-token log-probs at every supervised position,
         from one no-grad pass before the first step (as `reference` does for DPO)."""
@@ -118,7 +137,7 @@ class _Loop:
         else:
             logits, batch = self.logits(self._pairs(idxs))
             chosen, rejected = sequence_logps(logits, batch["labels"]).view(2, -1)
-            ref_chosen, ref_rejected = self.ref[idxs].t().to(chosen.device)
+            ref_chosen, ref_rejected = self.reference_logps(idxs).to(chosen.device)
             loss, cr, rr = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.hp["beta"])
             rewards = torch.stack([cr, rr], 1).float().cpu()
         self.tokens += int(batch["attention_mask"].sum())
@@ -281,6 +300,15 @@ def _train(
         raise ValueError("kl_lambda (per-token KL to the reference) applies to SFT objectives; DPO has its own reference")
     if hp["batch_size"] % hp["micro_batch_size"]:
         raise ValueError("batch_size must be a multiple of micro_batch_size")
+    reference = hp.get("reference", "precomputed")
+    if reference not in ("precomputed", "adapters_off"):
+        raise ValueError(f"reference: expected precomputed or adapters_off, got {reference!r}")
+    if reference == "adapters_off" and (objective == "dpo" or hp.get("kl_lambda")) and not hp.get("lora"):
+        raise ValueError("reference: adapters_off switches LoRA off for the reference pass; without LoRA "
+                         "(lora: null) use reference: precomputed")
+    if reference == "adapters_off" and objective == "sft" and hp.get("kl_lambda"):
+        raise ValueError("reference: adapters_off is implemented for DPO; the KL objective's reference is "
+                         "precomputed (set reference: precomputed)")
     use_ds = hp.get("deepspeed") is not None
     on_cuda = device_name.startswith("cuda")
     if on_cuda and os.environ.get(LAUNCHED):  # one rank of `methods.launch`: its own GPU of the task's
@@ -335,11 +363,10 @@ def _train(
             objective, hp, encoded, module, engine, model, optimizer, scheduler,
             BatchMaker(handle, image_root, hp["max_length"], device, dtype), autocast,
         )
-        ref_s = 0.0
-        if objective == "dpo" or hp.get("kl_lambda"):
+        if (objective == "dpo" and reference == "precomputed") or hp.get("kl_lambda"):
             t = time.perf_counter()
             loop.reference() if objective == "dpo" else loop.reference_topk()
-            ref_s = time.perf_counter() - t
+            loop.ref_s = time.perf_counter() - t
         module.train()
         t = time.perf_counter()
         loop.run(total_steps)
@@ -368,10 +395,11 @@ def _train(
         "runtime": runtime,
     }
     if loop.ref_topk is not None:
-        result.update(ref_s=ref_s, kl_lambda=hp["kl_lambda"], kl_topk=KL_TOPK, kl_first=steps[0]["kl"], kl_final=steps[-1]["kl"])
+        result.update(ref_s=loop.ref_s, kl_lambda=hp["kl_lambda"], kl_topk=KL_TOPK, kl_first=steps[0]["kl"], kl_final=steps[-1]["kl"])
     if objective == "dpo":
         result.update(
-            ref_s=ref_s,
+            ref_s=loop.ref_s,  # adapters_off: reference passes inside train_s
+            reference=reference,
             reward_margin_first=steps[0]["margin"],
             reward_margin_final=steps[-1]["margin"],
             reward_accuracy_final=steps[-1]["accuracy"],

@@ -174,10 +174,14 @@ SEVA = {
     "train_projector": True,   # LLaVA unfreezes the projector after LoRA; .sh:7's --mm_projector_lr 0 is ignored
     "deepspeed.stage": 3,      # .sh:8 zero3.json; SeVa §4.1 "ZeRO stage-3"
     "kl_lambda": 0.0,
+    "reference": "precomputed",  # SFT: no reference (the KL variants' top-k reference is precomputed)
     "projector_lr": None,      # .sh:7 --mm_projector_lr 0 is a ScriptArguments field the plain Trainer never
                                # reads (REFERENCE §1.1): the projector trains at lr
 }
-SEVA_DPO = {**SEVA, "beta": 0.1}  # .sh:44 --beta 0.1; SeVa §4.1 "β ... fixed as 0.1"
+SEVA_DPO = {**SEVA, "beta": 0.1,  # .sh:44 --beta 0.1; SeVa §4.1 "β ... fixed as 0.1"
+            # seva/trainer/llava_dpo_trainer.py:43-50,94-100: the frozen reference LLM reads the embeddings the
+            # POLICY's projector makes (prepare_inputs_labels_for_multimodal): LoRA off, current projector
+            "reference": "adapters_off"}
 # nSFT paper Sec. 4.1 ("Training", papers/000 l.237): continual SFT and nSFT use ZeRO-3, batch size 128,
 # lr 2e-6, weight decay 0, cosine; GT-DPO "with the same experiment setting as SeVa". The rest of the
 # schedule (LoRA 1024/2048, length 2048) is SeVa's, for parity (REFERENCE §1.5: not stated in the paper).
@@ -203,6 +207,7 @@ SIMA = {
     "beta": 0.1,
     "kl_lambda": 0.0,
     "projector_lr": 2e-5,      # :8 --mm_projector_lr 2e-5 (llava/train/llava_trainer.py's parameter groups)
+    "reference": "adapters_off",  # tool/dpo_trainer.py: ref_model None, the PEFT model under disable_adapter()
 }
 # CSR: YiyangZhou/CSR scripts/run_train.sh (line numbers of that file).
 CSR = {
@@ -210,7 +215,7 @@ CSR = {
     "epochs": 1,               # :20 --num_train_epochs 1
     "max_length": 1024,        # :35 --model_max_length 1024
     # :5 LoRA 128/256 and --mm_projector_lr 2e-5, :6 zero2.json, :21,23 1 per device x 1 (x 8 GPUs),
-    # :28 lr 1e-7, :30 warmup 0.03
+    # :28 lr 1e-7, :30 warmup 0.03; train_csr/dpo_trainer.py: the reference under disable_adapter()
 }
 PAPER_TRAINING = {"seva": SEVA_DPO, "gt-dpo": SEVA_DPO, "cont-sft": SEVA, "nsft": SEVA, "nsft-no-codebook": SEVA,
                   "nsft-no-chosen": SEVA, "cont-sft-kl": KL, "nsft-kl": KL, "sima": SIMA, "csr": CSR}

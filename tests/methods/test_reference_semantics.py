@@ -34,8 +34,8 @@ def _one_adam_step(base, records, image_root, tmp_path, **hp) -> tuple[dict, obj
 
 
 def _hp(hp, n, **kw):
-    return hp(lr=1e-4, epochs=1, batch_size=n, micro_batch_size=n, scheduler="constant", warmup_ratio=0.0,
-              max_length=1024, lora={"r": 4, "alpha": 8, "dropout": 0.0}, **kw)
+    return hp(**{"lr": 1e-4, "epochs": 1, "batch_size": n, "micro_batch_size": n, "scheduler": "constant",
+                 "warmup_ratio": 0.0, "max_length": 1024, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, **kw})
 
 
 def test_projector_trains_at_its_own_lr_in_a_group_of_its_own(tiny_world, hp, tmp_path):
@@ -70,3 +70,109 @@ def test_projector_lr_on_the_real_architecture(llava_hf, hp, tmp_path):
                                    **_hp(hp, 2, projector_lr=1e-2, deepspeed={"stage": 2}))
     assert _max_change(before, model, "multi_modal_projector") == pytest.approx(1e-2, rel=1e-3)
     assert _max_change(before, model, "lora_B") == pytest.approx(1e-4, rel=1e-3)
+
+
+# ---- the DPO reference: precomputed (initial projector) or adapters_off (current projector) ----------
+def _loop(base, records, image_root, hp, reference):
+    """A trainer loop on gt-dpo pairs, as `_train` builds it (plain PyTorch, fp32)."""
+    import contextlib
+
+    from methods._data import BatchMaker, encode_examples
+    from methods._setup import prepare_model
+    from methods.trainer import _Loop
+
+    greedy = {f"{r['id']}:{q}": "purple" for r in records for q in (0, 1)}  # always wrong: every pair kept
+    examples, _ = METHODS.get("gt-dpo")().construct(records, {"greedy": greedy}, {})
+    handle = load(base)
+    h = {**hp, "reference": reference}
+    encoded, _ = encode_examples(handle, examples, "dpo", h["max_length"], image_root)
+    model = prepare_model(handle.model, h, "dpo", handle.family)
+    loop = _Loop("dpo", h, encoded, model, None, model, None, None,
+                 BatchMaker(handle, image_root, h["max_length"], torch.device("cpu"), torch.float32),
+                 contextlib.nullcontext)
+    return loop, handle
+
+
+def _policy_logps(loop, idxs):
+    with torch.no_grad():
+        logits, batch = loop.logits(loop._pairs(idxs))
+        from methods.objectives import sequence_logps
+
+        return sequence_logps(logits, batch["labels"]).view(2, -1)
+
+
+@torch.no_grad()
+def _perturb(model, part: str, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for name, p in model.named_parameters():
+        if part in name and p.requires_grad:
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+def _check_reference_semantics(base, records, image_root, hp):
+    idxs = [0, 1, 2]
+    pre, _ = _loop(base, records, image_root, hp, "precomputed")
+    pre.reference()
+    off, _ = _loop(base, records, image_root, hp, "adapters_off")
+    start_pre, start_off = pre.reference_logps(idxs).clone(), off.reference_logps(idxs).clone()
+    # Before any step the two agree: LoRA B = 0, so the policy with or without adapters is the initial model.
+    assert torch.allclose(start_pre, start_off, atol=1e-4)
+    # LoRA moves: the policy changes, neither reference does (adapters_off switches LoRA off).
+    for loop in (pre, off):
+        _perturb(loop.model, "lora_B", seed=1)
+    assert not torch.allclose(_policy_logps(off, idxs), start_off, atol=1e-2)
+    assert torch.allclose(off.reference_logps(idxs), start_off, atol=1e-5)
+    assert torch.equal(pre.reference_logps(idxs), start_pre)
+    # The projector moves: adapters_off's reference follows it (the current projector), precomputed's does not.
+    for loop in (pre, off):
+        _perturb(loop.model, "multi_modal_projector", seed=2)
+    assert not torch.allclose(off.reference_logps(idxs), start_off, atol=1e-2)
+    assert torch.equal(pre.reference_logps(idxs), start_pre)
+    # ...and equals the base model with that projector and no LoRA at all.
+    with off.model.disable_adapter():
+        assert torch.allclose(_policy_logps(off, idxs), off.reference_logps(idxs), atol=1e-5)
+
+
+def test_adapters_off_reference_follows_the_projector_and_precomputed_does_not(tiny_world, hp):
+    _check_reference_semantics(tiny_world.base, tiny_world.records[:4], tiny_world.image_root,
+                               _hp(hp, 4))
+
+
+def test_reference_semantics_on_the_real_architecture(llava_hf, hp, tmp_path):
+    root = tmp_path / "data"
+    records = make_records(root, 2, seed=4)
+    _check_reference_semantics(llava_hf, records, root, _hp(hp, 2))
+
+
+def test_adapters_off_training_records_its_reference_and_first_loss_is_ln2(tiny_world, hp, tmp_path):
+    import math
+
+    records = tiny_world.records[:4]
+    greedy = {f"{r['id']}:{q}": "purple" for r in records for q in (0, 1)}
+    examples, _ = METHODS.get("gt-dpo")().construct(records, {"greedy": greedy}, {})
+    result, _ = train_model(tiny_world.base, examples, tiny_world.image_root, "dpo",
+                            _hp(hp, 8, reference="adapters_off"), tmp_path)
+    assert result["reference"] == "adapters_off" and result["ref_s"] > 0
+    assert result["final_loss"] == pytest.approx(math.log(2), abs=1e-5)  # one step: policy == reference
+    with pytest.raises(ValueError, match="without LoRA"):
+        train_model(tiny_world.base, examples, tiny_world.image_root, "dpo",
+                    {**_hp(hp, 8, reference="adapters_off"), "lora": None}, tmp_path / "full")
+
+
+def test_adapters_off_reference_under_zero3_on_the_real_architecture(llava_hf, hp, tmp_path):
+    """disable_adapter() inside a ZeRO-3 engine's forward (parameters gathered per layer): two steps, the
+    first at ln 2 (policy == reference), the second moved by the first step."""
+    import math
+
+    root = tmp_path / "data"
+    records = make_records(root, 2, seed=5)
+    for r in records:
+        rejected = [dict(t) for t in r["conversations"]]
+        rejected[1]["value"] = "purple" if rejected[1]["value"] != "purple" else "red"
+        r["rejected_conversations"] = rejected
+    result, _ = train_model(llava_hf, records, root, "dpo",
+                            _hp(hp, 2, epochs=2, lr=1e-3, deepspeed={"stage": 3}, reference="adapters_off"),
+                            tmp_path / "ckpt")
+    assert (result["steps"], result["deepspeed_stage"], result["reference"]) == (2, 3, "adapters_off")
+    assert result["reward_margin_first"] == 0.0
+    assert math.isfinite(result["final_loss"]) and result["final_loss"] != pytest.approx(math.log(2), abs=1e-6)
