@@ -280,7 +280,18 @@ class GenerationSpec(Forcible):
     win over the spec-wide block unless it forces them, a row's `generation:` over both."""
 
     max_new_tokens: int = Field(512, gt=0)
+    template: str | None = Field(None, description="the conversation template the generate stages ask with; "
+                                                   "null: the base model's (SeVa's paper default: llava_v1)")
     batch_size: int = Field(16, gt=0, description="questions answered per batch (not part of stage keys)")
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, value: str | None) -> str | None:
+        from matrix.models.conversation import TEMPLATES
+
+        if value is not None and value not in TEMPLATES:
+            raise ValueError(f"unknown conversation template {value!r}; known: {', '.join(sorted(TEMPLATES))}")
+        return value
 
 
 class EvaluationSpec(Strict):

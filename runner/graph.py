@@ -198,6 +198,8 @@ class _Builder:
         n = self.largest_scale(base_model, dataset)
         gen = generation_settings(self.spec, method) if method is not None else self.spec.generation
         params = {"mode": mode, "max_new_tokens": gen.max_new_tokens, **(extra or {})}
+        if gen.template and gen.template != template_for(self.spec.base_models[base_model]):
+            params["template"] = gen.template  # a method's own (SeVa: llava_v1); the model's own is not keyed
         if mode != "greedy":
             params["seed"] = seed  # only sampled or augmented answers depend on the seed
         params.update(batch_size=gen.batch_size, dtype=self.dtype(base_model))  # not keyed

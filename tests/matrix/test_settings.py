@@ -247,3 +247,19 @@ def test_every_row_of_a_paper_spec_trains_with_its_papers_settings(path):
             assert resolved_generation(s, row)[0].max_new_tokens == PAPER_GENERATION[plugin], f"{path.name}: {row}"
         checked += 1
     assert checked
+
+
+def test_sevas_generate_stages_ask_bare_questions_with_its_template_and_others_are_untouched():
+    from matrix import api
+
+    planned = api.plan(load_spec(SPECS / "table1.yaml"))
+    gen = [s for s in planned.graph.stages.values() if s.kind == "generate" and "ocrvqa" in s.label]
+    seva = [s.params for s in gen if "strip" in s.params]
+    assert {p["mode"] for p in seva} == {"greedy", "augmented"}
+    assert all(p["template"] == "llava_v1" and p["strip"] == ["Answer the question using a single word or phrase."]
+               for p in seva)
+    others = [s.params for s in gen if "strip" not in s.params]
+    # GT-DPO and nSFT share a 512-token greedy stage, SIMA has its 1024-token greedy and sampled ones
+    assert sorted((p["mode"], p["max_new_tokens"]) for p in others) == [("greedy", 512), ("greedy", 1024),
+                                                                        ("sampled", 1024)]
+    assert not any("template" in p for p in others)  # the model's own template is not keyed

@@ -53,6 +53,12 @@ def test_seva_pairs_clean_with_augmented_and_drops_equal_pairs():
     assert examples[1]["rejected_conversations"][1]["value"] == "3"
     doubled, stats = METHODS.get("seva")().construct([OCR], {"greedy": clean, "augmented": noisy}, {})
     assert len(doubled) == 4 and stats["pairs"] == 2  # SeVa duplicates its pair list
+    # SeVa's step 1 (make_ocrvqa_data.py:26) drops the short-answer instruction: the pairs ask bare questions
+    assert examples[0]["conversations"][0]["value"] == "<image>\nWhat color is the circle at the top left?"
+    assert examples[0]["rejected_conversations"][0]["value"] == examples[0]["conversations"][0]["value"]
+    assert not any("single word" in t["value"] for e in doubled for t in e["conversations"] + e["rejected_conversations"])
+    kept, _ = METHODS.get("seva")().construct([OCR], {"greedy": clean, "augmented": noisy}, {"strip_suffix": False})
+    assert kept[0]["conversations"][0]["value"].endswith(SUFFIX)
 
 
 def test_seva_defaults_and_generation_params():
@@ -60,11 +66,16 @@ def test_seva_defaults_and_generation_params():
     assert seva.responses == ("greedy", "augmented") and seva.objective == "dpo"
     assert seva.defaults["beta"] == 0.1 and seva.defaults["lr"] == 2e-6
     assert seva.defaults["lora"] == {"r": 1024, "alpha": 2048, "dropout": 0.05}
+    assert seva.generation_defaults == {"max_new_tokens": 512, "template": "llava_v1"}  # generate_with_aug.py:90,159
     m = seva()
-    assert m.generation_params("greedy", {}, "tiny") == {}
-    assert m.generation_params("augmented", {}, "llava-7b") == {"augmentation": "diffusion", "augmentation_params": {"step": 800}}
+    strip = {"strip": ["Answer the question using a single word or phrase."]}
+    assert m.generation_params("greedy", {}, "tiny") == strip
+    assert m.generation_params("greedy", {"strip_suffix": False}, "tiny") == {}
+    assert m.generation_params("augmented", {}, "llava-7b") == {**strip, "augmentation": "diffusion",
+                                                                "augmentation_params": {"step": 800}}
     assert m.generation_params("augmented", {}, "llava-13b")["augmentation_params"] == {"step": 500}
-    assert m.generation_params("augmented", {"augmentation": "flip"}, "x") == {"augmentation": "flip", "augmentation_params": {}}
+    assert m.generation_params("augmented", {"augmentation": "flip", "strip_suffix": False}, "x") == {
+        "augmentation": "flip", "augmentation_params": {}}
     with pytest.raises(KeyError, match="unknown augmentation"):
         m.generation_params("augmented", {"augmentation": "blur"}, "x")
 
