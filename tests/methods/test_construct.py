@@ -265,3 +265,40 @@ def test_registered_methods_and_their_defaults():
         assert METHODS.get(m).objective == "sft" and METHODS.get(m).responses == ("greedy",)
     assert METHODS.get("nsft-kl").defaults["kl_lambda"] == METHODS.get("cont-sft-kl").defaults["kl_lambda"] == 0.1
     assert "kl_lambda" not in METHODS.get("nsft").defaults
+
+
+def test_nsft_writes_one_conversation_per_image_from_all_its_questions():
+    """Appendix B.1 ("5 conversations per image"): a multi-turn LLaVA-150k record gets one judge call
+    holding every question, and five constructed turns, not five per question."""
+    multi = {"id": "m1", "image": "images/m1.png", "conversations": [
+        {"from": "human", "value": "<image>\nWhat is on the table?"},
+        {"from": "gpt", "value": "A red circle and a blue square."},
+        {"from": "human", "value": "Where is the square?"},
+        {"from": "gpt", "value": "The blue square is in the center."},
+        {"from": "human", "value": "Describe the scene."},
+        {"from": "gpt", "value": "A red circle at the top left and a blue square in the center."},
+    ]}
+    judge = _Judge([GOOD_REPLY])
+    greedy = {"m1:0": "A green square.", "m1:1": "At the top.", "m1:2": "A star."}
+    examples, stats = METHODS.get("nsft")().construct([multi], {"greedy": greedy}, {}, Env(judge=judge))
+    assert stats["judge_prompts"] == 1 and len(judge.prompts) == 1
+    prompt = judge.prompts[0]
+    for q, truth, said in (("What is on the table?", "A red circle and a blue square.", "A green square."),
+                           ("Where is the square?", "The blue square is in the center.", "At the top."),
+                           ("Describe the scene.", "A red circle at the top left", "A star.")):
+        assert f"QUESTION: {q}" in prompt and truth in prompt and f"MODEL ANSWER: {said}" in prompt
+    (ex,) = examples
+    assert len(ex["conversations"]) == 6 + 2 * TURNS  # the record's 3 turns + ONE five-pair conversation
+
+
+def test_reference_judge_reads_every_exchange_of_an_image_prompt():
+    from benchmarks.reference_judge import ReferenceJudge
+    from methods.nsft import image_prompt
+
+    reply = ReferenceJudge()._grade(image_prompt([
+        ("What is at the top left?", "A red circle at the top left.", "A red circle."),
+        ("What else?", "A blue square in the center.", "A green star."),
+    ]))
+    pairs = parse_conversation(reply)
+    assert pairs is not None and ("Is there a green star in the image?", "No.") in pairs
+    assert reply.startswith("Errors: green star")
