@@ -226,6 +226,11 @@ class TrainingSpec(Forcible):
                                    "initial model, projector included), or adapters_off: at every step by the "
                                    "policy with LoRA switched off, so with the current, trained projector (what "
                                    "SeVa's, SIMA's and CSR's code do). One model resident either way")
+    rejected_logps: Literal["rejected_tokens", "top_other_token"] = Field(
+        "rejected_tokens", description="DPO: how a rejected answer is scored, for policy and reference: the sum "
+                                       "of its own tokens' log-probs (standard DPO), or top_other_token, the sum "
+                                       "at its positions of log p(the model's most likely token other than the "
+                                       "rejected one), as SIMA's trainer does (SIMA's paper default)")
     kl_lambda: float = Field(0.0, ge=0, description="weight of the per-token KL to the reference (-kl methods)")
     deepspeed: DeepSpeedSpec | None = None
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "

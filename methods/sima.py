@@ -159,6 +159,8 @@ class SIMA(Method):
         "weight_decay": 0.0, "max_grad_norm": 1.0, "scheduler": "cosine", "max_length": 2048, "seed": 42,
         "bf16": True, "lora": {"r": 128, "alpha": 256, "dropout": 0.05}, "train_projector": True,
         "deepspeed": {"stage": 2}, "beta": 0.1, "projector_lr": 2e-5, "reference": "adapters_off",
+        # tool/dpo_trainer.py (its patched trl DPOTrainer): rejected answers scored by _get_noisy_batch_logps
+        "rejected_logps": "top_other_token",
     }
     # llava/sima/generate_samples.py: greedy and sampled decodes both with max_new_tokens=1024.
     generation_defaults = {"max_new_tokens": 1024}

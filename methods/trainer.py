@@ -30,7 +30,7 @@ from methods import checkpoint
 from methods._data import BatchMaker, Encoded, encode_examples
 from methods._dist import LAUNCHED, default_extensions_dir, engine_config, process_group, world
 from methods._setup import gather_trainable, lr_lambda, param_groups, prepare_model, submodule
-from methods.objectives import dpo_loss, sequence_logps, sft_loss, topk_kl, topk_reference
+from methods.objectives import dpo_loss, sequence_logps, sft_loss, top_other_logps, topk_kl, topk_reference
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,18 @@ class _Loop:
             )
         return out.logits, batch
 
+    def pair_logps(self, logits, labels):
+        """(2, m) summed log-probs of chosen / rejected from one batch of 2m (chosen first). The rejected
+        half is scored by `rejected_logps`: its own tokens (standard DPO), or `top_other_token`, SIMA's
+        trainer's rule (`objectives.top_other_logps`)."""
+        import torch
+
+        logps = sequence_logps(logits, labels).view(2, -1)
+        if self.hp.get("rejected_logps", "rejected_tokens") == "top_other_token":
+            m = logps.shape[1]
+            logps = torch.stack([logps[0], top_other_logps(logits[m:], labels[m:])])
+        return logps
+
     def _pairs(self, idxs: list[int]) -> list[Encoded]:
         """Chosen then rejected in one batch of 2m (SeVa's layout): one forward per micro-batch."""
         return [self.encoded[i][0] for i in idxs] + [self.encoded[i][1] for i in idxs]
@@ -88,7 +100,7 @@ class _Loop:
             for s in range(0, len(self.encoded), mbs):
                 idxs = list(range(s, min(s + mbs, len(self.encoded))))
                 logits, batch = self.logits(self._pairs(idxs))
-                self.ref[idxs] = sequence_logps(logits, batch["labels"]).view(2, -1).t().float().cpu()
+                self.ref[idxs] = self.pair_logps(logits, batch["labels"]).t().float().cpu()
         self.module.train()
 
     def reference_logps(self, idxs: list[int]):
@@ -104,7 +116,7 @@ class _Loop:
         t = time.perf_counter()
         with torch.no_grad(), self.model.disable_adapter():
             logits, batch = self.logits(self._pairs(idxs))
-            out = sequence_logps(logits, batch["labels"]).view(2, -1).float()
+            out = self.pair_logps(logits, batch["labels"]).float()
         self.ref_s += time.perf_counter() - t
         return out
 
@@ -136,7 +148,7 @@ class _Loop:
                 loss = loss + self.hp["kl_lambda"] * kl
         else:
             logits, batch = self.logits(self._pairs(idxs))
-            chosen, rejected = sequence_logps(logits, batch["labels"]).view(2, -1)
+            chosen, rejected = self.pair_logps(logits, batch["labels"])
             ref_chosen, ref_rejected = self.reference_logps(idxs).to(chosen.device)
             loss, cr, rr = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.hp["beta"])
             rewards = torch.stack([cr, rr], 1).float().cpu()
@@ -300,6 +312,8 @@ def _train(
         raise ValueError("kl_lambda (per-token KL to the reference) applies to SFT objectives; DPO has its own reference")
     if hp["batch_size"] % hp["micro_batch_size"]:
         raise ValueError("batch_size must be a multiple of micro_batch_size")
+    if hp.get("rejected_logps", "rejected_tokens") not in ("rejected_tokens", "top_other_token"):
+        raise ValueError(f"rejected_logps: expected rejected_tokens or top_other_token, got {hp['rejected_logps']!r}")
     reference = hp.get("reference", "precomputed")
     if reference not in ("precomputed", "adapters_off"):
         raise ValueError(f"reference: expected precomputed or adapters_off, got {reference!r}")

@@ -175,6 +175,7 @@ SEVA = {
     "deepspeed.stage": 3,      # .sh:8 zero3.json; SeVa §4.1 "ZeRO stage-3"
     "kl_lambda": 0.0,
     "reference": "precomputed",  # SFT: no reference (the KL variants' top-k reference is precomputed)
+    "rejected_logps": "rejected_tokens",  # standard DPO: seva/trainer/llava_dpo_trainer.py _get_batch_logps
     "projector_lr": None,      # .sh:7 --mm_projector_lr 0 is a ScriptArguments field the plain Trainer never
                                # reads (REFERENCE §1.1): the projector trains at lr
 }
@@ -208,6 +209,7 @@ SIMA = {
     "kl_lambda": 0.0,
     "projector_lr": 2e-5,      # :8 --mm_projector_lr 2e-5 (llava/train/llava_trainer.py's parameter groups)
     "reference": "adapters_off",  # tool/dpo_trainer.py: ref_model None, the PEFT model under disable_adapter()
+    "rejected_logps": "top_other_token",  # tool/dpo_trainer.py: rejected logps by _get_noisy_batch_logps
 }
 # CSR: YiyangZhou/CSR scripts/run_train.sh (line numbers of that file).
 CSR = {
@@ -215,7 +217,9 @@ CSR = {
     "epochs": 1,               # :20 --num_train_epochs 1
     "max_length": 1024,        # :35 --model_max_length 1024
     # :5 LoRA 128/256 and --mm_projector_lr 2e-5, :6 zero2.json, :21,23 1 per device x 1 (x 8 GPUs),
-    # :28 lr 1e-7, :30 warmup 0.03; train_csr/dpo_trainer.py: the reference under disable_adapter()
+    # :28 lr 1e-7, :30 warmup 0.03; train_csr/dpo_trainer.py: the reference under disable_adapter(),
+    # standard log-probs for both answers
+    "rejected_logps": "rejected_tokens",
 }
 PAPER_TRAINING = {"seva": SEVA_DPO, "gt-dpo": SEVA_DPO, "cont-sft": SEVA, "nsft": SEVA, "nsft-no-codebook": SEVA,
                   "nsft-no-chosen": SEVA, "cont-sft-kl": KL, "nsft-kl": KL, "sima": SIMA, "csr": CSR}

@@ -176,3 +176,41 @@ def test_adapters_off_reference_under_zero3_on_the_real_architecture(llava_hf, h
     assert (result["steps"], result["deepspeed_stage"], result["reference"]) == (2, 3, "adapters_off")
     assert result["reward_margin_first"] == 0.0
     assert math.isfinite(result["final_loss"]) and result["final_loss"] != pytest.approx(math.log(2), abs=1e-6)
+
+
+# ---- SIMA's rejected-answer scoring (rejected_logps: top_other_token) --------------------------------
+def test_top_other_logps_worked_by_hand():
+    """Two scored positions: at the first the top-1 token IS the label (2), so the top-2 one (0) is
+    scored; at the second the top-1 (3) is not the label (1), so it is scored."""
+    from methods.objectives import top_other_logps
+
+    logits = torch.tensor([[[1.0, 0.0, 3.0, -1.0],    # predicts labels[1] = 2: top-1 = 2 = label -> token 0
+                            [0.0, 1.0, 0.5, 2.0],     # predicts labels[2] = 1: top-1 = 3 -> token 3
+                            [9.0, 9.0, 9.0, 9.0]]])   # predicts nothing (no label after it)
+    labels = torch.tensor([[-100, 2, 1]])
+    by_hand = (1.0 - torch.logsumexp(torch.tensor([1.0, 0.0, 3.0, -1.0]), 0)) \
+        + (2.0 - torch.logsumexp(torch.tensor([0.0, 1.0, 0.5, 2.0]), 0))
+    assert float(top_other_logps(logits, labels)[0]) == pytest.approx(float(by_hand), abs=1e-6)
+    # by hand: 1 - ln(e + 1 + e^3 + e^-1) = 1 - ln 24.1717 = -2.1852; 2 - ln(1 + e + e^0.5 + e^2) =
+    # 2 - ln 12.7561 = -0.5460
+    assert float(by_hand) == pytest.approx(-2.1852 - 0.5460, abs=1e-3)
+
+
+def test_sima_scoring_applies_to_the_rejected_half_for_policy_and_reference(tiny_world, hp):
+    from methods.objectives import sequence_logps, top_other_logps
+
+    records = tiny_world.records[:4]
+    for reference in ("precomputed", "adapters_off"):
+        loop, _ = _loop(tiny_world.base, records, tiny_world.image_root,
+                        _hp(hp, 4, rejected_logps="top_other_token"), reference)
+        idxs = [0, 1, 2]
+        with torch.no_grad():
+            logits, batch = loop.logits(loop._pairs(idxs))
+        got = loop.pair_logps(logits, batch["labels"])
+        assert torch.allclose(got[0], sequence_logps(logits[:3], batch["labels"][:3]))
+        assert torch.allclose(got[1], top_other_logps(logits[3:], batch["labels"][3:]))
+        assert not torch.allclose(got[1], sequence_logps(logits[3:], batch["labels"][3:]), atol=1e-3)
+        if reference == "precomputed":
+            loop.reference()
+        # before any step the reference is the initial policy: it scores the rejected half the same way
+        assert torch.allclose(loop.reference_logps(idxs), got, atol=1e-5)
