@@ -219,8 +219,22 @@ def test_sima_orders_by_verdict_and_drops_unparseable(tmp_path):
     assert examples[1]["conversations"][1]["value"] == "Yes" and examples[1]["rejected_conversations"][1]["value"] == "No"
     images, prompts, do_sample = handle.calls[0]
     assert len(images) == 3 and do_sample is False
-    assert prompts[0] == critic_prompt("What color is the circle at the top left?" + SUFFIX, "red", "blue", "red")
-    assert "Ground truth: red" in prompts[0] and "Answer 1: blue" in prompts[0] and "Answer 2: red" in prompts[0]
+    assert prompts[0] == critic_prompt("What color is the circle at the top left?" + SUFFIX, "red", "blue", "red",
+                                       examples=True)
+    # SIMA's structure: instruction, three criteria, two worked examples (one per verdict), then the task,
+    # every field without newlines (prompt_for_critic.py)
+    task = prompts[0].split("Your task:\n")[1]
+    assert task == ("Question: [What color is the circle at the top left?Answer the question using a single word "
+                    "or phrase.]\nGround truth: [red]\nAnswer 1: [blue]\nAnswer 2: [red]\nJudgement:\n")
+    head = prompts[0].split("Your task:")[0]
+    assert [head.count(f"Example {k}:") for k in (1, 2)] == [1, 1] and "[[1]]" in head and "[[2]]" in head
+    assert all(f"{k}. {name}:" in head for k, name in ((1, "Objects"), (2, "Relations"), (3, "Attributes")))
+    assert parse_critic(head) == 2  # the examples' verdicts precede the task: only the reply's last one counts
+    handle = _Handle(["[[1]]"] * 3)
+    METHODS.get("sima")().construct([OCR], {"greedy": greedy, "sampled": sampled}, {"critic_examples": False},
+                                    Env(image_root=tmp_path, loaded=handle))
+    zero_shot = handle.calls[0][1][0]
+    assert "Example 1" not in zero_shot and "Ground truth: red" in zero_shot and "Answer 1: blue" in zero_shot
 
 
 def test_critic_examples_teach_the_verdict_of_the_right_answer():

@@ -214,3 +214,24 @@ def test_sima_scoring_applies_to_the_rejected_half_for_policy_and_reference(tiny
             loop.reference()
         # before any step the reference is the initial policy: it scores the rejected half the same way
         assert torch.allclose(loop.reference_logps(idxs), got, atol=1e-5)
+
+
+def test_sima_in_context_critic_runs_on_the_real_architecture(llava_hf, tmp_path):
+    """SIMA's critic prompt with its two in-context examples, asked of the llava-hf fixture (LLaMA
+    tokenizer, 576 image tokens): it fits the context and yields one reply per pair."""
+    from methods.base import Env
+
+    root = tmp_path / "data"
+    records = make_records(root, 2, seed=6)
+    items = [f"{r['id']}:{q}" for r in records for q in (0, 1)]
+    greedy = dict.fromkeys(items, "red")
+    sampled = dict.fromkeys(items, "A blue square.\nIt is large.")
+    env = Env(image_root=root, model_dir=llava_hf, template="vicuna_v1")
+    examples, stats = METHODS.get("sima")().construct(records, {"greedy": greedy, "sampled": sampled},
+                                                      {"critic_max_new_tokens": 3}, env)
+    assert stats["judged"] == 4 and stats["verdict_1"] + stats["verdict_2"] + stats["dropped_unparseable"] == 4
+    from methods.sima import critic_prompt
+
+    text = critic_prompt("What color is the circle?", "red", sampled[items[0]], "red", examples=True)
+    n = len(env.loaded.encode_prompt(text, (32, 32)))
+    assert 576 + 300 < n < env.loaded.model.config.text_config.max_position_embeddings  # both examples, in context

@@ -50,7 +50,7 @@ def test_sima_construct_asks_the_real_model_and_drops_unparseable(tiny_world, tm
         inputs[f"responses.{mode}"] = StageInput(d, {})
     out = tmp_path / "construct"
     out.mkdir()
-    params = {"method": "sima", "version": "1", "params": {"critic_max_new_tokens": 4}, "seed": 0}
+    params = {"method": "sima", "version": "1", "params": {"critic_max_new_tokens": 4, "critic_examples": False}, "seed": 0}
     with pytest.raises(ValueError, match="no training examples") as err:
         ConstructStage().execute(params, inputs, out, _ctx(tmp_path))
     # the random model never writes [[1]]/[[2]]: all 8 critic replies are dropped and counted
