@@ -5,7 +5,9 @@ the shared `greedy` generate stage (the same answers GT-DPO and nSFT use), the r
 an `augmented` generate stage whose pixel tensor goes through an augmentation of
 `methods.augmentations` (default: diffusion noise, step 800 for 7B / 500 for 13B). Pairs whose two
 answers are exactly equal (after stripping `</s>` and whitespace) are dropped and counted, as SeVa's
-step 3 does. SeVa duplicates its pair list (`list_data_dict += data * 2`): `repeat: 2` does the same.
+step 3 does. SeVa duplicates its pair list (`list_data_dict += data * 2`, train_dpo_ours.py:213,218):
+`repeat: 2` does the same. SeVa asks at most two random questions per image (`questions_per_image: 2`;
+null: all of them).
 Questions are asked and trained on without LLaVA's short-answer instruction (SeVa's step 1), with
 SeVa's own generation template (llava_v1). `max_pairs` optionally downsamples (SeVa keeps 4300 OCR / 6500 text pairs at diffu800), seeded.
 """
@@ -38,6 +40,21 @@ def _strip(params: dict) -> list[str]:
     return list(STRIP) if params.get("strip_suffix", True) else []
 
 
+def per_image(items: list, k: int | None, seed: int) -> list:
+    """At most `k` questions of each record (image), drawn at random as SeVa's step 1 does
+    (make_ocrvqa_data.py:28, `random.sample(questions, min(len, 2))`), seeded per record and kept in
+    their record's order; None: every question."""
+    if k is None:
+        return items
+    by_record: dict[str, list] = {}
+    for it in items:
+        by_record.setdefault(it.record_id, []).append(it)
+    keep = set()
+    for rid, its in by_record.items():
+        keep |= {it.item_id for it in random.Random(f"seva:{seed}:{rid}").sample(its, min(len(its), int(k)))}
+    return [it for it in items if it.item_id in keep]
+
+
 def _clean(answer: str) -> str:
     return answer.replace("</s>", "").replace("\n", " ").strip()
 
@@ -53,7 +70,7 @@ class SeVa(Method):
     # data/step2/generate_with_aug.py:90 asks with LLaVA's llava_v1 conversation (its system sentence
     # speaks of a "human"), where LLaVA-1.5 trains and evaluates with vicuna_v1.
     generation_defaults = {**copy.deepcopy(SEVA_GENERATION), "template": "llava_v1"}
-    version = "2"  # questions stripped of the short-answer instruction
+    version = "2"  # questions stripped of the short-answer instruction; at most 2 questions per image
 
     def generation_params(self, mode: str, params: dict, base_model: str) -> dict:
         strip = {"strip": _strip(params)} if _strip(params) else {}
@@ -68,7 +85,7 @@ class SeVa(Method):
 
     def construct(self, records: list[dict], responses: Responses, params: dict, env: Env | None = None):
         clean, noisy = responses.get("greedy", {}), responses.get("augmented", {})
-        items = question_items(records)
+        items = per_image(question_items(records), params.get("questions_per_image", 2), int(params.get("seed", 0)))
         strip = _strip(params)
         pairs: list[dict] = []
         equal = missing = 0

@@ -45,20 +45,38 @@ GPT: Yes."""
 def test_seva_pairs_clean_with_augmented_and_drops_equal_pairs():
     clean = {"o1:0": "red", "o1:1": "No", "o1:2": "2"}
     noisy = {"o1:0": "blue", "o1:1": "No</s>", "o1:2": "3\n"}  # o1:1 equal after stripping </s>
-    examples, stats = METHODS.get("seva")().construct([OCR], {"greedy": clean, "augmented": noisy}, {"repeat": 1})
+    examples, stats = METHODS.get("seva")().construct([OCR], {"greedy": clean, "augmented": noisy},
+                                                      {"repeat": 1, "questions_per_image": None})
     assert stats == {"records": 1, "items": 3, "pairs": 2, "examples": 2, "dropped_equal": 1, "missing_response": 0}
     assert [e["id"] for e in examples] == ["o1:0", "o1:2"]
     assert examples[0]["conversations"][1]["value"] == "red"
     assert examples[0]["rejected_conversations"][1]["value"] == "blue"
     assert examples[1]["rejected_conversations"][1]["value"] == "3"
-    doubled, stats = METHODS.get("seva")().construct([OCR], {"greedy": clean, "augmented": noisy}, {})
+    doubled, stats = METHODS.get("seva")().construct([OCR], {"greedy": clean, "augmented": noisy},
+                                                     {"questions_per_image": None})
     assert len(doubled) == 4 and stats["pairs"] == 2  # SeVa duplicates its pair list
     # SeVa's step 1 (make_ocrvqa_data.py:26) drops the short-answer instruction: the pairs ask bare questions
     assert examples[0]["conversations"][0]["value"] == "<image>\nWhat color is the circle at the top left?"
     assert examples[0]["rejected_conversations"][0]["value"] == examples[0]["conversations"][0]["value"]
     assert not any("single word" in t["value"] for e in doubled for t in e["conversations"] + e["rejected_conversations"])
-    kept, _ = METHODS.get("seva")().construct([OCR], {"greedy": clean, "augmented": noisy}, {"strip_suffix": False})
+    kept, _ = METHODS.get("seva")().construct([OCR], {"greedy": clean, "augmented": noisy},
+                                              {"strip_suffix": False, "questions_per_image": None})
     assert kept[0]["conversations"][0]["value"].endswith(SUFFIX)
+
+
+def test_seva_asks_at_most_two_questions_per_image():
+    """make_ocrvqa_data.py:28: `random.sample(questions, min(len(questions), 2))` per image."""
+    clean = {"o1:0": "red", "o1:1": "Yes", "o1:2": "2"}
+    noisy = {"o1:0": "blue", "o1:1": "No", "o1:2": "3"}  # every pair differs
+    other = {**OCR, "id": "o2", "conversations": OCR["conversations"][:2]}
+    responses = {"greedy": {**clean, "o2:0": "red"}, "augmented": {**noisy, "o2:0": "pink"}}
+    examples, stats = METHODS.get("seva")().construct([OCR, other], responses, {"repeat": 1})
+    assert stats["items"] == 3 and stats["pairs"] == 3  # two of o1's three questions, o2's only one
+    assert sum(e["id"].startswith("o1:") for e in examples) == 2 and examples[-1]["id"] == "o2:0"
+    again, _ = METHODS.get("seva")().construct([OCR, other], responses, {"repeat": 1})
+    assert again == examples  # seeded per record
+    everything, stats = METHODS.get("seva")().construct([OCR], responses, {"repeat": 1, "questions_per_image": None})
+    assert stats["pairs"] == 3
 
 
 def test_seva_defaults_and_generation_params():

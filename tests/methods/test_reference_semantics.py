@@ -82,7 +82,7 @@ def _loop(base, records, image_root, hp, reference):
     from methods.trainer import _Loop
 
     greedy = {f"{r['id']}:{q}": "purple" for r in records for q in (0, 1)}  # always wrong: every pair kept
-    examples, _ = METHODS.get("gt-dpo")().construct(records, {"greedy": greedy}, {})
+    examples, _ = METHODS.get("gt-dpo")().construct(records, {"greedy": greedy}, {"repeat": 1})
     handle = load(base)
     h = {**hp, "reference": reference}
     encoded, _ = encode_examples(handle, examples, "dpo", h["max_length"], image_root)
@@ -149,7 +149,7 @@ def test_adapters_off_training_records_its_reference_and_first_loss_is_ln2(tiny_
 
     records = tiny_world.records[:4]
     greedy = {f"{r['id']}:{q}": "purple" for r in records for q in (0, 1)}
-    examples, _ = METHODS.get("gt-dpo")().construct(records, {"greedy": greedy}, {})
+    examples, _ = METHODS.get("gt-dpo")().construct(records, {"greedy": greedy}, {"repeat": 1})
     result, _ = train_model(tiny_world.base, examples, tiny_world.image_root, "dpo",
                             _hp(hp, 8, reference="adapters_off"), tmp_path)
     assert result["reference"] == "adapters_off" and result["ref_s"] > 0
