@@ -189,8 +189,9 @@ class ReferenceJudge:
     def _grade(self, prompt: str) -> str:
         if m := _MMHAL.search(prompt):
             return f"Graded by the reference rules.\nRating: {grade_mmhal(*m.groups())}"
-        if (m := _NSFT.search(prompt)) and "QUESTION: " in prompt:
-            return write_nsft(m.group(1), m.group(2), codebook="Instance level:" in prompt)
+        if (found := _NSFT.findall(prompt)) and "QUESTION: " in prompt:  # one image: all its exchanges
+            return write_nsft(" ".join(r for r, _ in found), " ".join(a for _, a in found),
+                              codebook="Instance level:" in prompt)
         if m := _INDOMAIN.search(prompt):
             follows, accuracy = grade_indomain(*m.groups())
             return f"Graded by the reference rules.\nInstruction following: {follows}\nAccuracy: {accuracy}"

@@ -93,6 +93,48 @@ def plan(spec: Spec, only: str | None = None):
     return plan_spec(spec, only)
 
 
+def settings(spec: Spec) -> list[dict]:
+    """Per method row, before anything runs: its plug-in, objective, and every effective training setting
+    (rows that train) and generation setting (rows that generate), each `{"value", "source"}` with the
+    source one of `matrix.spec`'s LIBRARY, PAPER, SPEC, FORCED, ROW."""
+    from matrix.spec import resolved_generation, resolved_training
+    from methods.base import METHODS
+
+    rows = []
+    for row in spec.method_ids():
+        entry = spec.method(row)
+        method = METHODS.get(entry.plugin)
+        out: dict = {"method": row, "plugin": entry.plugin, "objective": method.objective}
+        if method.objective != "none":
+            out["training"] = resolved_training(spec, row)[1]
+        if method.responses:
+            out["generation"] = {"modes": list(method.responses), **resolved_generation(spec, row)[1],
+                                 **_mode_settings(spec, entry, method)}
+        rows.append(out)
+    return rows
+
+
+def _mode_settings(spec: Spec, entry, method) -> dict:
+    """A method's settings of its own generate modes (SeVa's augmentation and noise step, CSR's search),
+    `<mode>.<key>`, or `<mode>.<key>@<base model>` where they differ between base models (SeVa's step)."""
+    from matrix.spec import PAPER, ROW, _leaves
+
+    plugin = method()
+    out: dict = {}
+    for mode in method.responses:
+        per_model = {bm: _leaves(plugin.generation_params(mode, entry.params, bm)) for bm in spec.base_models}
+        keys = sorted({k for leaves in per_model.values() for k in leaves})
+        for key in keys:
+            values = {bm: leaves.get(key) for bm, leaves in per_model.items()}
+            source = ROW if key[0] in entry.params else PAPER
+            name = ".".join((mode, *key))
+            if len({repr(v) for v in values.values()}) == 1:
+                out[name] = {"value": next(iter(values.values())), "source": source}
+            else:
+                out.update({f"{name}@{bm}": {"value": v, "source": source} for bm, v in values.items()})
+    return out
+
+
 def planned_rows(spec: Spec, only: str | None = None) -> tuple[Any, list[dict]]:
     """(plan, one row per stage with its status in the run's store: cached, to run or failed); a run not
     started yet has every stage to run."""

@@ -63,13 +63,43 @@ def validate(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
 @user_errors
 def plan(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt, only: Optional[str] = OnlyOpt,
          no_check_files: bool = typer.Option(False, "--no-check-files", help="skip checking local paths exist"),
-         stages: bool = typer.Option(False, "--stages", help="list every stage, not only the counts")):
-    """Show the grid and its stage graph: per stage kind, how many are cached, to run, or failed."""
+         stages: bool = typer.Option(False, "--stages", help="list every stage, not only the counts"),
+         settings: bool = typer.Option(False, "--settings",
+                                       help="instead of the stage counts: every effective training and generation "
+                                            "setting of each method row and where it comes from (library default, "
+                                            "method paper default, spec, spec (forced), row override)"),
+         format_: str = typer.Option("text", "--format", help="text | json (json: with --settings)")):
+    """Show the grid and its stage graph: per stage kind, how many are cached, to run, or failed (--settings: the settings each method row trains and generates with)."""
+    import json
+
     from matrix import api
 
+    if format_ not in ("text", "json"):
+        raise UserError(f"--format: expected text or json, got {format_!r}")
+    if format_ == "json" and not settings:
+        raise UserError("--format json applies to --settings")
     loaded = api.load(spec, set_)
     if not no_check_files:
         api.check_files(loaded, spec)
+    if settings:
+        api.plan(loaded, only)  # the graph must build: its errors are the plan's
+        rows = api.settings(loaded)
+        if format_ == "json":
+            out.print(json.dumps(rows, indent=1), markup=False, highlight=False, soft_wrap=True)
+            return
+        for row in rows:
+            from rich.table import Column
+
+            table = Table("kind", Column("setting", overflow="fold"), Column("value", overflow="fold"), "source",
+                          title=f"{row['method']} ({row['plugin']}, objective {row['objective']})")
+            for kind in ("training", "generation"):
+                for key, item in row.get(kind, {}).items():
+                    if key == "modes":
+                        table.add_row(kind, key, ", ".join(item), "method")
+                    else:
+                        table.add_row(kind, key, json.dumps(item["value"]), item["source"])
+            out.print(table)
+        return
     planned, rows = api.planned_rows(loaded, only)
     out.print(f"{loaded.name}: {len(planned.cells)} cells -> {len(rows)} stages (run dir {loaded.run_dir})")
     summary = Table("kind", "stages", "cached", "to run", "failed", title="stages by kind")

@@ -173,6 +173,27 @@ class BenchmarkSpec(Strict):
 
 
 # ---- training ------------------------------------------------------------------------------------
+class Forcible(Strict):
+    """A spec-wide settings block (`training:`, `generation:`). Its values apply to the method rows whose
+    method sets no paper default for that key; `force` makes them apply to every row (see `merge_settings`)."""
+
+    force: bool | list[str] = Field(
+        False, description="keys of this block that apply to every method row even where the method's paper "
+                           "sets its own value: true (all of them) or a list such as [lr, lora.r]; unforced keys "
+                           "fill in only what a method leaves unset. Row overrides always apply")
+
+    @model_validator(mode="after")
+    def _forced_keys_set(self) -> "Forcible":
+        if isinstance(self.force, list):
+            for name in self.force:
+                head = name.split(".")[0]
+                if head == "force" or head not in type(self).model_fields:
+                    raise ValueError(f"force names {name!r}, which is not a setting of this block")
+                if head not in self.model_fields_set:
+                    raise ValueError(f"force names {name!r}, which this block does not set")
+        return self
+
+
 class LoraSpec(Strict):
     r: int = Field(8, gt=0)
     alpha: float = Field(16, gt=0)
@@ -183,8 +204,10 @@ class DeepSpeedSpec(Strict):
     stage: Literal[0, 1, 2, 3] = 2
 
 
-class TrainingSpec(Strict):
-    """Training hyper-parameters. Unset fields fall back to the method's paper defaults, then to these."""
+class TrainingSpec(Forcible):
+    """Training hyper-parameters. Precedence, lowest first: these defaults < the method's paper defaults <
+    the spec-wide `training:` block (only for keys the method does not set, unless forced) < a row's
+    `overrides`."""
 
     lr: float = Field(2e-6, gt=0)
     epochs: float = Field(1, gt=0)
@@ -199,7 +222,20 @@ class TrainingSpec(Strict):
     bf16: bool = False
     lora: LoraSpec | None = Field(default_factory=LoraSpec)
     train_projector: bool = True
+    projector_lr: float | None = Field(None, gt=0, description="the projector's own peak lr, a parameter group of "
+                                                              "its own (LLaVA's mm_projector_lr; SIMA and CSR: "
+                                                              "2e-5); null: the projector trains at lr")
     beta: float = Field(0.1, gt=0, description="DPO temperature")
+    reference: Literal["precomputed", "adapters_off"] = Field(
+        "precomputed", description="DPO's reference log-probs: precomputed once before the first step (the "
+                                   "initial model, projector included), or adapters_off: at every step by the "
+                                   "policy with LoRA switched off, so with the current, trained projector (what "
+                                   "SeVa's, SIMA's and CSR's code do). One model resident either way")
+    rejected_logps: Literal["rejected_tokens", "top_other_token"] = Field(
+        "rejected_tokens", description="DPO: how a rejected answer is scored, for policy and reference: the sum "
+                                       "of its own tokens' log-probs (standard DPO), or top_other_token, the sum "
+                                       "at its positions of log p(the model's most likely token other than the "
+                                       "rejected one), as SIMA's trainer does (SIMA's paper default)")
     kl_lambda: float = Field(0.0, ge=0, description="weight of the per-token KL to the reference (-kl methods)")
     deepspeed: DeepSpeedSpec | None = None
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "
@@ -219,7 +255,10 @@ class MethodEntry(Strict):
     id: str = Field(description="the row's name in the grid and tables; also the plug-in unless 'method' is given")
     method: str | None = Field(None, description="the method plug-in, when several rows use one (e.g. external)")
     label: str | None = None
-    overrides: dict[str, Any] = Field(default_factory=dict, description="training keys for this method only")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="training keys for this method row only "
+                                                                         "(win over everything else)")
+    generation: dict[str, Any] = Field(default_factory=dict, description="generation keys for this method row only "
+                                                                          "(win over everything else)")
     params: dict[str, Any] = Field(default_factory=dict, description="method-specific construction settings")
     sft_mix: str | None = Field(None, description="SFT methods: a spec dataset whose records are trained on "
                                                   "together with the constructed ones (the paper's Table 2 merges "
@@ -227,6 +266,13 @@ class MethodEntry(Strict):
     iterations: int = Field(1, ge=1, description="iterative training (CSR): iteration k starts from iteration "
                                                  "k-1's merged model and regenerates its data; one row per "
                                                  "iteration, ids '<id>-iter<k>'")
+
+    @field_validator("overrides", "generation")
+    @classmethod
+    def _no_force(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "force" in value:
+            raise ValueError("a row's own settings always apply: 'force' belongs in the spec-wide block")
+        return value
 
     @property
     def plugin(self) -> str:
@@ -239,11 +285,23 @@ class MethodEntry(Strict):
         return [f"{self.id}-iter{k}" for k in range(1, self.iterations + 1)]
 
 
-class GenerationSpec(Strict):
-    """Decode settings of the response-generation stage (SeVa/GT-DPO: greedy, 512 new tokens)."""
+class GenerationSpec(Forcible):
+    """Decode settings of the response-generation stage; a method's paper values (SIMA: 1024 new tokens)
+    win over the spec-wide block unless it forces them, a row's `generation:` over both."""
 
     max_new_tokens: int = Field(512, gt=0)
+    template: str | None = Field(None, description="the conversation template the generate stages ask with; "
+                                                   "null: the base model's (SeVa's paper default: llava_v1)")
     batch_size: BatchSize = Field(16, description="questions answered per batch, or 'auto' (not part of stage keys)")
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, value: str | None) -> str | None:
+        from matrix.models.conversation import TEMPLATES
+
+        if value is not None and value not in TEMPLATES:
+            raise ValueError(f"unknown conversation template {value!r}; known: {', '.join(sorted(TEMPLATES))}")
+        return value
 
 
 class EvaluationSpec(Strict):
@@ -490,19 +548,101 @@ def _deep_merge(base: Any, top: Any) -> Any:
     return copy.deepcopy(top)
 
 
-# Training settings that change how a train stage runs, not what it computes: outside `hp` and its key.
-RUN_TIME_TRAINING = frozenset({"gradient_checkpointing"})
+# Training settings that change how a train stage runs, not what it computes: outside `hp` and its key
+# (`force` says how the spec-wide block merged; the merged settings never hold it).
+RUN_TIME_TRAINING = frozenset({"gradient_checkpointing", "force"})
+
+#: Where an effective setting came from, lowest precedence first (`matrix plan --settings`).
+LIBRARY, PAPER, SPEC, FORCED, ROW = ("library default", "method paper default", "spec", "spec (forced)",
+                                     "row override")
+
+
+def _leaves(tree: dict, prefix: tuple = ()) -> dict[tuple, Any]:
+    """{('lora', 'r'): 8, ...}: the leaf values of nested dicts (None and empty dicts are leaves)."""
+    out: dict[tuple, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_leaves(value, prefix + (key,)))
+        else:
+            out[prefix + (key,)] = value
+    return out
+
+
+def _put(tree: dict, path: tuple, value: Any) -> None:
+    for key in path[:-1]:
+        if not isinstance(tree.get(key), dict):
+            tree[key] = {}
+        tree = tree[key]
+    tree[path[-1]] = copy.deepcopy(value)
+
+
+def _overlaps(a: tuple, b: tuple) -> bool:
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]
+
+
+def merge_settings(model: type[Forcible], paper: dict[str, Any], block: Forcible, row: dict[str, Any]
+                   ) -> tuple[Any, dict[str, str]]:
+    """A method row's effective settings, and each one's value and source (dotted key -> {"value", "source"},
+    the source one of LIBRARY, PAPER, SPEC, FORCED, ROW). Lowest first: `model`'s defaults < the method's `paper` defaults < the spec-wide
+    `block`, whose value for a key applies only where the method sets none (a nested key counts as set
+    when the method sets it or a part of it) unless `block.force` names it < the row's own `row`."""
+    merged = model().model_dump(mode="json", exclude={"force"})
+    sources: dict[tuple, str] = {}
+
+    def apply(path: tuple, value: Any, source: str) -> None:
+        _put(merged, path, value)
+        for known in [p for p in sources if p[: len(path)] == path]:
+            del sources[known]
+        sources[path] = source
+
+    own = list(_leaves(paper))
+    for path, value in _leaves(paper).items():
+        apply(path, value, PAPER)
+    forced = [tuple(name.split(".")) for name in block.force] if isinstance(block.force, list) else []
+    for path, value in _leaves(block.model_dump(mode="json", exclude_unset=True, exclude={"force"})).items():
+        mine = any(_overlaps(path, p) for p in own)
+        if not mine:
+            apply(path, value, SPEC)
+        elif block.force is True or any(path[: len(f)] == f for f in forced):
+            apply(path, value, FORCED)
+    for path, value in _leaves(row).items():
+        apply(path, value, ROW)
+    result = model.model_validate(merged)
+    where = {}
+    for path, value in _leaves(result.model_dump(mode="json", exclude={"force"})).items():
+        hit = next((path[:n] for n in range(len(path), 0, -1) if path[:n] in sources), None)
+        where[".".join(path)] = {"value": value, "source": sources[hit] if hit else LIBRARY}
+    return result, where
+
+
+def _paper(spec: Spec, method_id: str):
+    """The method plug-in of a row: its class attributes hold the paper's settings."""
+    from matrix.registry import METHODS  # a method's paper settings, through its registered class
+
+    return METHODS.get(spec.method(method_id).plugin)
+
+
+def resolved_training(spec: Spec, method_id: str) -> tuple[TrainingSpec, dict[str, dict]]:
+    """A method row's training settings and the source of each (`merge_settings`)."""
+    return merge_settings(TrainingSpec, _paper(spec, method_id).defaults, spec.training,
+                          spec.method(method_id).overrides)
+
+
+def resolved_generation(spec: Spec, method_id: str) -> tuple[GenerationSpec, dict[str, dict]]:
+    """A method row's generation settings and the source of each (`merge_settings`)."""
+    return merge_settings(GenerationSpec, _paper(spec, method_id).generation_defaults, spec.generation,
+                          spec.method(method_id).generation)
 
 
 def training_settings(spec: Spec, method_id: str) -> TrainingSpec:
-    """Effective training settings of a method: defaults < method paper defaults < spec < overrides."""
-    from matrix.registry import METHODS  # a method's own defaults, through its registered class
+    """Effective training settings of a method row (`resolved_training` without the sources)."""
+    return resolved_training(spec, method_id)[0]
 
-    merged = TrainingSpec().model_dump(mode="json")
-    merged = _deep_merge(merged, METHODS.get(spec.method(method_id).plugin).defaults)
-    merged = _deep_merge(merged, spec.training.model_dump(mode="json", exclude_unset=True))
-    merged = _deep_merge(merged, spec.method(method_id).overrides)
-    return TrainingSpec.model_validate(merged)
+
+def generation_settings(spec: Spec, method_id: str) -> GenerationSpec:
+    """Effective generation settings of a method row (`resolved_generation` without the sources)."""
+    return resolved_generation(spec, method_id)[0]
 
 
 def training_params(spec: Spec, method_id: str) -> dict[str, Any]:

@@ -66,14 +66,29 @@ def prepare_model(model, hp: dict, objective: str, family, gradient_checkpointin
     return wrapped
 
 
-def param_groups(model, weight_decay: float) -> list[dict]:
-    """HF Trainer's convention: no weight decay on biases and norm weights (the 1-D tensors)."""
-    decay, no_decay = [], []
+def param_groups(model, weight_decay: float, lr: float | None = None, projector_lr: float | None = None,
+                 projector=None) -> list[dict]:
+    """HF Trainer's convention: no weight decay on biases and norm weights (the 1-D tensors). With a
+    `projector_lr`, the parameters of `projector` (a module of `model`) form groups of their own at that
+    peak lr, the rest at `lr`: LLaVA's `mm_projector_lr` (llava/train/llava_trainer.py create_optimizer,
+    which SIMA's and CSR's trainers use). The lr schedule scales every group by the same factor."""
+    mine = {id(p) for p in projector.parameters()} if projector_lr is not None and projector is not None else set()
+    groups: dict[tuple[bool, bool], list] = {}
     for p in model.parameters():
         if p.requires_grad:
-            (no_decay if p.ndim < 2 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+            groups.setdefault((id(p) in mine, p.ndim >= 2), []).append(p)
+    out = []
+    for is_projector in (False, True):
+        for decays in (True, False):
+            params = groups.get((is_projector, decays))
+            if params:
+                group = {"params": params, "weight_decay": weight_decay if decays else 0.0}
+                if is_projector:
+                    group.update(lr=projector_lr, name="projector")
+                elif lr is not None:
+                    group["lr"] = lr
+                out.append(group)
+    return out
 
 
 def lr_lambda(scheduler: str, warmup: int, total: int):

@@ -128,6 +128,8 @@ class Method:
     objective: ClassVar[str] = "none"  # "none" | "sft" | "dpo"
     responses: ClassVar[tuple[str, ...]] = ()  # generation kinds construct needs, e.g. ("greedy",)
     defaults: ClassVar[dict[str, Any]] = {}  # the paper's training hyper-parameters (spec `training` keys)
+    # The paper's decode settings of its generate stages (spec `generation` keys), e.g. SIMA's 1024 new tokens.
+    generation_defaults: ClassVar[dict[str, Any]] = {}
     version: ClassVar[str] = "1"  # bump when construct's output changes: part of the construct stage key
     # What construct needs besides records and responses: "model" (the base model), "judge" (the LLM judge).
     needs: ClassVar[tuple[str, ...]] = ()
@@ -201,3 +203,6 @@ SEVA_SCHEDULE: dict[str, Any] = {
     "train_projector": True,
     "deepspeed": {"stage": 3},
 }
+
+# SeVa's step 2 (data/step2/generate_with_aug.py:155-160): greedy, max_new_tokens=512.
+SEVA_GENERATION: dict[str, Any] = {"max_new_tokens": 512}

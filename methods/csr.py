@@ -5,11 +5,12 @@ One iteration (REFERENCE §1.4; the repository's step1-3 scripts, reimplemented)
 1. Sampling (`sentences` generation mode, `sentence_trees`): for each prompt, a sentence-level search
    tree. Every open node is extended by `branch` candidate next sentences (beam search over tokens,
    `branch` beams and `branch` returned, each ending at "." or the end of the answer, at most
-   `step_tokens` new tokens); a candidate's self-reward is its parent's plus its beam score (the
-   length-normalised log-likelihood). Of the new open nodes, the best `keep // 2 - 1` and the worst
+   `step_tokens` new tokens: a step cut there continues at the next level, as CSR's); a candidate's
+   self-reward is its parent's plus its beam score (the length-normalised log-likelihood). Of the new open nodes, the best `keep // 2 - 1` and the worst
    `keep // 2` by self-reward stay open when there are at least `keep` of them, else all of them (CSR
    keeps best and worst, so the tree holds both kinds of path). A node is final when it ended the
-   answer, or the answer reached `max_tokens`, or the tree `max_levels` sentences.
+   answer, or the prompt and answer reached `max_chars` characters (CSR's length rule), or the tree
+   `max_levels` levels.
 2. Calibration (construct): every sentence of at least 4 characters is scored by an image-text
    similarity model (`clip`: a local CLIP directory; `tiny` is the shapes world's, `matrix.models.tiny_clip`).
 3. Pairs (`select_pair`): among each node's children, ranks by self-reward and by CLIP score,
@@ -30,19 +31,25 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from matrix.models.conversation import IMAGE_PLACEHOLDER
 from methods.base import METHODS, Env, Method, Responses, preference_example, question_items
 
 MIN_SCORED_CHARS = 4  # CSR's step 2 leaves shorter sentences unscored
-SEARCH_DEFAULTS = {"branch": 5, "keep": 5, "step_tokens": 70, "max_tokens": 1024, "max_levels": 12}
+# inference_csr/sample.py: 5 beams, keep 5, 70 new tokens per step, and a path ends at EOS or when the
+# decoded text, prompt included, reaches --max_length 1024 characters (`len(tokenizer.decode(sequence))`,
+# sample.py:69). CSR has no level limit; ours (`max_levels`) cannot bind before the character rule does,
+# since every open step adds at least one character.
+SEARCH_DEFAULTS = {"branch": 5, "keep": 5, "step_tokens": 70, "max_chars": 1024, "max_levels": 1024}
 PARAM_DEFAULTS = {"alpha": 0.9, "clip": "tiny", "search": SEARCH_DEFAULTS}
 
-# CSR's DPO schedule (REFERENCE §1.4): LoRA 128/256 with the projector trained, ZeRO-2, lr 1e-7,
-# one epoch, length 1024, beta 0.1; batch 1 per GPU on 8 GPUs (a global batch of 8).
+# CSR's DPO schedule (scripts/run_train.sh, REFERENCE §1.4): LoRA 128/256 with the projector trained at
+# its own lr 2e-5 (:5 --mm_projector_lr), ZeRO-2, lr 1e-7, one epoch, length 1024, beta 0.1; batch 1 per
+# GPU on 8 GPUs (a global batch of 8).
 CSR_SCHEDULE: dict[str, Any] = {
     "lr": 1e-7, "epochs": 1, "batch_size": 8, "micro_batch_size": 1, "warmup_ratio": 0.03,
     "weight_decay": 0.0, "max_grad_norm": 1.0, "scheduler": "cosine", "max_length": 1024, "seed": 42,
     "bf16": True, "lora": {"r": 128, "alpha": 256, "dropout": 0.05}, "train_projector": True,
-    "deepspeed": {"stage": 2}, "beta": 0.1,
+    "deepspeed": {"stage": 2}, "beta": 0.1, "projector_lr": 2e-5, "reference": "adapters_off",
 }
 
 
@@ -64,18 +71,22 @@ def sentence_trees(handle, images: list, questions: list[str], search: dict, see
     trees = []
     for image, question in zip(images, questions):
         vision = {k: v.to(handle.model.device) for k, v in handle.vision_inputs([image]).items()}
-        nodes: list[dict] = [{"parent": None, "text": "", "score": 0.0, "final": False, "tokens": 0}]
+        nodes: list[dict] = [{"parent": None, "text": "", "score": 0.0, "final": False}]
+        shown = question if IMAGE_PLACEHOLDER in question else f"{IMAGE_PLACEHOLDER}\n{question}"
+        prompt_chars = len(handle.template.prompt(shown))  # the prompt as CSR decodes it: one image placeholder
         open_nodes = [0]
         for level in range(s["max_levels"]):
             new_open = []
             for parent in open_nodes:
                 prefix = _path_text(nodes, parent)
                 ids = handle.encode_prompt(question, image.size, answer_start=prefix)
-                for text, score, n_new, ended in _continue(handle, ids, vision, s["branch"], s["step_tokens"], stop):
-                    used = nodes[parent]["tokens"] + n_new
-                    final = ended or used >= s["max_tokens"] or level == s["max_levels"] - 1 or not text
+                for text, score, ended in _continue(handle, ids, vision, s["branch"], s["step_tokens"], stop):
+                    chars = prompt_chars + len(" " + " ".join(p for p in (prefix, text) if p))
+                    # CSR's rule (sample.py:69): final at EOS or at max_chars decoded characters; a step that
+                    # reached step_tokens without a full stop is NOT final: the next level continues it.
+                    final = ended or chars >= s["max_chars"] or level == s["max_levels"] - 1 or not text
                     nodes.append({"parent": parent, "text": text, "score": nodes[parent]["score"] + score,
-                                  "final": final, "tokens": used})
+                                  "final": final})
                     if not final:
                         new_open.append(len(nodes) - 1)
             new_open.sort(key=lambda i: nodes[i]["score"], reverse=True)
@@ -88,7 +99,8 @@ def sentence_trees(handle, images: list, questions: list[str], search: dict, see
 
 
 def _continue(handle, ids: list[int], vision: dict, branch: int, max_new: int, stop: list[int]):
-    """`branch` beam-search continuations of `ids` up to the next sentence end: (text, score, tokens, ended)."""
+    """`branch` beam-search continuations of `ids` up to the next sentence end or `max_new` tokens:
+    (text, score, ended), `ended` when the model ended its answer (EOS)."""
     import torch
 
     tok = handle.tokenizer
@@ -102,9 +114,9 @@ def _continue(handle, ids: list[int], vision: dict, branch: int, max_new: int, s
     for seq, score in zip(out.sequences[:, x.shape[1]:].tolist(), out.sequences_scores.tolist()):
         while seq and seq[-1] == tok.pad_token_id:
             seq.pop()
-        ended = tok.eos_token_id in seq or (bool(seq) and seq[-1] != stop[1])
+        ended = tok.eos_token_id in seq
         text = tok.decode([t for t in seq if t != tok.eos_token_id], skip_special_tokens=True).strip()
-        result.append((text, float(score), len(seq), ended))
+        result.append((text, float(score), ended))
     return result
 
 

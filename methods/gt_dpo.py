@@ -4,21 +4,25 @@ No public code exists (REFERENCE §1.2); this follows the faithful reconstructio
 generation without augmentation gives the rejected answer, SeVa's trainer settings train it.
 Our decision (the paper is silent): pairs whose rejected answer equals the chosen one after
 stripping whitespace are dropped and counted, as SeVa does for its own pairs — such a pair has a
-zero DPO gradient and only dilutes the batch. Set `params.drop_equal: false` to keep them.
+zero DPO gradient and only dilutes the batch. Set `params.drop_equal: false` to keep them. "The same
+setting as SeVa" (nSFT paper): the pair list is repeated twice as SeVa's trainer repeats its own
+(`params.repeat`, default 2); every question of a record is used (the paper names no selection).
 """
 from __future__ import annotations
 
 import copy
 
-from methods.base import METHODS, SEVA_SCHEDULE, Method, Responses, preference_example, question_items
+from methods.base import METHODS, SEVA_GENERATION, SEVA_SCHEDULE, Method, Responses, preference_example, question_items
 
 
 @METHODS.register("gt-dpo")
 class GTDPO(Method):
     id = "gt-dpo"
+    version = "2"  # pairs repeated x2, as SeVa's trainer repeats its own (`repeat`)
     objective = "dpo"
     responses = ("greedy",)
-    defaults = {**copy.deepcopy(SEVA_SCHEDULE), "beta": 0.1}
+    defaults = {**copy.deepcopy(SEVA_SCHEDULE), "beta": 0.1, "reference": "adapters_off"}  # SeVa's trainer
+    generation_defaults = copy.deepcopy(SEVA_GENERATION)  # SeVa's step 2 without augmentation
 
     def construct(self, records: list[dict], responses: Responses, params: dict, env=None) -> tuple[list[dict], dict]:
         greedy = responses.get("greedy", {})
@@ -35,9 +39,12 @@ class GTDPO(Method):
                 equal += 1
                 continue
             examples.append(preference_example(item, chosen, rejected))
+        pairs = len(examples)
+        examples = examples * int(params.get("repeat", 2))
         stats = {
             "records": len(records),
             "items": len(items),
+            "pairs": pairs,
             "examples": len(examples),
             "dropped_equal": equal,
             "missing_response": missing,

@@ -13,10 +13,10 @@ every question of the record has LLaVA's short-answer suffix or every answer has
   appended: the question with X proposed, answered "Yes", and with Y proposed, answered "No" (the
   paper's "Is this a travel book? Yes / Is this a recipe book? No"). Right answers add nothing.
   One Yes and one No per mistake: balanced by construction.
-* llm (captions, detailed descriptions): the judge LLM reads the ground truth, the model's answer and
-  the vision error codebook (the nine instance- and image-level error types of the paper's Fig. 9,
-  in our own words) and writes a five-turn corrective conversation; no error -> a conversation from
-  the ground truth. A reply that does not parse into exactly five question-answer turns is dropped
+* llm (captions, detailed descriptions): per image (record), the judge LLM reads every question of the
+  record with its ground truth and the model's answer, and the vision error codebook (the nine instance-
+  and image-level error types of the paper's Fig. 9, in our own words), and writes ONE five-turn
+  corrective conversation (appendix B.1: 5 per image); no error -> a conversation from the ground truth. A reply that does not parse into exactly five question-answer turns is dropped
   and counted, never repaired. Yes/No balance (appendix C.5: "randomly erase some 'No' answers"):
   while No-answered turns outnumber Yes-answered ones, a random No turn is erased (seeded).
 
@@ -60,18 +60,24 @@ def codebook_text() -> str:
 
 
 def judge_prompt(question: str, ground_truth: str, rejected: str, codebook: bool = True) -> str:
-    """The construction prompt G(y_r; y_c, Q) sends to the judge LLM (our own text)."""
+    """The construction prompt G(y_r; y_c, Q) for one question (`image_prompt` with one exchange)."""
+    return image_prompt([(question, ground_truth, rejected)], codebook)
+
+
+def image_prompt(exchanges: list[tuple[str, str, str]], codebook: bool = True) -> str:
+    """The construction prompt G(y_r; y_c, Q) sends to the judge LLM for one image (our own text): every
+    (question, ground truth, model answer) of the image's record, and one five-pair conversation asked
+    for (appendix B.1: "we constructed 5 conversations per image"; Fig. 9: "one conversation")."""
     parts = [
-        "You help correct a vision-language model. You cannot see the image; the REFERENCE below is an "
-        "accurate description of it. The MODEL ANSWER is what the model said when asked the QUESTION.",
-        f"QUESTION: {question}",
-        f"REFERENCE: {ground_truth}",
-        f"MODEL ANSWER: {rejected}",
+        "You help correct a vision-language model. You cannot see the image; each REFERENCE below is an "
+        "accurate statement about it. Each MODEL ANSWER is what the model said when asked the QUESTION above it.",
     ]
+    for question, ground_truth, rejected in exchanges:
+        parts += [f"QUESTION: {question}", f"REFERENCE: {ground_truth}", f"MODEL ANSWER: {rejected}"]
     if codebook:
         parts.append(codebook_text())
     parts.append(
-        "First list the errors you find in the MODEL ANSWER (compare it with the REFERENCE), or write "
+        "First list the errors you find in the MODEL ANSWERS (compare each with its REFERENCE), or write "
         "'none'. Then write one conversation about the image between a User and you (GPT) with exactly "
         f"{TURNS} question-answer pairs that teach the correct facts where the model was wrong; if it "
         "made no error, base the conversation on the REFERENCE. Rules: ask only questions with a definite "
@@ -178,7 +184,7 @@ class _NSFTBase(Method):
     needs = ("judge",)
     # The paper's schedule is SeVa's (bs 128, lr 2e-6, cosine, ZeRO-3); LoRA 1024/2048 for parity (REFERENCE §1.5).
     defaults = copy.deepcopy(SEVA_SCHEDULE)
-    version = "1"
+    version = "2"  # one judge conversation per image (record), not per question
     codebook: bool = True
     with_chosen: bool = True
 
@@ -217,12 +223,12 @@ class _NSFTBase(Method):
             plans.append((index, record, items, "rule" if use_rule else "llm"))
             if use_rule:
                 continue
-            for item in items:
-                if item.item_id not in greedy:
-                    stats["missing_response"] += 1
-                    continue
-                prompts.append(judge_prompt(item.question, item.answer, greedy[item.item_id], self.codebook))
-                prompt_of.append((index, item))
+            answered = [it for it in items if it.item_id in greedy]
+            stats["missing_response"] += len(items) - len(answered)
+            if answered:  # one conversation per image (record), from all its answered questions
+                prompts.append(image_prompt([(it.question, it.answer, greedy[it.item_id]) for it in answered],
+                                            self.codebook))
+                prompt_of.append((index, record_id(record, index)))
         replies: dict[str, str] = {}
         if prompts:
             if env is None or env.judge is None:
@@ -231,27 +237,26 @@ class _NSFTBase(Method):
             stats["judge_prompts"] = len(prompts)
             got = env.judge.complete(prompts, temperature=0.0, max_tokens=int(params.get("judge_max_tokens", 1024)),
                                      parse=parse_conversation)
-            replies = {item.item_id: r.text for (_, item), r in zip(prompt_of, got)}
+            replies = {rid: r.text for (_, rid), r in zip(prompt_of, got)}
 
         examples: list[dict] = []
         for index, record, items, how in plans:
             rng = random.Random(f"nsft:{seed}:{record_id(record, index)}")
             extra: list[tuple[str, str]] = []
-            for item in items:
-                if item.item_id not in greedy:
-                    if how == "rule":
+            if how == "rule":
+                for item in items:
+                    if item.item_id not in greedy:
                         stats["missing_response"] += 1
-                    continue
-                if how == "rule":
+                        continue
                     new = rule_pairs(item, greedy[item.item_id])
                     stats["wrong_answers"] += bool(new)
                     stats["rule_turns"] += len(new)
                     extra += new
+            elif record_id(record, index) in replies:
+                parsed = parse_conversation(replies[record_id(record, index)])
+                if parsed is None:
+                    stats["dropped_unparseable"] += 1
                 else:
-                    parsed = parse_conversation(replies.get(item.item_id))
-                    if parsed is None:
-                        stats["dropped_unparseable"] += 1
-                        continue
                     kept, erased = balance_yes_no(parsed, rng)
                     stats["erased_no"] += erased
                     extra += kept

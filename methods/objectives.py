@@ -50,6 +50,21 @@ def sequence_logps(logits: "torch.Tensor", labels: "torch.Tensor") -> "torch.Ten
     return picked.sum(-1)
 
 
+def top_other_logps(logits: "torch.Tensor", labels: "torch.Tensor") -> "torch.Tensor":
+    """Per-sequence SUM over labelled positions of log p(the model's most likely token that is not the
+    label) — SIMA's `_get_noisy_batch_logps` (umd-huang-lab/SIMA tool/dpo_trainer.py), with which SIMA scores
+    its REJECTED answers, for policy and reference alike: at each position the top-1 token of these logits,
+    or the top-2 one where the top-1 is the label itself. The rejected answer's own tokens are never scored."""
+    import torch
+
+    logits, labels = _shift(logits, labels)
+    mask = labels != IGNORE_INDEX
+    top2 = logits.topk(2, dim=-1).indices
+    other = torch.where(top2[..., 0] == labels, top2[..., 1], top2[..., 0])
+    picked = logits.gather(-1, other.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    return (picked * mask).sum(-1)
+
+
 def dpo_loss(
     policy_chosen: "torch.Tensor",
     policy_rejected: "torch.Tensor",

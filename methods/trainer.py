@@ -1,7 +1,8 @@
 """One training run: SFT or DPO on a LLaVA model, LoRA on the language model, plain PyTorch or DeepSpeed.
 
 `train(...)` is the whole train stage: load the base model, tokenise (loss on answer tokens only),
-for DPO precompute the reference log-probs, train, save the checkpoint (`methods.checkpoint`), and
+for DPO precompute the reference log-probs (or, `reference: adapters_off`, compute them at each step with
+LoRA switched off), train, save the checkpoint (`methods.checkpoint`), and
 return the costs the paper's Fig. 2 compares. Both paths share one loop; the DeepSpeed path only
 swaps the backward/step calls for the engine's, so their semantics are the same:
   * a global batch is `batch_size` examples (DPO: pairs) fed in `micro_batch_size` chunks, each
@@ -28,8 +29,8 @@ from matrix.models.handle import load
 from methods import checkpoint
 from methods._data import BatchMaker, Encoded, encode_examples
 from methods._dist import LAUNCHED, default_extensions_dir, engine_config, process_group, world
-from methods._setup import gather_trainable, lr_lambda, param_groups, prepare_model
-from methods.objectives import dpo_loss, sequence_logps, sft_loss, topk_kl, topk_reference
+from methods._setup import gather_trainable, lr_lambda, param_groups, prepare_model, submodule
+from methods.objectives import dpo_loss, sequence_logps, sft_loss, top_other_logps, topk_kl, topk_reference
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ class _Loop:
     scheduler: Any
     make_batch: BatchMaker
     autocast: Callable[[], Any]
-    ref: Any = None  # (N, 2) reference log-probs of chosen / rejected, DPO only
+    ref: Any = None  # (N, 2) reference log-probs of chosen / rejected, DPO with a precomputed reference
+    ref_s: float = 0.0  # time spent on reference passes (adapters_off: inside the training loop)
     ref_topk: Any = None  # per example: (ids, log-probs) of the reference's top-k tokens, SFT + KL only
     tokens: int = 0
     kl_sum: float = 0.0  # KL summed over the current step's examples (weighted by micro-batch size)
@@ -68,6 +70,18 @@ class _Loop:
                 **({"image_sizes": batch["image_sizes"]} if "image_sizes" in batch else {}),
             )
         return out.logits, batch
+
+    def pair_logps(self, logits, labels):
+        """(2, m) summed log-probs of chosen / rejected from one batch of 2m (chosen first). The rejected
+        half is scored by `rejected_logps`: its own tokens (standard DPO), or `top_other_token`, SIMA's
+        trainer's rule (`objectives.top_other_logps`)."""
+        import torch
+
+        logps = sequence_logps(logits, labels).view(2, -1)
+        if self.hp.get("rejected_logps", "rejected_tokens") == "top_other_token":
+            m = logps.shape[1]
+            logps = torch.stack([logps[0], top_other_logps(logits[m:], labels[m:])])
+        return logps
 
     def _pairs(self, idxs: list[int]) -> list[Encoded]:
         """Chosen then rejected in one batch of 2m (SeVa's layout): one forward per micro-batch."""
@@ -86,8 +100,25 @@ class _Loop:
             for s in range(0, len(self.encoded), mbs):
                 idxs = list(range(s, min(s + mbs, len(self.encoded))))
                 logits, batch = self.logits(self._pairs(idxs))
-                self.ref[idxs] = sequence_logps(logits, batch["labels"]).view(2, -1).t().float().cpu()
+                self.ref[idxs] = self.pair_logps(logits, batch["labels"]).t().float().cpu()
         self.module.train()
+
+    def reference_logps(self, idxs: list[int]):
+        """(2, m) reference log-probs of chosen / rejected of pairs `idxs`. `reference: adapters_off`: a no-grad
+        pass of the policy with its LoRA adapters switched off, so the base LLM with the CURRENT projector, as
+        SIMA's and CSR's trainers (`disable_adapter()`, tool/dpo_trainer.py) and SeVa's (the policy's
+        `prepare_inputs_labels_for_multimodal` feeds its frozen reference) compute it; `precomputed`: the
+        rows `reference()` stored before the first step (the initial projector)."""
+        import torch
+
+        if self.hp.get("reference", "precomputed") != "adapters_off":
+            return self.ref[idxs].t()
+        t = time.perf_counter()
+        with torch.no_grad(), self.model.disable_adapter():
+            logits, batch = self.logits(self._pairs(idxs))
+            out = self.pair_logps(logits, batch["labels"]).float()
+        self.ref_s += time.perf_counter() - t
+        return out
 
     def reference_topk(self) -> None:
         """SFT + KL: the un-adapted model's top-k next-token log-probs at every supervised position,
@@ -117,8 +148,8 @@ class _Loop:
                 loss = loss + self.hp["kl_lambda"] * kl
         else:
             logits, batch = self.logits(self._pairs(idxs))
-            chosen, rejected = sequence_logps(logits, batch["labels"]).view(2, -1)
-            ref_chosen, ref_rejected = self.ref[idxs].t().to(chosen.device)
+            chosen, rejected = self.pair_logps(logits, batch["labels"])
+            ref_chosen, ref_rejected = self.reference_logps(idxs).to(chosen.device)
             loss, cr, rr = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.hp["beta"])
             rewards = torch.stack([cr, rr], 1).float().cpu()
         self.tokens += int(batch["attention_mask"].sum())
@@ -139,7 +170,8 @@ class _Loop:
         mine = idxs[rank * share : (rank + 1) * share]  # contiguous: rank r's micro-batches are the ones a
         # single process would make from that part of the batch
         micro = [mine[i : i + mbs] for i in range(0, len(mine), mbs)]
-        lr = self.scheduler.get_last_lr()[0]
+        lrs = self.scheduler.get_last_lr()
+        lr = lrs[0]
         total, rewards = 0.0, []
         for k, mi in enumerate(micro):
             loss, r = self._micro(mi)
@@ -170,6 +202,8 @@ class _Loop:
             dist.all_reduce(t)
             total = float(t.item()) / size
         entry = {"step": len(self.log) + 1, "epoch": epoch, "lr": lr, "loss": total, "examples": len(idxs)}
+        if self.hp.get("projector_lr") is not None:
+            entry["projector_lr"] = lrs[-1]  # its groups come last (`param_groups`)
         entry["grad_norm"] = None if norm is None else float(norm)
         if self.ref_topk is not None:
             entry["kl"] = self.kl_sum / len(idxs)
@@ -278,6 +312,17 @@ def _train(
         raise ValueError("kl_lambda (per-token KL to the reference) applies to SFT objectives; DPO has its own reference")
     if hp["batch_size"] % hp["micro_batch_size"]:
         raise ValueError("batch_size must be a multiple of micro_batch_size")
+    if hp.get("rejected_logps", "rejected_tokens") not in ("rejected_tokens", "top_other_token"):
+        raise ValueError(f"rejected_logps: expected rejected_tokens or top_other_token, got {hp['rejected_logps']!r}")
+    reference = hp.get("reference", "precomputed")
+    if reference not in ("precomputed", "adapters_off"):
+        raise ValueError(f"reference: expected precomputed or adapters_off, got {reference!r}")
+    if reference == "adapters_off" and (objective == "dpo" or hp.get("kl_lambda")) and not hp.get("lora"):
+        raise ValueError("reference: adapters_off switches LoRA off for the reference pass; without LoRA "
+                         "(lora: null) use reference: precomputed")
+    if reference == "adapters_off" and objective == "sft" and hp.get("kl_lambda"):
+        raise ValueError("reference: adapters_off is implemented for DPO; the KL objective's reference is "
+                         "precomputed (set reference: precomputed)")
     use_ds = hp.get("deepspeed") is not None
     on_cuda = device_name.startswith("cuda")
     if on_cuda and os.environ.get(LAUNCHED):  # one rank of `methods.launch`: its own GPU of the task's
@@ -293,7 +338,9 @@ def _train(
     if not encoded:
         raise ValueError(f"no trainable examples ({len(examples)} given, {dropped} dropped by max_length)")
     model = prepare_model(handle.model, hp, objective, handle.family, gradient_checkpointing)
-    optimizer = torch.optim.AdamW(param_groups(model, hp["weight_decay"]), lr=hp["lr"])
+    projector = submodule(model, handle.family.projector) if hp.get("projector_lr") is not None else None
+    optimizer = torch.optim.AdamW(param_groups(model, hp["weight_decay"], hp["lr"], hp.get("projector_lr"), projector),
+                                  lr=hp["lr"])
     total_steps = max(1, math.ceil(hp["epochs"] * math.ceil(len(encoded) / hp["batch_size"])))
     factor = lr_lambda(hp["scheduler"], math.ceil(hp["warmup_ratio"] * total_steps), total_steps)
     bf16 = bool(hp["bf16"]) or weights_dtype != "float32"  # half-precision weights: compute in bf16
@@ -330,11 +377,10 @@ def _train(
             objective, hp, encoded, module, engine, model, optimizer, scheduler,
             BatchMaker(handle, image_root, hp["max_length"], device, dtype), autocast,
         )
-        ref_s = 0.0
-        if objective == "dpo" or hp.get("kl_lambda"):
+        if (objective == "dpo" and reference == "precomputed") or hp.get("kl_lambda"):
             t = time.perf_counter()
             loop.reference() if objective == "dpo" else loop.reference_topk()
-            ref_s = time.perf_counter() - t
+            loop.ref_s = time.perf_counter() - t
         module.train()
         t = time.perf_counter()
         loop.run(total_steps)
@@ -363,10 +409,11 @@ def _train(
         "runtime": runtime,
     }
     if loop.ref_topk is not None:
-        result.update(ref_s=ref_s, kl_lambda=hp["kl_lambda"], kl_topk=KL_TOPK, kl_first=steps[0]["kl"], kl_final=steps[-1]["kl"])
+        result.update(ref_s=loop.ref_s, kl_lambda=hp["kl_lambda"], kl_topk=KL_TOPK, kl_first=steps[0]["kl"], kl_final=steps[-1]["kl"])
     if objective == "dpo":
         result.update(
-            ref_s=ref_s,
+            ref_s=loop.ref_s,  # adapters_off: reference passes inside train_s
+            reference=reference,
             reward_margin_first=steps[0]["margin"],
             reward_margin_final=steps[-1]["margin"],
             reward_accuracy_final=steps[-1]["accuracy"],

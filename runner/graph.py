@@ -18,7 +18,7 @@ from matrix.errors import UserError
 from matrix.grid import Cell
 from matrix.models.family import template_for
 from matrix.registry import BENCHMARKS, FAMILIES, METHODS
-from matrix.spec import RUN_TIME_TRAINING, BaseModelSpec, Spec, training_settings
+from matrix.spec import RUN_TIME_TRAINING, BaseModelSpec, Spec, generation_settings, training_settings
 from runner.stage import Stage
 
 
@@ -186,15 +186,19 @@ class _Builder:
                     if c.dataset == dataset and c.scale and base_model in (None, c.base_model)), default=0)
 
     def generate(self, base_model: str, dataset: str, mode: str, seed: int, extra: dict | None = None,
-                 model: Stage | None = None, who: str | None = None) -> Stage:
-        """One stage per (model, dataset, mode, extra): `extra` holds mode settings such as SeVa's
+                 model: Stage | None = None, who: str | None = None, method: str | None = None) -> Stage:
+        """One stage per (model, dataset, mode, settings, extra): `extra` holds mode settings such as SeVa's
         augmentation, so equal settings share a stage across methods and a greedy stage is one. `model`:
-        the model that answers when it is not the base model (an iteration's merged model)."""
+        the model that answers when it is not the base model (an iteration's merged model). `method`: the
+        row whose generation settings apply (its paper's, `matrix.spec.resolved_generation`)."""
         n = self.largest_scale(base_model, dataset)
-        params = {"mode": mode, "max_new_tokens": self.spec.generation.max_new_tokens, **(extra or {})}
+        gen = generation_settings(self.spec, method) if method is not None else self.spec.generation
+        params = {"mode": mode, "max_new_tokens": gen.max_new_tokens, **(extra or {})}
+        if gen.template and gen.template != template_for(self.spec.base_models[base_model]):
+            params["template"] = gen.template  # a method's own (SeVa: llava_v1); the model's own is not keyed
         if mode != "greedy":
             params["seed"] = seed  # only sampled or augmented answers depend on the seed
-        params.update(batch_size=self.spec.generation.batch_size, dtype=self.dtype(base_model))  # not keyed
+        params.update(batch_size=gen.batch_size, dtype=self.dtype(base_model))  # not keyed
         deps = {"model": model or self.model(base_model), "data": self.dataset(dataset),
                 "subset": self.subset(dataset, n)}
         return self.add(Stage("generate", params, deps, label=f"generate {mode} {who or base_model}/{dataset}-{n}"))
@@ -211,7 +215,7 @@ class _Builder:
         for mode in method.responses:
             extra = plugin.generation_params(mode, entry.params, cell.base_model)
             deps[f"responses.{mode}"] = self.generate(cell.base_model, cell.dataset, mode, cell.seed, extra,
-                                                      model=start, who=who)
+                                                      model=start, who=who, method=cell.method)
         construct_params = {"method": entry.plugin, "version": method.version, "params": entry.params}
         if entry.sft_mix is not None:  # a dataset trained on with the constructed examples (Table 2's 665k)
             deps["sft_mix"] = self.dataset(entry.sft_mix)

@@ -39,6 +39,8 @@ class GenerateStage(StageKind):
         augmentation: str | None = None  # SeVa's augmented mode: which augmentation, and its settings
         augmentation_params: dict[str, Any] | None = None
         search: dict[str, int] | None = None  # CSR's sentences mode
+        strip: list[str] | None = None  # texts removed from every question before it is asked (SeVa)
+        template: str | None = None  # a conversation template other than the model's (SeVa's llava_v1)
         batch_size: BatchSize = 16
         dtype: Dtype = "float32"
 
@@ -49,10 +51,16 @@ class GenerateStage(StageKind):
         mode = params.mode
         if mode not in MODES:
             raise ValueError(f"unknown generation mode {mode!r}; known: {', '.join(MODES)}")
-        handle = load(model_dir(inputs["model"]), template=inputs["model"].result["template"], dtype=params.dtype,
-                      device=ctx.device, family=inputs["model"].result.get("family"))
+        handle = load(model_dir(inputs["model"]), template=params.template or inputs["model"].result["template"],
+                      dtype=params.dtype, device=ctx.device, family=inputs["model"].result.get("family"))
         records = load_subset(inputs["data"], inputs["subset"])
         items = question_items(records)
+        if params.strip:  # as methods.seva.seva_question, which construct applies to the same questions
+            from dataclasses import replace
+            from functools import reduce
+
+            items = [replace(it, question=reduce(lambda q, t: q.replace(t, ""), params.strip, it.question).strip())
+                     for it in items]
         image_root = resolve(inputs["data"], "image_root")
         images = [Image.open(image_root / it.image).convert("RGB") for it in items]
         transform = None

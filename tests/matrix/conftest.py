@@ -18,8 +18,8 @@ methods: [baseline, gt-dpo]
 benchmarks:
   - {{id: pope, synthetic: 12}}
   - {{id: mme, synthetic: 4}}
-generation: {{max_new_tokens: 8}}
-training: {{lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 128, bf16: false, lora: {{r: 4, alpha: 8}}}}
+generation: {{force: true, max_new_tokens: 8}}
+training: {{force: true, lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 128, bf16: false, lora: {{r: 4, alpha: 8}}}}
 ray: {{num_cpus: 2}}
 tracking: {{}}
 tables:

@@ -62,7 +62,8 @@ def test_only_selection_keeps_keys(tmp_path):
 
 def test_changed_hyperparameter_reruns_only_downstream(tmp_path):
     before = api.plan(spec(tmp_path)).graph
-    after = api.plan(spec(tmp_path, overrides=["training.lr=0.5"])).graph
+    # forced: an unforced spec-wide lr would not change methods that set their own (both do)
+    after = api.plan(spec(tmp_path, overrides=["training.lr=0.5", "training.force=true"])).graph
     kinds_changed = {s.kind for k, s in after.stages.items() if k not in before.stages}
     assert kinds_changed == {"train", "evaluate"}
     assert before.counts()["evaluate"] == after.counts()["evaluate"]

@@ -33,7 +33,7 @@ def make_run(tmp_path: Path, spec_file: str = "table1.yaml", **changes) -> Path:
         node = data
         *path, last = dotted.split("__")
         for p in path:
-            node = node[p]
+            node = node.setdefault(p, {})
         node[last] = value
     (run_dir / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return run_dir
@@ -63,7 +63,7 @@ def test_stale_result_is_shown_as_stale_after_the_spec_changed(tmp_path):
     row = frame[(frame["method"] == "nsft") & (frame["dataset"] == "ocrvqa")].iloc[0]
     assert row["sqa"] == 68.5 and row["sqa_status"] == "ok" and row["gqa_status"] == "missing"
 
-    make_run(tmp_path, training__lr=1.0e-6)  # the spec changed since: the stored result is stale
+    make_run(tmp_path, training__lr=1.0e-6, training__force=True)  # the spec changed since: the stored result is stale
     frame = pd.read_csv(io.StringIO(cli("report", str(run_dir), "--format", "csv")))
     row = frame[(frame["method"] == "nsft") & (frame["dataset"] == "ocrvqa")].iloc[0]
     assert pd.isna(row["sqa"]) and row["sqa_status"] == "stale" and row["gqa_status"] == "missing"

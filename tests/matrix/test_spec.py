@@ -96,8 +96,11 @@ def test_extends_merges_and_child_wins(tmp_path):
 
 def test_training_params_precedence(tmp_path):
     text = BASE.replace("[baseline, cont-sft]", "[baseline, {id: gt-dpo, overrides: {beta: 0.5}}]")
-    spec = load_spec(write(tmp_path, text + "training: {epochs: 3}\n"))
+    spec = load_spec(write(tmp_path, text + "training: {epochs: 3, kl_lambda: 0.5}\n"))
     hp = training_params(spec, "gt-dpo")
     assert hp["beta"] == 0.5  # per-method override beats the method default
-    assert hp["epochs"] == 3  # spec-wide setting beats the method default
+    assert hp["epochs"] == 1  # an unforced spec-wide value does not beat the method's paper default...
+    assert hp["kl_lambda"] == 0.5  # ...it fills in what the method leaves unset
     assert hp["lr"] == 2e-6  # unset everywhere: the method's paper default
+    forced = load_spec(write(tmp_path, text + "training: {epochs: 3, force: [epochs]}\n"))
+    assert training_params(forced, "gt-dpo")["epochs"] == 3  # a forced spec-wide value does

@@ -12,16 +12,18 @@ from matrix.specfile import load_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 
-# kind -> count, by hand:
+# kind -> count, by hand. SeVa asks its own greedy questions (short-answer instruction stripped, llava_v1
+# template: methods/seva.py), so its greedy stage is its own, not the one GT-DPO and nSFT share.
 # table6: 1 base model; data = 1 dataset + 4 benchmarks; one 10k subset; the three nSFT variants share
 #   one greedy generation but construct differently; 4 cells (baseline + 3) x 4 benchmarks.
-# table7: data = 1 + 3; generation greedy (nSFT, SeVa's chosen) + augmented (SeVa); five trained
+# table7: data = 1 + 3; generation greedy (nSFT) + SeVa's greedy and augmented; five trained
 #   methods; 6 cells x 3 benchmarks.
-# fig4: data = 1 + 9; four nested subsets; greedy, augmented, sampled once on 10k; 5 trained methods x
+# fig4: data = 1 + 9; four nested subsets; greedy at 512 new tokens (GT-DPO, nSFT), SeVa's greedy and
+#   augmented, greedy and sampled at 1024 (SIMA's generate_samples.py), once each on 10k; 5 trained methods x
 #   4 scales; 21 cells (baseline once) x (9 benchmarks + an answer stage for each judged one, MMVet and
 #   MMHal) = 231.
 # table8: 4 cells; data = 1 dataset + 1 MMHal (both entries name the one plug-in); generation greedy
-#   (GT-DPO, nSFT, SeVa's chosen) + augmented (SeVa); per cell one answer stage shared by the two
+#   (GT-DPO, nSFT) + SeVa's greedy and augmented; per cell one answer stage shared by the two
 #   entries and one scoring stage per judge: 4 x 3 = 12.
 # table2: models = base + SeVa-7B + SIMA-7B (external); data = 3 sources + the mixture + the 665k SFT
 #   mix (nSFT's sft_mix, a construct input) + 10 benchmarks
@@ -29,24 +31,24 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 #   15k; one nSFT cell (the sources themselves are excluded from the grid); 4 cells x 10 benchmarks +
 #   an answer stage per cell for each judged one (MM-Vet, SHR): 40 + 8.
 # table3: data = 3 datasets + 3 held-out slices (one per in-domain entry); 3 subsets; greedy (GT-DPO,
-#   nSFT) + augmented (SeVa) per dataset; 3 x 3 trained cells; each cell answers and is scored on its own
+#   nSFT) + SeVa's greedy and augmented per dataset; 3 x 3 trained cells; each cell answers and is scored on its own
 #   source's slice only (2 stages), the baseline on all three: 9 x 2 + 3 x 2 = 24.
 # table5: models = base + PPO (external, a whole model); data = 1 + 4; CSR's three iterations each
 #   sample sentence trees from their own start model (base, merge 1, merge 2) + nSFT's greedy = 4
 #   generate; construct/train 3 + 1; 2 merges (iterations 1 and 2 into the start of 2 and 3);
 #   6 cells (baseline, PPO, CSR x 3, nSFT) x 4 benchmarks.
-# table4: 2 base models; generate greedy + augmented per model; cont-SFT's construction reads no model
+# table4: 2 base models; generate greedy (nSFT) + SeVa's greedy and augmented per model; cont-SFT's construction reads no model
 #   answers, so both models share it: construct 1 + 2 (SeVa) + 2 (nSFT); train 3 x 2; 8 cells x 4.
 EXPECTED = {
     "table2": {"model": 3, "data": 15, "subset": 4, "generate": 1, "construct": 1, "train": 1, "evaluate": 48},
-    "table4": {"model": 2, "data": 5, "subset": 1, "generate": 4, "construct": 5, "train": 6, "evaluate": 32},
-    "table3": {"model": 1, "data": 6, "subset": 3, "generate": 6, "construct": 9, "train": 9, "evaluate": 24},
+    "table4": {"model": 2, "data": 5, "subset": 1, "generate": 6, "construct": 5, "train": 6, "evaluate": 32},
+    "table3": {"model": 1, "data": 6, "subset": 3, "generate": 9, "construct": 9, "train": 9, "evaluate": 24},
     "table5": {"model": 2, "data": 5, "subset": 1, "generate": 4, "construct": 4, "train": 4, "merge": 2,
                "evaluate": 24},
-    "table8": {"model": 1, "data": 2, "subset": 1, "generate": 2, "construct": 3, "train": 3, "evaluate": 12},
+    "table8": {"model": 1, "data": 2, "subset": 1, "generate": 3, "construct": 3, "train": 3, "evaluate": 12},
     "table6": {"model": 1, "data": 5, "subset": 1, "generate": 1, "construct": 3, "train": 3, "evaluate": 16},
-    "table7": {"model": 1, "data": 4, "subset": 1, "generate": 2, "construct": 5, "train": 5, "evaluate": 18},
-    "fig4": {"model": 1, "data": 10, "subset": 4, "generate": 3, "construct": 20, "train": 20, "evaluate": 231},
+    "table7": {"model": 1, "data": 4, "subset": 1, "generate": 3, "construct": 5, "train": 5, "evaluate": 18},
+    "fig4": {"model": 1, "data": 10, "subset": 4, "generate": 5, "construct": 20, "train": 20, "evaluate": 231},
 }
 
 

@@ -5,7 +5,8 @@ import pytest
 
 from methods.base import METHODS, Env
 from methods.nsft import TURNS, balance_yes_no, judge_prompt, parse_conversation
-from matrix.world.critic import critic_examples, critic_prompt
+from matrix.world.critic import critic_examples
+from methods.sima import critic_prompt
 from methods.sima import parse_critic
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
@@ -46,14 +47,38 @@ GPT: Yes."""
 def test_seva_pairs_clean_with_augmented_and_drops_equal_pairs():
     clean = {"o1:0": "red", "o1:1": "No", "o1:2": "2"}
     noisy = {"o1:0": "blue", "o1:1": "No</s>", "o1:2": "3\n"}  # o1:1 equal after stripping </s>
-    examples, stats = METHODS.get("seva")().construct([OCR], {"greedy": clean, "augmented": noisy}, {"repeat": 1})
+    examples, stats = METHODS.get("seva")().construct([OCR], {"greedy": clean, "augmented": noisy},
+                                                      {"repeat": 1, "questions_per_image": None})
     assert stats == {"records": 1, "items": 3, "pairs": 2, "examples": 2, "dropped_equal": 1, "missing_response": 0}
     assert [e["id"] for e in examples] == ["o1:0", "o1:2"]
     assert examples[0]["conversations"][1]["value"] == "red"
     assert examples[0]["rejected_conversations"][1]["value"] == "blue"
     assert examples[1]["rejected_conversations"][1]["value"] == "3"
-    doubled, stats = METHODS.get("seva")().construct([OCR], {"greedy": clean, "augmented": noisy}, {})
+    doubled, stats = METHODS.get("seva")().construct([OCR], {"greedy": clean, "augmented": noisy},
+                                                     {"questions_per_image": None})
     assert len(doubled) == 4 and stats["pairs"] == 2  # SeVa duplicates its pair list
+    # SeVa's step 1 (make_ocrvqa_data.py:26) drops the short-answer instruction: the pairs ask bare questions
+    assert examples[0]["conversations"][0]["value"] == "<image>\nWhat color is the circle at the top left?"
+    assert examples[0]["rejected_conversations"][0]["value"] == examples[0]["conversations"][0]["value"]
+    assert not any("single word" in t["value"] for e in doubled for t in e["conversations"] + e["rejected_conversations"])
+    kept, _ = METHODS.get("seva")().construct([OCR], {"greedy": clean, "augmented": noisy},
+                                              {"strip_suffix": False, "questions_per_image": None})
+    assert kept[0]["conversations"][0]["value"].endswith(SUFFIX)
+
+
+def test_seva_asks_at_most_two_questions_per_image():
+    """make_ocrvqa_data.py:28: `random.sample(questions, min(len(questions), 2))` per image."""
+    clean = {"o1:0": "red", "o1:1": "Yes", "o1:2": "2"}
+    noisy = {"o1:0": "blue", "o1:1": "No", "o1:2": "3"}  # every pair differs
+    other = {**OCR, "id": "o2", "conversations": OCR["conversations"][:2]}
+    responses = {"greedy": {**clean, "o2:0": "red"}, "augmented": {**noisy, "o2:0": "pink"}}
+    examples, stats = METHODS.get("seva")().construct([OCR, other], responses, {"repeat": 1})
+    assert stats["items"] == 3 and stats["pairs"] == 3  # two of o1's three questions, o2's only one
+    assert sum(e["id"].startswith("o1:") for e in examples) == 2 and examples[-1]["id"] == "o2:0"
+    again, _ = METHODS.get("seva")().construct([OCR, other], responses, {"repeat": 1})
+    assert again == examples  # seeded per record
+    everything, stats = METHODS.get("seva")().construct([OCR], responses, {"repeat": 1, "questions_per_image": None})
+    assert stats["pairs"] == 3
 
 
 def test_seva_defaults_and_generation_params():
@@ -61,11 +86,16 @@ def test_seva_defaults_and_generation_params():
     assert seva.responses == ("greedy", "augmented") and seva.objective == "dpo"
     assert seva.defaults["beta"] == 0.1 and seva.defaults["lr"] == 2e-6
     assert seva.defaults["lora"] == {"r": 1024, "alpha": 2048, "dropout": 0.05}
+    assert seva.generation_defaults == {"max_new_tokens": 512, "template": "llava_v1"}  # generate_with_aug.py:90,159
     m = seva()
-    assert m.generation_params("greedy", {}, "tiny") == {}
-    assert m.generation_params("augmented", {}, "llava-7b") == {"augmentation": "diffusion", "augmentation_params": {"step": 800}}
+    strip = {"strip": ["Answer the question using a single word or phrase."]}
+    assert m.generation_params("greedy", {}, "tiny") == strip
+    assert m.generation_params("greedy", {"strip_suffix": False}, "tiny") == {}
+    assert m.generation_params("augmented", {}, "llava-7b") == {**strip, "augmentation": "diffusion",
+                                                                "augmentation_params": {"step": 800}}
     assert m.generation_params("augmented", {}, "llava-13b")["augmentation_params"] == {"step": 500}
-    assert m.generation_params("augmented", {"augmentation": "flip"}, "x") == {"augmentation": "flip", "augmentation_params": {}}
+    assert m.generation_params("augmented", {"augmentation": "flip", "strip_suffix": False}, "x") == {
+        "augmentation": "flip", "augmentation_params": {}}
     with pytest.raises(KeyError, match="unknown augmentation"):
         m.generation_params("augmented", {"augmentation": "blur"}, "x")
 
@@ -209,8 +239,22 @@ def test_sima_orders_by_verdict_and_drops_unparseable(tmp_path):
     assert examples[1]["conversations"][1]["value"] == "Yes" and examples[1]["rejected_conversations"][1]["value"] == "No"
     images, prompts, do_sample = handle.calls[0]
     assert len(images) == 3 and do_sample is False
-    assert prompts[0] == critic_prompt("What color is the circle at the top left?" + SUFFIX, "red", "blue", "red")
-    assert "Ground truth: red" in prompts[0] and "Answer 1: blue" in prompts[0] and "Answer 2: red" in prompts[0]
+    assert prompts[0] == critic_prompt("What color is the circle at the top left?" + SUFFIX, "red", "blue", "red",
+                                       examples=True)
+    # SIMA's structure: instruction, three criteria, two worked examples (one per verdict), then the task,
+    # every field without newlines (prompt_for_critic.py)
+    task = prompts[0].split("Your task:\n")[1]
+    assert task == ("Question: [What color is the circle at the top left?Answer the question using a single word "
+                    "or phrase.]\nGround truth: [red]\nAnswer 1: [blue]\nAnswer 2: [red]\nJudgement:\n")
+    head = prompts[0].split("Your task:")[0]
+    assert [head.count(f"Example {k}:") for k in (1, 2)] == [1, 1] and "[[1]]" in head and "[[2]]" in head
+    assert all(f"{k}. {name}:" in head for k, name in ((1, "Objects"), (2, "Relations"), (3, "Attributes")))
+    assert parse_critic(head) == 2  # the examples' verdicts precede the task: only the reply's last one counts
+    handle = _Handle(["[[1]]"] * 3)
+    METHODS.get("sima")().construct([OCR], {"greedy": greedy, "sampled": sampled}, {"critic_examples": False},
+                                    Env(image_root=tmp_path, loaded=handle))
+    zero_shot = handle.calls[0][1][0]
+    assert "Example 1" not in zero_shot and "Ground truth: red" in zero_shot and "Answer 1: blue" in zero_shot
 
 
 def test_critic_examples_teach_the_verdict_of_the_right_answer():
@@ -255,3 +299,40 @@ def test_registered_methods_and_their_defaults():
         assert METHODS.get(m).objective == "sft" and METHODS.get(m).responses == ("greedy",)
     assert METHODS.get("nsft-kl").defaults["kl_lambda"] == METHODS.get("cont-sft-kl").defaults["kl_lambda"] == 0.1
     assert "kl_lambda" not in METHODS.get("nsft").defaults
+
+
+def test_nsft_writes_one_conversation_per_image_from_all_its_questions():
+    """Appendix B.1 ("5 conversations per image"): a multi-turn LLaVA-150k record gets one judge call
+    holding every question, and five constructed turns, not five per question."""
+    multi = {"id": "m1", "image": "images/m1.png", "conversations": [
+        {"from": "human", "value": "<image>\nWhat is on the table?"},
+        {"from": "gpt", "value": "A red circle and a blue square."},
+        {"from": "human", "value": "Where is the square?"},
+        {"from": "gpt", "value": "The blue square is in the center."},
+        {"from": "human", "value": "Describe the scene."},
+        {"from": "gpt", "value": "A red circle at the top left and a blue square in the center."},
+    ]}
+    judge = _Judge([GOOD_REPLY])
+    greedy = {"m1:0": "A green square.", "m1:1": "At the top.", "m1:2": "A star."}
+    examples, stats = METHODS.get("nsft")().construct([multi], {"greedy": greedy}, {}, Env(judge=judge))
+    assert stats["judge_prompts"] == 1 and len(judge.prompts) == 1
+    prompt = judge.prompts[0]
+    for q, truth, said in (("What is on the table?", "A red circle and a blue square.", "A green square."),
+                           ("Where is the square?", "The blue square is in the center.", "At the top."),
+                           ("Describe the scene.", "A red circle at the top left", "A star.")):
+        assert f"QUESTION: {q}" in prompt and truth in prompt and f"MODEL ANSWER: {said}" in prompt
+    (ex,) = examples
+    assert len(ex["conversations"]) == 6 + 2 * TURNS  # the record's 3 turns + ONE five-pair conversation
+
+
+def test_reference_judge_reads_every_exchange_of_an_image_prompt():
+    from benchmarks.reference_judge import ReferenceJudge
+    from methods.nsft import image_prompt
+
+    reply = ReferenceJudge()._grade(image_prompt([
+        ("What is at the top left?", "A red circle at the top left.", "A red circle."),
+        ("What else?", "A blue square in the center.", "A green star."),
+    ]))
+    pairs = parse_conversation(reply)
+    assert pairs is not None and ("Is there a green star in the image?", "No.") in pairs
+    assert reply.startswith("Errors: green star")

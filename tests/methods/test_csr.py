@@ -71,7 +71,7 @@ def test_sentence_search_tree_shape():
     handle = load(SHIPPED)
     img = Image.new("RGB", (48, 48), (240, 240, 240))
     tree = sentence_trees(handle, [img], ["Describe the image in detail."],
-                          {"branch": 3, "keep": 4, "step_tokens": 24, "max_tokens": 120, "max_levels": 4})[0]
+                          {"branch": 3, "keep": 4, "step_tokens": 24, "max_chars": 400, "max_levels": 4})[0]
     assert tree[0]["parent"] is None
     kids: dict[int, int] = {}
     for i, n in enumerate(tree[1:], 1):
@@ -80,3 +80,27 @@ def test_sentence_search_tree_shape():
     assert set(kids.values()) == {3}
     assert len(kids) <= 1 + 3 * 3  # the prompt, then at most 3 open nodes on each of 3 further levels
     assert any(n["final"] for n in tree)
+
+
+def test_sentence_search_stops_at_csrs_character_rule_and_continues_a_cut_step():
+    """CSR (inference_csr/sample.py:69): a path ends at EOS or when its decoded text, prompt included,
+    reaches max_chars; a step cut at step_tokens without a full stop is continued, not ended."""
+    from PIL import Image
+
+    from matrix.models.families.tiny import SHIPPED
+    from matrix.models.handle import load
+    from methods.csr import sentence_trees
+
+    handle = load(SHIPPED)
+    img = Image.new("RGB", (48, 48), (240, 240, 240))
+    question = "Describe the image in detail."
+    prompt_chars = len(handle.template.prompt("<image>\n" + question))
+    # Any text at all reaches prompt + 1 characters: every first step is final, the tree one level deep.
+    tree = sentence_trees(handle, [img], [question], {"branch": 3, "keep": 4, "step_tokens": 24,
+                                                     "max_chars": prompt_chars + 1, "max_levels": 8})[0]
+    assert len(tree) == 1 + 3 and all(n["final"] for n in tree[1:])
+    # One token per step: the steps rarely end a sentence, yet the search goes on below them.
+    tree = sentence_trees(handle, [img], [question], {"branch": 3, "keep": 4, "step_tokens": 1,
+                                                     "max_chars": 10_000, "max_levels": 3})[0]
+    cut = [i for i, n in enumerate(tree) if n["parent"] == 0 and not n["text"].endswith(".") and not n["final"]]
+    assert cut and any(n["parent"] in cut for n in tree)

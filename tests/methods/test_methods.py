@@ -46,7 +46,9 @@ def test_gt_dpo_pairs_ground_truth_with_greedy_and_drops_equal_pairs():
     greedy = {"b7:0": "Bob Ray", "b7:1": " No\n", "b7:2": "Stew"}  # b7:1 equals the truth after stripping
     other = {"id": "c1", "image": "c.png", "conversations": [{"from": "human", "value": "<image>\nQ?"}, {"from": "gpt", "value": "A"}]}
     examples, stats = METHODS.get("gt-dpo")().construct([RECORD, other], {"greedy": greedy}, {})
-    assert stats == {"records": 2, "items": 4, "examples": 2, "dropped_equal": 1, "missing_response": 1}
+    # "The same setting as SeVa": its pair list twice over (SeVa's train_dpo_ours.py:213,218)
+    assert stats == {"records": 2, "items": 4, "pairs": 2, "examples": 4, "dropped_equal": 1, "missing_response": 1}
+    assert examples[2:] == examples[:2]
     assert examples[0] == {
         "id": "b7:0",
         "image": "ocr/7.jpg",
@@ -60,7 +62,7 @@ def test_gt_dpo_pairs_ground_truth_with_greedy_and_drops_equal_pairs():
         ],
     }
     assert examples[1]["conversations"][0]["value"] == "<image>\nWhat is the title?"
-    kept, stats = METHODS.get("gt-dpo")().construct([RECORD], {"greedy": greedy}, {"drop_equal": False})
+    kept, stats = METHODS.get("gt-dpo")().construct([RECORD], {"greedy": greedy}, {"drop_equal": False, "repeat": 1})
     assert stats["dropped_equal"] == 0 and len(kept) == 3
 
 

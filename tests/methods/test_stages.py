@@ -50,7 +50,7 @@ def test_sima_construct_asks_the_real_model_and_drops_unparseable(tiny_world, tm
         inputs[f"responses.{mode}"] = StageInput(d, {})
     out = tmp_path / "construct"
     out.mkdir()
-    params = {"method": "sima", "version": "1", "params": {"critic_max_new_tokens": 4}, "seed": 0}
+    params = {"method": "sima", "version": "1", "params": {"critic_max_new_tokens": 4, "critic_examples": False}, "seed": 0}
     with pytest.raises(ValueError, match="no training examples") as err:
         ConstructStage().execute(params, inputs, out, _ctx(tmp_path))
     # the random model never writes [[1]]/[[2]]: all 8 critic replies are dropped and counted
@@ -139,3 +139,26 @@ def test_the_spec_template_reaches_the_judge(tiny_world, tmp_path):
     (tmp_path / "theirs").mkdir()
     with pytest.raises(JudgeError, match="cannot read"):
         EvaluateStage().execute({**scoring, "template": {"path": str(other), "sha": "x"}}, deps, tmp_path / "theirs", ctx)
+
+
+def test_seva_generation_asks_bare_questions_with_its_own_template(tiny_world, tmp_path, monkeypatch):
+    """`strip` and `template` (SeVa's step 1 and 2): what reaches the model's generate call."""
+    from matrix.models.handle import ModelHandle
+
+    asked = []
+
+    def fake_generate(self, images, questions, **kw):
+        asked.append((self.template.name, list(questions)))
+        return ["x"] * len(questions)
+
+    monkeypatch.setattr(ModelHandle, "generate", fake_generate)
+    inputs = _inputs(tiny_world, tmp_path)
+    for name, extra in (("plain", {}), ("seva", {"strip": ["Answer the question using a single word or phrase."],
+                                                 "template": "llava_v1"})):
+        out = tmp_path / name
+        out.mkdir()
+        GenerateStage().execute({"mode": "greedy", "max_new_tokens": 4, **extra}, inputs, out, _ctx(tmp_path))
+    (plain_template, plain), (seva_template, bare) = asked
+    assert (plain_template, seva_template) == ("plain_v1", "llava_v1")
+    assert sum("single word or phrase" in q for q in plain) == 4  # each record's first question has it
+    assert bare == [q.replace("\nAnswer the question using a single word or phrase.", "") for q in plain]

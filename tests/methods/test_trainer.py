@@ -76,7 +76,7 @@ def test_sft_lowers_training_loss_and_checkpoint_reloads(tiny_world, sft_run):
 
 
 def test_dpo_raises_chosen_minus_rejected_margin(tiny_world, tmp_path, hp, wrong_answers):
-    examples, stats = METHODS.get("gt-dpo")().construct(tiny_world.records, {"greedy": wrong_answers(tiny_world.records)}, {})
+    examples, stats = METHODS.get("gt-dpo")().construct(tiny_world.records, {"greedy": wrong_answers(tiny_world.records)}, {"repeat": 1})
     assert stats["examples"] == 32
     result = train(tiny_world.base, examples, tiny_world.image_root, "dpo", hp(epochs=2, lr=1e-3), tmp_path)
     assert result["reward_margin_first"] == pytest.approx(0.0, abs=1e-5)  # policy == reference at step 1
@@ -119,7 +119,7 @@ def test_deepspeed_zero2_matches_the_plain_loop(tiny_world, sft_run, tmp_path, h
 
 
 def test_deepspeed_zero3_bf16_saves_a_loadable_checkpoint(tiny_world, tmp_path, hp, wrong_answers):
-    examples, _ = METHODS.get("gt-dpo")().construct(tiny_world.records[:4], {"greedy": wrong_answers(tiny_world.records)}, {})
+    examples, _ = METHODS.get("gt-dpo")().construct(tiny_world.records[:4], {"greedy": wrong_answers(tiny_world.records)}, {"repeat": 1})
     cfg = hp(deepspeed={"stage": 3}, bf16=True, epochs=1, batch_size=4, micro_batch_size=2, lr=1e-3)
     result = train(tiny_world.base, examples, tiny_world.image_root, "dpo", cfg, tmp_path)
     assert result["steps"] == 2 and math.isfinite(result["final_loss"])
@@ -156,7 +156,7 @@ def test_nsft_kl_examples_train_end_to_end(tiny_world, tmp_path, hp, wrong_answe
     """nSFT's rule path on the tiny world (every answer wrong: 2 yes/no turns per question appended) trains
     with the KL term; the 8-turn conversations are supervised in full."""
     method = METHODS.get("nsft-kl")()
-    examples, stats = method.construct(tiny_world.records, {"greedy": wrong_answers(tiny_world.records)}, {})
+    examples, stats = method.construct(tiny_world.records, {"greedy": wrong_answers(tiny_world.records)}, {"repeat": 1})
     assert stats["wrong_answers"] == 32 and all(len(e["conversations"]) == 4 + 8 for e in examples)
     result = train(tiny_world.base, examples, tiny_world.image_root, "sft",
                    hp(kl_lambda=method.defaults["kl_lambda"], epochs=1), tmp_path)

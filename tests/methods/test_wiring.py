@@ -28,17 +28,26 @@ def _graph(tmp_path: Path, **changes):
 
 def test_generate_stages_are_shared_across_methods_and_scales(tmp_path):
     g = _graph(tmp_path)
-    gens = {s.params["mode"]: s for s in g.stages.values() if s.kind == "generate"}
-    assert sorted(s.params["mode"] for s in g.stages.values() if s.kind == "generate") == ["augmented", "greedy", "sampled"]
-    # one greedy stage on the largest subset (40) serves gt-dpo, seva's chosen, sima's greedy half and nsft, at 20 and 40
-    assert gens["greedy"].deps["subset"].params["n"] == 40
-    assert gens["augmented"].params["augmentation"] == "diffusion" and gens["augmented"].params["augmentation_params"] == {"step": 800}
-    trains = [c.train for c in g.cells]
-    for t in trains:
-        c = t.deps["examples"]
+    # Each method's own decoding makes its own stages (SeVa: bare questions and llava_v1 -- the tiny
+    # family's template is plain_v1; SIMA: 1024 new tokens); equal settings share one stage.
+    gens = {(s.params["mode"], s.params["max_new_tokens"], "strip" in s.params): s
+            for s in g.stages.values() if s.kind == "generate"}
+    assert sorted(gens) == [("augmented", 512, True), ("greedy", 512, False), ("greedy", 512, True),
+                            ("greedy", 1024, False), ("sampled", 1024, False)]
+    # one greedy stage on the largest subset (40) serves gt-dpo and nsft (all three variants), at 20 and 40
+    assert all(s.deps["subset"].params["n"] == 40 for s in gens.values())
+    aug = gens[("augmented", 512, True)]
+    assert aug.params["augmentation"] == "diffusion" and aug.params["augmentation_params"] == {"step": 800}
+    assert aug.params["template"] == "llava_v1" and "template" not in gens[("greedy", 512, False)].params
+    own = {"gt-dpo": ("greedy", 512, False), "nsft": ("greedy", 512, False), "nsft-no-codebook": ("greedy", 512, False),
+           "nsft-kl": ("greedy", 512, False), "seva": ("greedy", 512, True), "sima": ("greedy", 1024, False)}
+    for cell in g.cells:
+        c = cell.train.deps["examples"]
         for name, dep in c.deps.items():
-            if name.startswith("responses."):
-                assert dep is gens[name.split(".", 1)[1]]
+            if name == "responses.greedy":
+                assert dep is gens[own[cell.cell.method]]
+            elif name.startswith("responses."):
+                assert dep.params["mode"] == name.split(".", 1)[1] and dep in gens.values()
 
 
 def test_construct_gets_the_model_for_sima_and_the_judge_model_for_nsft(tmp_path):

@@ -23,8 +23,8 @@ scales: [16]
 methods: [baseline, cont-sft]
 benchmarks:
   - {{id: pope, synthetic: 6}}
-generation: {{max_new_tokens: 8}}
-training: {{lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 128, bf16: false, lora: {{r: 4, alpha: 8}}}}
+generation: {{force: true, max_new_tokens: 8}}
+training: {{force: true, lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 128, bf16: false, lora: {{r: 4, alpha: 8}}}}
 ray: {{num_cpus: 2}}
 tables:
   - id: main

@@ -25,8 +25,8 @@ methods:
 benchmarks:
   - {{id: pope, synthetic: 6}}
   - {{id: mme, synthetic: 4}}
-generation: {{max_new_tokens: 6}}
-training: {{lr: 1.0e-3, batch_size: 4, micro_batch_size: 4, max_length: 1024, bf16: false, lora: {{r: 4, alpha: 8}}}}
+generation: {{force: true, max_new_tokens: 6}}
+training: {{force: true, lr: 1.0e-3, batch_size: 4, micro_batch_size: 4, max_length: 1024, bf16: false, lora: {{r: 4, alpha: 8}}}}
 ray: {{num_cpus: 2}}
 tables:
   - id: main

@@ -25,8 +25,8 @@ methods:
   - {{id: cont-sft, sft_mix: base-sft}}
 grid: {{exclude: [{{dataset: vqa}}, {{dataset: caps}}, {{dataset: base-sft}}]}}
 benchmarks: [{{id: pope, synthetic: 10}}]
-generation: {{max_new_tokens: 8}}
-training: {{lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 160, bf16: false, lora: {{r: 4, alpha: 8}}}}
+generation: {{force: true, max_new_tokens: 8}}
+training: {{force: true, lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 160, bf16: false, lora: {{r: 4, alpha: 8}}}}
 ray: {{num_cpus: 2}}
 """
 

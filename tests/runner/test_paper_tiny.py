@@ -21,8 +21,8 @@ methods: [baseline, cont-sft]
 benchmarks:
   - {{id: pope, synthetic: 30}}     # as table5-tiny's with the --set below: the same questions
   - {{id: mme, synthetic: 16}}
-generation: {{max_new_tokens: 8}}
-training: {{lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 160, bf16: false, lora: {{r: 4, alpha: 8}}}}
+generation: {{force: true, max_new_tokens: 8}}
+training: {{force: true, lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 160, bf16: false, lora: {{r: 4, alpha: 8}}}}
 ray: {{num_cpus: 2}}
 tables:
   - id: t
