@@ -17,9 +17,9 @@ export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 setup: $(VENV)/.installed ops
 
 # DeepSpeed's comm op, compiled once into TORCH_EXTENSIONS_DIR (~35 s) so that no stage pays for it;
-# a build lock left by a killed build is taken over (methods/ops.py).
+# a build lock left by a killed build is taken over (matrix/methods/ops.py).
 ops: $(VENV)/.installed
-	$(PY) -m methods.ops
+	$(PY) -m matrix.methods.ops
 
 # torch first, pinned to the CPU build, and only if the environment has none: letting another
 # package pull `torch` in brings GBs of CUDA wheels.

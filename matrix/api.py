@@ -59,7 +59,7 @@ def check_files(spec: Spec, spec_path: str | Path) -> None:
         if b.template is not None and not Path(b.template).expanduser().is_file():
             add(("benchmarks", i, "template"), f"{b.template} not found: expected a grading-template file")
         if b.path is not None:
-            from benchmarks.base import BENCHMARKS, BenchmarkFileError
+            from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError
 
             try:
                 if not BENCHMARKS.get(b.plugin)().load(Path(b.path).expanduser(), limit=1,
@@ -87,8 +87,8 @@ def _lines(spec_path: str | Path) -> tuple[dict, LineMap]:
 
 
 def plan(spec: Spec, only: str | None = None):
-    """The cells `only` selects (`method=nsft,dataset=ocrvqa`) and their stage graph: a `runner.plan.Planned`."""
-    from runner.plan import plan as plan_spec
+    """The cells `only` selects (`method=nsft,dataset=ocrvqa`) and their stage graph: a `matrix.runner.plan.Planned`."""
+    from matrix.runner.plan import plan as plan_spec
 
     return plan_spec(spec, only)
 
@@ -98,7 +98,7 @@ def settings(spec: Spec) -> list[dict]:
     (rows that train) and generation setting (rows that generate), each `{"value", "source"}` with the
     source one of `matrix.spec`'s LIBRARY, PAPER, SPEC, FORCED, ROW."""
     from matrix.spec import resolved_generation, resolved_training
-    from methods.base import METHODS
+    from matrix.methods.base import METHODS
 
     rows = []
     for row in spec.method_ids():
@@ -153,7 +153,7 @@ def planned_rows(spec: Spec, only: str | None = None) -> tuple[Any, list[dict]]:
 
 def by_kind(rows: list[dict]) -> list[tuple[str, int, int, int, int]]:
     """Stage rows counted per kind in pipeline order: (kind, stages, cached/done, to run, failed)."""
-    from runner.plan import by_kind as count
+    from matrix.runner.plan import by_kind as count
 
     return count(rows)
 
@@ -162,8 +162,8 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
         address: str | None = None, on_event: Callable | None = None, on_start: Callable | None = None,
         on_note: Callable[[str], None] | None = None):
     """Run every stage of the (selected) grid that is not already done; returns a `RunSummary`
-    (`runner.sweep.run`). `on_note` gets lines about setup done before the first stage."""
-    from runner.sweep import run as run_sweep
+    (`matrix.runner.sweep.run`). `on_note` gets lines about setup done before the first stage."""
+    from matrix.runner.sweep import run as run_sweep
 
     return run_sweep(spec, only=only, fail_fast=fail_fast, rerun=rerun, address=address, on_event=on_event,
                      on_start=on_start, on_note=on_note)
@@ -171,7 +171,7 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
 
 def progress_display():
     """Progress bars (a terminal) or timestamped lines (a log) for `run`'s `on_start` / `on_event` / `on_note`."""
-    from runner.progress import SweepProgress
+    from matrix.runner.progress import SweepProgress
 
     return SweepProgress()
 
@@ -197,7 +197,7 @@ class RunStatus:
 
 def status(target: str | Path | None = None) -> RunStatus:
     """Per-stage status of a run against its spec snapshot, and what its running stages last logged."""
-    from runner.sweep import running_lines
+    from matrix.runner.sweep import running_lines
 
     spec, store = open_run(target)
     try:

@@ -7,7 +7,7 @@
   tensors in LLaVA's `non_lora_trainables.safetensors` beside it (load them into the base model first,
   as LLaVA's builder does); `adapter_config.json` names the base model directory it applies to.
 
-The cell is found by label, as `external`'s `from_run` finds it (`methods.external`): the whole label, or
+The cell is found by label, as `external`'s `from_run` finds it (`matrix.methods.external`): the whole label, or
 its first parts (`gt-dpo` when the run trained gt-dpo on one dataset and scale). The output folder is
 written under a temporary name and renamed into place, so an interrupted export leaves no half model.
 """
@@ -45,10 +45,10 @@ def find_cell(planned, store, cell: str, seed: int | None = None):
 def export(run: str | Path, cell: str, out: str | Path, adapter: bool = False, seed: int | None = None) -> Path:
     """Write cell `cell` of run `run` to the new folder `out`; returns it."""
     from matrix.rundir import open_run
-    from methods.checkpoint import ADAPTER_DIR, NON_LORA_FILE, load_trained, save_model_dir
-    from runner.kinds.model import model_dir
-    from runner.plan import plan
-    from runner.stage import StageInput
+    from matrix.methods.checkpoint import ADAPTER_DIR, NON_LORA_FILE, load_trained, save_model_dir
+    from matrix.runner.kinds.model import model_dir
+    from matrix.runner.plan import plan
+    from matrix.runner.stage import StageInput
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

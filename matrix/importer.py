@@ -107,7 +107,7 @@ def _row(raw: dict[str, str], spec: Spec, default_seed: int, lineno: int) -> dic
 
 
 def _headline(benchmark: str) -> str:
-    from benchmarks.base import BENCHMARKS
+    from matrix.benchmarks.base import BENCHMARKS
 
     try:
         name = BENCHMARKS.get(benchmark).headline

@@ -42,8 +42,8 @@ class Repaired:
 def repair(spec: Spec, run_dir: Path) -> Repaired:
     from matrix.lock import RunLock
     from matrix.manifest import problems, read_result
-    from runner.executor import Executor
-    from runner.plan import plan
+    from matrix.runner.executor import Executor
+    from matrix.runner.plan import plan
 
     run_dir = Path(run_dir)
     planned = plan(spec)

@@ -144,7 +144,7 @@ def _cost_cells(rt: ReportTable, i: int, missing: str) -> list[str]:
 def own_templates(spec: Spec, bench_ids: list[str]) -> list[str]:
     """The judged benchmarks among `bench_ids` graded with this project's own template (no `template`
     file): their numbers are not comparable with published ones."""
-    from benchmarks.base import BENCHMARKS
+    from matrix.benchmarks.base import BENCHMARKS
 
     out = []
     for bench_id in dict.fromkeys(bench_ids):

@@ -18,7 +18,7 @@ import pandas as pd
 
 from matrix.spec import Spec
 from matrix.store import Store
-from runner.plan import plan
+from matrix.runner.plan import plan
 
 COLUMNS = ["base_model", "dataset", "scale", "method", "seed", "benchmark", "metric", "value", "status", "stage",
            "source"]

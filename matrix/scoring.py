@@ -107,7 +107,7 @@ def match_answers(samples, rows: list[dict], path: Path, bench=None) -> tuple[li
 
 
 def _open_judge(judge: dict | None):
-    from benchmarks.judge import open_judge
+    from matrix.benchmarks.judge import open_judge
     from matrix.spec import JudgeSpec
     from pydantic import ValidationError
 
@@ -129,8 +129,8 @@ def score(benchmark: str, path: str | Path, answers: str | Path, *, judge: dict 
     `judge`: JudgeSpec fields ({"model", "base_url", ...}) for judged benchmarks; `template`: the
     official grading template file, sent verbatim; `replies`: stored judge replies instead of a judge.
     """
-    from benchmarks.base import BENCHMARKS, BenchmarkFileError
-    from benchmarks.judge import JudgeError
+    from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError
+    from matrix.benchmarks.judge import JudgeError
 
     if benchmark not in BENCHMARKS:
         raise UserError(f"unknown benchmark {benchmark!r}; known: {', '.join(sorted(BENCHMARKS.names()))}")

@@ -97,7 +97,7 @@ class ReportTable:
 def headline_metric(benchmark_id: str) -> str:
     """The benchmark's headline metric name, from the benchmark registry."""
     try:
-        from benchmarks.base import BENCHMARKS
+        from matrix.benchmarks.base import BENCHMARKS
     except ImportError as e:  # pragma: no cover - depends on the benchmarks package being present
         raise UserError(f"column of benchmark {benchmark_id!r} names no metric and the benchmark registry "
                         f"cannot be imported ({e}); give 'metric' in the table") from None

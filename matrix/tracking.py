@@ -75,7 +75,7 @@ def cell_identity(cell, train) -> str:
 
 
 def cell_params(spec: Spec, cell) -> dict[str, str]:
-    from methods.base import METHODS
+    from matrix.methods.base import METHODS
 
     entry = spec.method(cell.method)
     out: dict[str, str] = {}
@@ -133,7 +133,7 @@ class Tracker:
     def finish(self, summary=None, only: str | None = None) -> None:
         """After `api.run`: log what is still missing, the tables and plots, and the runs' final status."""
         from matrix.store import Store
-        from runner.plan import plan
+        from matrix.runner.plan import plan
 
         if self.down or not (self.spec.run_dir / "matrix.db").exists():
             return
@@ -290,7 +290,7 @@ class Tracker:
             add("stage/train/peak_mem_mb", rec.peak_mem_mb)
             for name, value in rec.result.items():
                 add(f"train_result/{name}", value)
-            from methods.checkpoint import TRAIN_LOG
+            from matrix.methods.checkpoint import TRAIN_LOG
 
             train_log = self.store.artifact_dir(rec.key, "train") / TRAIN_LOG
             if train_log.exists():

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from PIL import Image
 
-    from benchmarks.base import BENCHMARKS
+    from matrix.benchmarks.base import BENCHMARKS
     from matrix.models.handle import load
 
     if args.threads > 0:

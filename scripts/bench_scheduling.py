@@ -3,7 +3,7 @@
 `--shape table9` (a realistic schedule): plans `specs/table9.yaml` (every kind and dependency as
 planned; the data files need not exist), replaces each stage by a `sleep` stage with the same
 dependencies and the same resource request as the spec gives its kind (train 8 GPUs, answering 1,
-scoring and construction none), sleeping what the cost model of runner/priority.py estimates (train
+scoring and construction none), sleeping what the cost model of matrix/runner/priority.py estimates (train
 proportional to examples x epochs, answering to questions x max_new_tokens, judge-bound stages to
 their judge calls, the rest a few seconds), scaled so that the lower bound is `--seconds`. The
 cluster has fake GPUs: one embedded Ray instance for `--nodes 1`, else `ray.cluster_utils.Cluster`
@@ -11,13 +11,13 @@ cluster has fake GPUs: one embedded Ray instance for `--nodes 1`, else `ray.clus
 GPUs of ONE node, as on a real cluster. Prints makespan (wall time of `Executor.run`), the lower
 bound max(critical path, GPU-work / GPUs) (zero overhead, GPUs fungible across nodes), their ratio,
 and GPU utilisation (GPU-seconds the stages slept / makespan x GPUs). `--policy fifo` is the
-executor before runner/priority.py (every ready stage submitted at once, in the graph's order).
+executor before matrix/runner/priority.py (every ready stage submitted at once, in the graph's order).
 
     python scripts/bench_scheduling.py --shape table9 --nodes 4 --gpus-per-node 8 [--policy fifo]
 
 The default shape (`--shape synthetic`) measures per-stage overhead. It builds a sweep shaped like a
 real one (per "cell": generate -> construct -> train -> several evaluates, plus shared upstream stages) out of `sleep` stages with known, seeded durations, runs it through
-`runner.executor.Executor` on embedded Ray with N CPU slots, and prints:
+`matrix.runner.executor.Executor` on embedded Ray with N CPU slots, and prints:
 
 - makespan (wall time of `Executor.run`);
 - the lower bound: max(total work / slots, critical path), what a perfect scheduler with zero
@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def build(cells: int, evals: int, seed: int):
-    from runner.stage import Stage
+    from matrix.runner.stage import Stage
 
     rng = random.Random(seed)
     dur = lambda lo, hi: round(rng.uniform(lo, hi), 3)  # noqa: E731
@@ -68,9 +68,9 @@ def build(cells: int, evals: int, seed: int):
 def table9(spec_path: Path, target_s: float, gpus: float, noise: float, seed: int):
     """Sleep stages in the shape of the planned spec, scaled so the lower bound on `gpus` GPUs is target_s."""
     from matrix import api
-    from runner.executor import Executor
-    from runner.priority import estimate
-    from runner.stage import Stage
+    from matrix.runner.executor import Executor
+    from matrix.runner.priority import estimate
+    from matrix.runner.stage import Stage
 
     spec = api.load(spec_path)
     graph = api.plan(spec).graph  # planning reads no data file (fingerprints of missing files are None)
@@ -108,7 +108,7 @@ def critical_path(stages) -> float:
 
 
 class Fifo:
-    """The executor's policy before runner/priority.py: every ready stage at once, in the graph's order."""
+    """The executor's policy before matrix/runner/priority.py: every ready stage at once, in the graph's order."""
 
     def __init__(self, graph, gpus):
         pass
@@ -121,7 +121,7 @@ def replay(stages, policy, nodes: int, gpus_per_node: int) -> float:
     """Makespan of the policy with zero overhead, by events: what the schedule itself costs. Stages the
     policy admitted wait in a queue in submission order and start on the first node with room (a
     simplification of Ray's placement); CPUs are not counted."""
-    from runner.graph import StageGraph
+    from matrix.runner.graph import StageGraph
 
     admission = policy(StageGraph(stages={s.key: s for s in stages}, cells=[]), nodes * gpus_per_node)
     free = [float(gpus_per_node)] * nodes
@@ -156,7 +156,7 @@ def start_cluster(nodes: int, gpus_per_node: int, cpus_per_node: int):
     stub.mkdir()
     (stub / "__init__.py").write_text('raise ImportError("not in the scheduling benchmark\'s workers")\n')
     os.environ["PYTHONPATH"] = os.pathsep.join([str(stub.parent), os.environ.get("PYTHONPATH", "")])
-    from runner.cluster import connect, node_capacities, prepare_environment
+    from matrix.runner.cluster import connect, node_capacities, prepare_environment
 
     if nodes == 1:
         return connect(None, num_cpus=cpus_per_node, num_gpus=gpus_per_node), None
@@ -178,10 +178,10 @@ def start_cluster(nodes: int, gpus_per_node: int, cpus_per_node: int):
 def run_table9(args) -> None:
     from matrix.spec import ResourcesSpec
     from matrix.store import Store
-    from runner.cluster import node_capacities
-    from runner.executor import Executor
-    from runner.graph import StageGraph
-    from runner.priority import Admission
+    from matrix.runner.cluster import node_capacities
+    from matrix.runner.executor import Executor
+    from matrix.runner.graph import StageGraph
+    from matrix.runner.priority import Admission
 
     gpus = args.nodes * args.gpus_per_node
     stages, counts = table9(args.spec, args.seconds, gpus, args.noise, args.seed)
@@ -244,7 +244,7 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.0,
                         help="table9: actual = estimate x exp(N(0, noise)): the scheduler sees estimates only")
     parser.add_argument("--policy", choices=["priority", "fifo"], default="priority",
-                        help="table9: runner/priority.py, or every ready stage at once in the graph's order")
+                        help="table9: matrix/runner/priority.py, or every ready stage at once in the graph's order")
     parser.add_argument("--replay-only", action="store_true", help="table9: the zero-overhead replay only, no Ray")
     args = parser.parse_args()
     if args.shape == "table9":
@@ -253,9 +253,9 @@ def main() -> None:
 
     from matrix.spec import ResourcesSpec
     from matrix.store import Store
-    from runner.cluster import connect, node_capacities
-    from runner.executor import Executor
-    from runner.graph import StageGraph
+    from matrix.runner.cluster import connect, node_capacities
+    from matrix.runner.executor import Executor
+    from matrix.runner.graph import StageGraph
 
     stages = build(args.cells, args.evals, args.seed)
     work = sum(s.params["seconds"] for s in stages)

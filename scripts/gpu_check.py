@@ -59,7 +59,7 @@ def one_by_one(model_dir: Path, template: str, family: str | None, bench_root: P
     """answers/s of the base model on the first `n` POPE questions: batched, then one at a time."""
     from PIL import Image
 
-    from benchmarks.base import BENCHMARKS as REGISTRY
+    from matrix.benchmarks.base import BENCHMARKS as REGISTRY
     from matrix.models.handle import load
 
     bench = REGISTRY.get("pope")()
@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     model = next(s for s in planned.graph.stages.values() if s.kind == "model")
     bench = next(s for s in planned.graph.stages.values() if s.kind == "data" and s.params.get("id") == "pope")
     if records.get(model.key) and records.get(bench.key):
-        from runner.kinds.model import model_dir
-        from runner.stage import StageInput
+        from matrix.runner.kinds.model import model_dir
+        from matrix.runner.stage import StageInput
 
         mrec = records[model.key]
         mdir = model_dir(StageInput(store.artifact_dir(model.key, "model"), mrec.result))

@@ -141,7 +141,7 @@ def ocr(scene: Scene, rng: random.Random) -> QA:
 @task("critic")
 def critic(scene: Scene, rng: random.Random) -> QA:
     """SIMA's self-critic: two answers about the scene, the ground truth given; the verdict names the
-    right one as [[1]] or [[2]] (`matrix.world.critic`, whose prompt `methods.sima` asks with)."""
+    right one as [[1]] or [[2]] (`matrix.world.critic`, whose prompt `matrix.methods.sima` asks with)."""
     prompt, reply = critic_qa(scene, rng)
     return QA(prompt, reply, short=False)
 

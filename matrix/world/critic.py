@@ -1,7 +1,7 @@
 """SIMA's self-critic in the synthetic world: the critic's prompt and reply formats, and conversations
 that teach the tiny base model to follow them (REFERENCE §1.3).
 
-`methods.sima` asks the base model with `critic_prompt` and parses the verdict; the bootstrap mix's
+`matrix.methods.sima` asks the base model with `critic_prompt` and parses the verdict; the bootstrap mix's
 `critic` task (`matrix.models.bootstrap_mix`) teaches the format with `critic_qa`: one definition for
 both sides, and the world imports no method.
 """

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchmarks.judge import Judge
+from matrix.benchmarks.judge import Judge
 
 
 @pytest.fixture

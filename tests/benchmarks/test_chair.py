@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from benchmarks.chair import (
+from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
+from matrix.benchmarks.chair import (
     DEFAULT_SYNONYMS,
     Chair,
     Synonyms,

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from benchmarks.gqa import GQA, normalise
+from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
+from matrix.benchmarks.gqa import GQA, normalise
 from matrix.world import language
 
 

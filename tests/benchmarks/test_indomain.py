@@ -6,9 +6,9 @@ import json
 import pytest
 from tests.judge_server import JudgeServer
 
-from benchmarks.base import Sample
-from benchmarks.indomain import TEMPLATE, InDomain, parse_scores
-from benchmarks.reference_judge import grade_indomain
+from matrix.benchmarks.base import Sample
+from matrix.benchmarks.indomain import TEMPLATE, InDomain, parse_scores
+from matrix.benchmarks.reference_judge import grade_indomain
 
 pytestmark = pytest.mark.usefixtures("judge_env")
 
@@ -60,9 +60,9 @@ def test_reference_rules(question, reference, answer, want):
 
 def _heldout(tmp_path, size, n, after):
     from matrix.world.datasets import synthesize_dataset
-    from runner.kinds.data import DataStage
-    from runner.kinds.subset import SubsetStage
-    from runner.stage import StageInput
+    from matrix.runner.kinds.data import DataStage
+    from matrix.runner.kinds.subset import SubsetStage
+    from matrix.runner.stage import StageInput
 
     root = tmp_path / "ds"
     root.mkdir(exist_ok=True)

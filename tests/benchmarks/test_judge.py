@@ -10,12 +10,12 @@ from types import SimpleNamespace
 import pytest
 from tests.judge_server import JudgeServer, Reply, echo, error, garbage
 
-from benchmarks.judge import (
+from matrix.benchmarks.judge import (
     LOOPBACK_PLACEHOLDER_KEY,
     Judge,
     JudgeError,
 )
-from benchmarks.replies import parse_rating, parse_score, parse_verdict
+from matrix.benchmarks.replies import parse_rating, parse_score, parse_verdict
 
 SECRET = "sk-test-DO-NOT-LEAK-1234567890"
 MODEL = "judge-model"

@@ -6,9 +6,9 @@ import re
 import pytest
 from tests.judge_server import JudgeServer, error
 
-from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from benchmarks.judge import JudgeError
-from benchmarks.llava_wild import RULES, SYSTEM, LlavaWild, parse_pair
+from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
+from matrix.benchmarks.judge import JudgeError
+from matrix.benchmarks.llava_wild import RULES, SYSTEM, LlavaWild, parse_pair
 
 
 pytestmark = pytest.mark.usefixtures("judge_env")  # conftest: a test key, never a real one

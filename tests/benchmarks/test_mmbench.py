@@ -6,8 +6,8 @@ import io
 import pytest
 from PIL import Image
 
-from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from benchmarks.mmbench import MMBench, MMBenchCN, build_prompt, extract_letter
+from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
+from matrix.benchmarks.mmbench import MMBench, MMBenchCN, build_prompt, extract_letter
 from matrix.world import language
 
 OPTS = {"A": "red", "B": "blue", "C": "green", "D": "yellow"}
@@ -134,7 +134,7 @@ def test_official_style_row_with_quoted_newline(tmp_path):
 
 
 def test_the_extractor_reads_only_what_the_rules_cannot(judge_env, make_judge):
-    from benchmarks.mmbench import MMBenchExtract, option_lines
+    from matrix.benchmarks.mmbench import MMBenchExtract, option_lines
     from tests.judge_server import JudgeServer
 
     opts = {"A": "red", "B": "blue"}

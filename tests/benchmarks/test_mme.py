@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from benchmarks.mme import MME, POSITIONS, _pair, official_prompts, parse_prediction
+from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
+from matrix.benchmarks.mme import MME, POSITIONS, _pair, official_prompts, parse_prediction
 from matrix.world import language
 from matrix.world.scene import COLOURS, SHAPES, Obj, Scene
 

@@ -6,9 +6,9 @@ import re
 import pytest
 from tests.judge_server import JudgeServer, error
 
-from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from benchmarks.judge import JudgeError
-from benchmarks.mmhal import QUESTION_TYPES, TEMPLATE, MMHal
+from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
+from matrix.benchmarks.judge import JudgeError
+from matrix.benchmarks.mmhal import QUESTION_TYPES, TEMPLATE, MMHal
 
 
 pytestmark = pytest.mark.usefixtures("judge_env")  # conftest: a test key, never a real one

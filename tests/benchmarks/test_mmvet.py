@@ -5,9 +5,9 @@ import json
 import pytest
 from tests.judge_server import JudgeServer, error
 
-from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from benchmarks.judge import JudgeError
-from benchmarks.mmvet import RETRY_SUFFIX, TEMPLATE, MMVet, judge_line
+from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
+from matrix.benchmarks.judge import JudgeError
+from matrix.benchmarks.mmvet import RETRY_SUFFIX, TEMPLATE, MMVet, judge_line
 
 
 pytestmark = pytest.mark.usefixtures("judge_env")  # conftest: a test key, never a real one

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from benchmarks.pope import Pope, parse_answer, split_metrics
+from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
+from matrix.benchmarks.pope import Pope, parse_answer, split_metrics
 from matrix.world import language
 from matrix.world.scene import SHAPES
 

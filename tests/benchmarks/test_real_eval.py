@@ -94,7 +94,7 @@ def test_mmvet_three_runs_as_the_stored_csv():
 
 
 def test_mmvet_parsing_agrees_with_the_stored_scores():
-    from benchmarks.replies import parse_score
+    from matrix.benchmarks.replies import parse_score
 
     for model in ("13b", "7b"):
         grades = json.loads((ROOT / f"mm-vet/results/llava-v1.5-{model}_gpt-4-grade-3runs.json").read_text())
@@ -116,7 +116,7 @@ def test_llava_bench_relative_from_stored_reviews(model, relative):
 
 
 def test_llava_bench_parsing_agrees_with_the_stored_tuples():
-    from benchmarks.llava_wild import UNPARSED, parse_pair
+    from matrix.benchmarks.llava_wild import UNPARSED, parse_pair
 
     for review in (ROOT / "llava-bench-in-the-wild/reviews").glob("*.jsonl"):
         for line in review.read_text().splitlines():
@@ -142,9 +142,9 @@ def test_scoring_reads_no_image_and_writes_nothing():
 def test_a_published_answers_row_in_a_spec_needs_no_images(tmp_path):
     from matrix import api
     from matrix.specfile import load_spec
-    from runner.kinds.data import DataStage
-    from runner.kinds.evaluate import EvaluateStage
-    from runner.stage import StageContext, StageInput
+    from matrix.runner.kinds.data import DataStage
+    from matrix.runner.kinds.evaluate import EvaluateStage
+    from matrix.runner.stage import StageContext, StageInput
 
     answers = ROOT / "pope/answers/llava-v1.5-13b.jsonl"
     spec_file = tmp_path / "spec.yaml"
@@ -179,8 +179,8 @@ def test_our_answer_files_carry_llavas_fields(tmp_path, bench_id, answers):
     """A run's answers.jsonl for these questions has LLaVA's question_id (with its JSON type) and prompt
     on every line, so LLaVA's scripts (eval_science_qa.py counts IMG by '<image>' in the prompt,
     convert_seed_for_submission.py looks ids up as ints) read it as they read LLaVA's own."""
-    from benchmarks.base import BENCHMARKS
-    from runner.kinds.evaluate import EvaluateStage
+    from matrix.benchmarks.base import BENCHMARKS
+    from matrix.runner.kinds.evaluate import EvaluateStage
 
     bench = BENCHMARKS.get(bench_id)()
     samples = bench.load(ROOT, images=False)

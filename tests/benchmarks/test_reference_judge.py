@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.judge import JudgeError, open_judge
-from benchmarks.mmhal import MMHal
-from benchmarks.mmvet import MMVet
-from benchmarks.reference_judge import ReferenceJudge, grade_mmhal, grade_mmvet
+from matrix.benchmarks.judge import JudgeError, open_judge
+from matrix.benchmarks.mmhal import MMHal
+from matrix.benchmarks.mmvet import MMVet
+from matrix.benchmarks.reference_judge import ReferenceJudge, grade_mmhal, grade_mmvet
 from matrix.spec import JudgeSpec
 
 
@@ -80,7 +80,7 @@ REFERENCE = ("The image shows two objects on a plain light background. There are
 
 
 def test_nsft_turns_with_and_without_the_codebook():
-    from methods.nsft import judge_prompt, parse_conversation
+    from matrix.methods.nsft import judge_prompt, parse_conversation
 
     judge = ReferenceJudge()
     answer = "There is a green square at the top left. There is a blue star in the center."
@@ -99,8 +99,8 @@ def test_nsft_turns_with_and_without_the_codebook():
 
 
 def test_nsft_reference_without_objects_is_an_error():
-    from benchmarks.judge import JudgeError
-    from methods.nsft import judge_prompt
+    from matrix.benchmarks.judge import JudgeError
+    from matrix.methods.nsft import judge_prompt
 
     with pytest.raises(JudgeError, match="no coloured shape"):
         ReferenceJudge()._grade(judge_prompt("What is the title?", "The Great Gatsby", "Moby Dick", True))

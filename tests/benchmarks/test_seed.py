@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from benchmarks.seed import SeedBench
+from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
+from matrix.benchmarks.seed import SeedBench
 from matrix.world import language
 
 

@@ -6,9 +6,9 @@ import re
 import pytest
 from tests.judge_server import JudgeServer, error
 
-from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from benchmarks.judge import JudgeError
-from benchmarks.shr import SHR, TEMPLATE, parse_judgement, region_text, sentences
+from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
+from matrix.benchmarks.judge import JudgeError
+from matrix.benchmarks.shr import SHR, TEMPLATE, parse_judgement, region_text, sentences
 from matrix.world import language
 from matrix.world.scene import Obj
 

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from benchmarks.sqa import ScienceQA, parse_letter, pred_index
+from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
+from matrix.benchmarks.sqa import ScienceQA, parse_letter, pred_index
 from matrix.world import language
 
 

@@ -4,8 +4,8 @@ import json
 import pytest
 from PIL import Image
 
-from benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from benchmarks.textvqa import TextVQA, asked_question, normalise, soft_accuracy
+from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
+from matrix.benchmarks.textvqa import TextVQA, asked_question, normalise, soft_accuracy
 from matrix.world import language
 
 

@@ -63,7 +63,7 @@ def test_ray_that_does_not_start_is_a_clear_error_and_the_run_row_says_failed(tm
     sentence, no traceback, and the run's row records the failure instead of staying `running`."""
     import sqlite3
 
-    from runner import cluster
+    from matrix.runner import cluster
 
     def no_node(num_cpus, num_gpus):
         raise Exception("The current node timed out during startup.")

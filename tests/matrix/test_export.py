@@ -48,7 +48,7 @@ for lo in range(0, len(items), 16):
                              max_new_tokens=job["max_new_tokens"], do_sample=False,
                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     answers += [t.strip() for t in tok.batch_decode(out[:, width:], skip_special_tokens=True)]
-ours = sorted(m for m in sys.modules if m.split(".")[0] in ("matrix", "methods", "runner", "benchmarks"))
+ours = sorted(m for m in sys.modules if m.split(".")[0] in ("matrix",))
 print(json.dumps({"answers": answers, "project_modules": ours}))
 """
 
@@ -61,12 +61,12 @@ def answers(store, stage) -> list[str]:
 def cell_evaluation(run_dir: Path, bench_id: str):
     """(questions with prompt ids and image paths, max_new_tokens, the run's own answers) of the gt-dpo
     cell's evaluation on `bench_id`."""
-    from benchmarks.base import BENCHMARKS
+    from matrix.benchmarks.base import BENCHMARKS
     from matrix import api
     from matrix.export import find_cell
     from matrix.models.handle import load
-    from runner.kinds.data import resolve
-    from runner.stage import StageInput
+    from matrix.runner.kinds.data import resolve
+    from matrix.runner.stage import StageInput
 
     spec, store = api.open_run(run_dir)
     try:

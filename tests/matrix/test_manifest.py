@@ -5,7 +5,7 @@ import json
 import pytest
 
 from matrix import manifest
-from runner.executor import execute_stage
+from matrix.runner.executor import execute_stage
 
 
 def finished(tmp_path, files: dict[str, bytes]):
@@ -80,7 +80,7 @@ def test_an_artifact_from_before_manifests_is_only_checked_for_its_result(tmp_pa
 
 
 def test_execute_stage_records_the_manifest_of_what_it_wrote(tmp_path):
-    from runner.stage import KINDS, StageKind, StageParams
+    from matrix.runner.stage import KINDS, StageKind, StageParams
 
     @KINDS.register("manifest-test-writer")
     class Writer(StageKind):

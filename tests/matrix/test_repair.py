@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from matrix import api, manifest
 from matrix.cli import app
 from matrix.store import Store
-from runner.executor import Executor
+from matrix.runner.executor import Executor
 
 runner = CliRunner()
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from benchmarks.base import BENCHMARKS
+from matrix.benchmarks.base import BENCHMARKS
 from matrix.cli import app
 from matrix.scoring import score
 from tests.judge_server import JudgeServer

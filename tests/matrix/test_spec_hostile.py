@@ -191,7 +191,7 @@ def test_modest_aliases_are_fine(tmp_path):
 
 @pytest.mark.parametrize("content", ["", "\n\n"])
 def test_empty_benchmark_file_is_refused_at_validate_naming_it(tmp_path, content):
-    from benchmarks.base import BENCHMARKS
+    from matrix.benchmarks.base import BENCHMARKS
 
     eval_dir = tmp_path / "eval"
     BENCHMARKS.get("pope")().synthesize(eval_dir, 4, seed=0)

@@ -13,7 +13,7 @@ from matrix.specfile import load_spec
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 
 # kind -> count, by hand. SeVa asks its own greedy questions (short-answer instruction stripped, llava_v1
-# template: methods/seva.py), so its greedy stage is its own, not the one GT-DPO and nSFT share.
+# template: matrix/methods/seva.py), so its greedy stage is its own, not the one GT-DPO and nSFT share.
 # table6: 1 base model; data = 1 dataset + 4 benchmarks; one 10k subset; the three nSFT variants share
 #   one greedy generation but construct differently; 4 cells (baseline + 3) x 4 benchmarks.
 # table7: data = 1 + 3; generation greedy (nSFT) + SeVa's greedy and augmented; five trained

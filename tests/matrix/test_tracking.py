@@ -38,7 +38,7 @@ def sweep_runs(c, experiment: str = "tracked"):
 def expected(run_dir: Path):
     """What the store holds, per cell label: {metric name: value} of its benchmarks, and the train log."""
     from matrix import api
-    from methods.checkpoint import TRAIN_LOG
+    from matrix.methods.checkpoint import TRAIN_LOG
 
     spec, store = api.open_run(run_dir)
     try:

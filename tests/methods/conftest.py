@@ -90,7 +90,7 @@ def _hp(**overrides) -> dict:
 
 def _wrong_answers(records: list[dict]) -> dict[str, str]:
     """A 'greedy' response per item that always differs from the ground truth."""
-    from methods.base import question_items
+    from matrix.methods.base import question_items
 
     return {it.item_id: ("No" if it.answer == "Yes" else "purple" if it.answer != "purple" else "red") for it in question_items(records)}
 

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from methods.augmentations import AUGMENTATIONS, make
-from methods.augmentations.diffusion import alphas_cumprod, default_step
+from matrix.methods.augmentations import AUGMENTATIONS, make
+from matrix.methods.augmentations.diffusion import alphas_cumprod, default_step
 
 
 def test_registry_has_the_four_seva_augmentations():

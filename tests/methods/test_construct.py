@@ -3,11 +3,11 @@ import random
 
 import pytest
 
-from methods.base import METHODS, Env
-from methods.nsft import TURNS, balance_yes_no, judge_prompt, parse_conversation
+from matrix.methods.base import METHODS, Env
+from matrix.methods.nsft import TURNS, balance_yes_no, judge_prompt, parse_conversation
 from matrix.world.critic import critic_examples
-from methods.sima import critic_prompt
-from methods.sima import parse_critic
+from matrix.methods.sima import critic_prompt
+from matrix.methods.sima import parse_critic
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
 OCR = {
@@ -160,13 +160,13 @@ def test_judge_prompt_codebook_and_ablation():
 
 
 class _Judge:
-    """A stand-in for benchmarks.judge.Judge that returns scripted replies (the real client is tested below)."""
+    """A stand-in for matrix.benchmarks.judge.Judge that returns scripted replies (the real client is tested below)."""
 
     def __init__(self, replies):
         self.replies, self.prompts = list(replies), []
 
     def complete(self, prompts, temperature=0.0, max_tokens=1024, parse=None):
-        from benchmarks.judge import JudgeReply
+        from matrix.benchmarks.judge import JudgeReply
 
         self.prompts += prompts
         return [JudgeReply(self.replies.pop(0), 0, 0, False) for _ in prompts]
@@ -189,7 +189,7 @@ def test_nsft_llm_path_appends_five_turns_and_drops_malformed():
 
 
 def test_nsft_judge_cache_makes_a_second_run_call_nothing(tmp_path):
-    from benchmarks.judge import Judge
+    from matrix.benchmarks.judge import Judge
     from matrix.spec import JudgeSpec
     from tests.judge_server import JudgeServer
 
@@ -326,8 +326,8 @@ def test_nsft_writes_one_conversation_per_image_from_all_its_questions():
 
 
 def test_reference_judge_reads_every_exchange_of_an_image_prompt():
-    from benchmarks.reference_judge import ReferenceJudge
-    from methods.nsft import image_prompt
+    from matrix.benchmarks.reference_judge import ReferenceJudge
+    from matrix.methods.nsft import image_prompt
 
     reply = ReferenceJudge()._grade(image_prompt([
         ("What is at the top left?", "A red circle at the top left.", "A red circle."),

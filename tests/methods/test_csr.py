@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from methods.csr import CSR, select_pair
+from matrix.methods.csr import CSR, select_pair
 
 
 def node(parent, text, score, clip, final):
@@ -66,7 +66,7 @@ def test_sentence_search_tree_shape():
 
     from matrix.models.families.tiny import SHIPPED
     from matrix.models.handle import load
-    from methods.csr import sentence_trees
+    from matrix.methods.csr import sentence_trees
 
     handle = load(SHIPPED)
     img = Image.new("RGB", (48, 48), (240, 240, 240))
@@ -89,7 +89,7 @@ def test_sentence_search_stops_at_csrs_character_rule_and_continues_a_cut_step()
 
     from matrix.models.families.tiny import SHIPPED
     from matrix.models.handle import load
-    from methods.csr import sentence_trees
+    from matrix.methods.csr import sentence_trees
 
     handle = load(SHIPPED)
     img = Image.new("RGB", (48, 48), (240, 240, 240))

@@ -10,11 +10,11 @@ import pytest
 from matrix import api
 from matrix.errors import SpecError
 from matrix.specfile import load_spec
-from methods.base import METHODS
-from methods.trainer import train
-from runner.kinds.checkpoint import CheckpointStage
-from runner.kinds.evaluate import EvaluateStage
-from runner.stage import StageContext, StageInput
+from matrix.methods.base import METHODS
+from matrix.methods.trainer import train
+from matrix.runner.kinds.checkpoint import CheckpointStage
+from matrix.runner.kinds.evaluate import EvaluateStage
+from matrix.runner.stage import StageContext, StageInput
 
 SPEC = """\
 name: ext
@@ -79,7 +79,7 @@ def test_a_copied_checkpoint_evaluates_like_the_original(tiny_world, tmp_path, h
     result = CheckpointStage().execute({"path": str(trained)}, {}, tmp_path / "copy", ctx)
     assert result["adapter"] and (tmp_path / "copy" / "non_lora_trainables.safetensors").exists()
 
-    from benchmarks.base import BENCHMARKS
+    from matrix.benchmarks.base import BENCHMARKS
 
     BENCHMARKS.get("pope")().synthesize(tmp_path / "bench", 4, seed=0)
     inputs = {"model": StageInput(tiny_world.base.parent, {"model_dir": tiny_world.base.name, "template": "plain_v1"}),
@@ -104,7 +104,7 @@ def test_a_folder_that_is_no_checkpoint_is_refused(tmp_path):
 
 def _answer_file(tmp_path, right: int) -> tuple:
     """A synthetic POPE folder and an answer file in LLaVA's format: the first `right` answers correct."""
-    from benchmarks.base import BENCHMARKS
+    from matrix.benchmarks.base import BENCHMARKS
 
     bench = BENCHMARKS.get("pope")()
     bench.synthesize(tmp_path / "bench", 4, seed=0)

@@ -31,7 +31,7 @@ def _hf_loss(base_dir, records, root):
     """transformers' own loss of the base model on the same examples (mean over supervised tokens)."""
     import torch
 
-    from methods._data import BatchMaker, encode_examples
+    from matrix.methods._data import BatchMaker, encode_examples
 
     handle = load(base_dir)
     encoded, dropped = encode_examples(handle, records, "sft", 1024, root)
@@ -43,8 +43,8 @@ def _hf_loss(base_dir, records, root):
 
 @pytest.mark.parametrize("objective,stage", [("sft", 2), ("sft", 3), ("dpo", 2), ("dpo", 3)])
 def test_lora_training_under_zero(llava_hf, data, hp, tmp_path, objective, stage):
-    from methods.checkpoint import load_trained
-    from methods.trainer import train
+    from matrix.methods.checkpoint import load_trained
+    from matrix.methods.trainer import train
 
     root, records = data
     result = train(llava_hf, records, root, objective, _hp(hp, stage, objective), tmp_path / "ckpt", template="vicuna_v1")
@@ -67,9 +67,9 @@ def test_lora_training_under_zero(llava_hf, data, hp, tmp_path, objective, stage
 def test_merge_stage_answers_as_the_checkpoint(llava_hf, data, hp, tmp_path):
     from PIL import Image
 
-    from methods.checkpoint import load_trained
-    from methods.trainer import train
-    from runner.kinds.merge import MergeStage
+    from matrix.methods.checkpoint import load_trained
+    from matrix.methods.trainer import train
+    from matrix.runner.kinds.merge import MergeStage
 
     root, records = data
     cfg = hp(deepspeed=None, epochs=2, batch_size=4, micro_batch_size=4, max_length=1024, lr=5e-2,
@@ -78,7 +78,7 @@ def test_merge_stage_answers_as_the_checkpoint(llava_hf, data, hp, tmp_path):
     model_input = SimpleNamespace(dir=llava_hf.parent, result={"model_dir": llava_hf.name, "template": "vicuna_v1"})
     out = tmp_path / "merged"
     out.mkdir()
-    from runner.stage import StageContext
+    from matrix.runner.stage import StageContext
 
     MergeStage().execute({}, {"model": model_input, "checkpoint": SimpleNamespace(dir=tmp_path / "ckpt")}, out,
                          StageContext(tmp_path, 1, 0, "k", "merge"))

@@ -1,6 +1,6 @@
 import pytest
 
-from methods.base import METHODS, Item, question_items
+from matrix.methods.base import METHODS, Item, question_items
 
 RECORD = {
     "id": "b7",

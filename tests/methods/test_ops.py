@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from methods.ops import OP, OpBuildError, _take_flock, clear_stale_lock
+from matrix.methods.ops import OP, OpBuildError, _take_flock, clear_stale_lock
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,7 +73,7 @@ def test_our_own_build_lock_is_waited_for_up_to_the_limit_and_named(tmp_path):
 
 STAGE = """
 import json, sys
-from runner.executor import execute_stage
+from matrix.runner.executor import execute_stage
 args = json.loads(sys.argv[1])
 payload = execute_stage("train", "0" * 64, "train probe", args["params"], args["inputs"], args["final"], args["tmp"],
                         args["run"], 1, 0, None, 1800)
@@ -116,8 +116,8 @@ def test_a_train_stage_completes_after_a_killed_build_left_its_lock_and_a_half_b
 
 
 def test_needs_op_only_for_deepspeed_training():
-    from methods.ops import needs_op
-    from runner.stage import Stage
+    from matrix.methods.ops import needs_op
+    from matrix.runner.stage import Stage
 
     plain = Stage("train", {"objective": "sft", "hp": {"deepspeed": None}})
     ds = Stage("train", {"objective": "sft", "hp": {"deepspeed": {"stage": 2}}})
@@ -129,7 +129,7 @@ def test_the_sweeps_prebuild_ends_within_its_limit_naming_a_lock_a_live_process_
     """`matrix run` builds the op before its first stage in a child process with a limit: a lock that
     a live process (a DeepSpeed build outside this project) holds makes it give up with a line naming
     the lock, and the sweep goes on (its train stages then wait, with their own limit)."""
-    from methods.ops import prebuild
+    from matrix.methods.ops import prebuild
 
     folder = tmp_path / OP
     folder.mkdir()
@@ -150,12 +150,12 @@ def test_the_sweeps_prebuild_ends_within_its_limit_naming_a_lock_a_live_process_
 def test_a_sweep_prebuilds_only_when_a_deepspeed_train_stage_is_still_to_run(monkeypatch):
     from types import SimpleNamespace
 
-    import methods.ops
-    from runner import sweep
-    from runner.stage import Stage
+    import matrix.methods.ops
+    from matrix.runner import sweep
+    from matrix.runner.stage import Stage
 
     calls = []
-    monkeypatch.setattr(methods.ops, "prebuild", lambda say, stop=None: calls.append(say))
+    monkeypatch.setattr(matrix.methods.ops, "prebuild", lambda say, stop=None: calls.append(say))
     ds = Stage("train", {"objective": "sft", "hp": {"deepspeed": {"stage": 2}}})
     planned = SimpleNamespace(graph=SimpleNamespace(stages={ds.key: ds}))
     sweep._prebuild_ops(planned, {ds.key: SimpleNamespace(status="done")}, print)  # cached: nothing to build

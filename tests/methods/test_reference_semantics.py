@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from matrix.models.handle import load
-from methods.base import METHODS
-from methods.trainer import train_model
+from matrix.methods.base import METHODS
+from matrix.methods.trainer import train_model
 from tests.methods.conftest import make_records
 
 
@@ -22,7 +22,7 @@ def _one_adam_step(base, records, image_root, tmp_path, **hp) -> tuple[dict, obj
     Adam's first step moves every parameter by lr * g / (|g| + eps) (m-hat = g, v-hat = g^2), i.e. by its
     group's lr wherever |g| >> eps: the largest change of a group's parameters IS that group's lr, whatever
     the gradients' size (clipping scales m and sqrt(v) alike). Worked by hand from AdamW's update rule."""
-    from methods._setup import prepare_model
+    from matrix.methods._setup import prepare_model
 
     handle = load(base)
     initial = prepare_model(handle.model, hp, "sft", handle.family)
@@ -49,7 +49,7 @@ def test_projector_trains_at_its_own_lr_in_a_group_of_its_own(tiny_world, hp, tm
 
 
 def test_param_groups_put_the_projector_in_its_own_groups(tiny_world, hp):
-    from methods._setup import param_groups, prepare_model, submodule
+    from matrix.methods._setup import param_groups, prepare_model, submodule
 
     handle = load(tiny_world.base)
     model = prepare_model(handle.model, _hp(hp, 8), "sft", handle.family)
@@ -77,9 +77,9 @@ def _loop(base, records, image_root, hp, reference):
     """A trainer loop on gt-dpo pairs, as `_train` builds it (plain PyTorch, fp32)."""
     import contextlib
 
-    from methods._data import BatchMaker, encode_examples
-    from methods._setup import prepare_model
-    from methods.trainer import _Loop
+    from matrix.methods._data import BatchMaker, encode_examples
+    from matrix.methods._setup import prepare_model
+    from matrix.methods.trainer import _Loop
 
     greedy = {f"{r['id']}:{q}": "purple" for r in records for q in (0, 1)}  # always wrong: every pair kept
     examples, _ = METHODS.get("gt-dpo")().construct(records, {"greedy": greedy}, {"repeat": 1})
@@ -96,7 +96,7 @@ def _loop(base, records, image_root, hp, reference):
 def _policy_logps(loop, idxs):
     with torch.no_grad():
         logits, batch = loop.logits(loop._pairs(idxs))
-        from methods.objectives import sequence_logps
+        from matrix.methods.objectives import sequence_logps
 
         return sequence_logps(logits, batch["labels"]).view(2, -1)
 
@@ -182,7 +182,7 @@ def test_adapters_off_reference_under_zero3_on_the_real_architecture(llava_hf, h
 def test_top_other_logps_worked_by_hand():
     """Two scored positions: at the first the top-1 token IS the label (2), so the top-2 one (0) is
     scored; at the second the top-1 (3) is not the label (1), so it is scored."""
-    from methods.objectives import top_other_logps
+    from matrix.methods.objectives import top_other_logps
 
     logits = torch.tensor([[[1.0, 0.0, 3.0, -1.0],    # predicts labels[1] = 2: top-1 = 2 = label -> token 0
                             [0.0, 1.0, 0.5, 2.0],     # predicts labels[2] = 1: top-1 = 3 -> token 3
@@ -197,7 +197,7 @@ def test_top_other_logps_worked_by_hand():
 
 
 def test_sima_scoring_applies_to_the_rejected_half_for_policy_and_reference(tiny_world, hp):
-    from methods.objectives import sequence_logps, top_other_logps
+    from matrix.methods.objectives import sequence_logps, top_other_logps
 
     records = tiny_world.records[:4]
     for reference in ("precomputed", "adapters_off"):
@@ -219,7 +219,7 @@ def test_sima_scoring_applies_to_the_rejected_half_for_policy_and_reference(tiny
 def test_sima_in_context_critic_runs_on_the_real_architecture(llava_hf, tmp_path):
     """SIMA's critic prompt with its two in-context examples, asked of the llava-hf fixture (LLaMA
     tokenizer, 576 image tokens): it fits the context and yields one reply per pair."""
-    from methods.base import Env
+    from matrix.methods.base import Env
 
     root = tmp_path / "data"
     records = make_records(root, 2, seed=6)
@@ -230,7 +230,7 @@ def test_sima_in_context_critic_runs_on_the_real_architecture(llava_hf, tmp_path
     examples, stats = METHODS.get("sima")().construct(records, {"greedy": greedy, "sampled": sampled},
                                                       {"critic_max_new_tokens": 3}, env)
     assert stats["judged"] == 4 and stats["verdict_1"] + stats["verdict_2"] + stats["dropped_unparseable"] == 4
-    from methods.sima import critic_prompt
+    from matrix.methods.sima import critic_prompt
 
     text = critic_prompt("What color is the circle?", "red", sampled[items[0]], "red", examples=True)
     n = len(env.loaded.encode_prompt(text, (32, 32)))

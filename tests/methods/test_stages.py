@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from runner.kinds.construct import ConstructStage
-from runner.kinds.generate import GenerateStage
-from runner.stage import StageContext, StageInput
+from matrix.runner.kinds.construct import ConstructStage
+from matrix.runner.kinds.generate import GenerateStage
+from matrix.runner.stage import StageContext, StageInput
 
 
 def _inputs(world, tmp_path):
@@ -89,8 +89,8 @@ def test_nsft_construct_stage_builds_the_judge_from_its_judge_settings(tiny_worl
 
 def test_sharded_evaluation_scores_exactly_like_one_stage(tiny_world, tmp_path):
     """Three shards answer contiguous slices; the evaluate stage over them scores the same answers."""
-    from benchmarks.base import BENCHMARKS
-    from runner.kinds.evaluate import EvaluateStage, shard_bounds
+    from matrix.benchmarks.base import BENCHMARKS
+    from matrix.runner.kinds.evaluate import EvaluateStage, shard_bounds
 
     assert [shard_bounds(10, i, 3) for i in range(3)] == [(0, 3), (3, 6), (6, 10)]
     BENCHMARKS.get("pope")().synthesize(tmp_path / "bench", 4, seed=0)
@@ -119,9 +119,9 @@ def test_sharded_evaluation_scores_exactly_like_one_stage(tiny_world, tmp_path):
 def test_the_spec_template_reaches_the_judge(tiny_world, tmp_path):
     """The scoring stage builds the benchmark with the template file: the reference judge, which reads
     only our MMHal layout, then cannot read the prompts (and says so), while ours scores."""
-    from benchmarks.base import BENCHMARKS
-    from benchmarks.judge import JudgeError
-    from runner.kinds.evaluate import EvaluateStage
+    from matrix.benchmarks.base import BENCHMARKS
+    from matrix.benchmarks.judge import JudgeError
+    from matrix.runner.kinds.evaluate import EvaluateStage
 
     BENCHMARKS.get("mmhal")().synthesize(tmp_path / "bench", 2, seed=0)
     inputs = {"model": StageInput(tiny_world.base.parent, {"model_dir": tiny_world.base.name, "template": "plain_v1"}),

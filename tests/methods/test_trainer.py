@@ -7,12 +7,12 @@ import torch
 from safetensors.torch import load_file
 
 from matrix.models.handle import load
-from methods import checkpoint
-from methods._data import BatchMaker, encode_examples
-from methods.base import METHODS
-from methods.checkpoint import load_trained
-from methods.objectives import sequence_logps, sft_loss
-from methods.trainer import lr_lambda, train, train_model
+from matrix.methods import checkpoint
+from matrix.methods._data import BatchMaker, encode_examples
+from matrix.methods.base import METHODS
+from matrix.methods.checkpoint import load_trained
+from matrix.methods.objectives import sequence_logps, sft_loss
+from matrix.methods.trainer import lr_lambda, train, train_model
 
 
 def _batch(handle, examples, image_root, objective) -> dict:
@@ -164,10 +164,10 @@ def test_nsft_kl_examples_train_end_to_end(tiny_world, tmp_path, hp, wrong_answe
 
 
 def test_two_launched_ranks_train_like_one_process(tiny_world, tmp_path, hp):
-    """methods.launch: 2 processes (gloo on CPU), each half of every global batch, DeepSpeed averaging
+    """matrix.methods.launch: 2 processes (gloo on CPU), each half of every global batch, DeepSpeed averaging
     their gradients, reach the single process's losses and weights; ranks 0 and 1 of a world of 2."""
-    from methods.launch import launch
-    from methods.trainer import train as train_one
+    from matrix.methods.launch import launch
+    from matrix.methods.trainer import train as train_one
 
     examples = [{"id": r["id"], "image": r["image"], "conversations": r["conversations"]} for r in tiny_world.records]
     cfg = hp(deepspeed={"stage": 2}, lora={"r": 8, "alpha": 16, "dropout": 0.0}, epochs=1, batch_size=8,
@@ -191,7 +191,7 @@ def test_a_process_group_listens_on_loopback_only():
     `ss -ltnp` while a DeepSpeed stage ran). Launched ranks run the same code with the launcher's file."""
     import torch.distributed as dist
 
-    from methods._dist import process_group
+    from matrix.methods._dist import process_group
     from tests.sockets import not_on_loopback, own_listeners
 
     with process_group(on_cuda=False):
@@ -205,7 +205,7 @@ def test_a_process_group_listens_on_loopback_only():
 
 
 def test_a_multi_gpu_request_without_deepspeed_is_refused(tmp_path, hp):
-    from methods.launch import launch
+    from matrix.methods.launch import launch
 
     with pytest.raises(ValueError, match="needs training.deepspeed"):
         launch(2, {"hp": hp()}, tmp_path / "o", tmp_path / "s")

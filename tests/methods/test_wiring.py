@@ -5,7 +5,7 @@ import yaml
 
 from matrix.grid import expand
 from matrix.specfile import load_spec
-from runner.graph import build
+from matrix.runner.graph import build
 
 SPEC = {
     "name": "wiring",

@@ -155,7 +155,7 @@ def test_mix_teaches_every_task_in_llava_format():
             asked.add(a["value"])
     assert {"Yes", "No", "0", "1", "2"} <= asked
     assert set(TASKS) == set(recipe["mix"]).union(*(p["mix"] for p in recipe["phases"]))
-    from methods.sima import parse_critic
+    from matrix.methods.sima import parse_critic
 
     for _ in range(20):
         sc = draw_scene(rng)

@@ -47,7 +47,7 @@ def test_load_puts_the_model_in_the_dtype_asked_for(model_dir):
 
 def test_training_wraps_the_modules_the_family_names(model_dir):
     """A family with other LoRA targets gets LoRA exactly there: the trainer asks the family."""
-    from methods._setup import prepare_model
+    from matrix.methods._setup import prepare_model
 
     class QueryOnly(LlavaFamily):
         lora_targets = r".*language_model.*\.q_proj"

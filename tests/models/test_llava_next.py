@@ -49,8 +49,8 @@ def test_batched_answers_equal_one_at_a_time(next_dir):
 
 
 def test_training_and_loading_a_checkpoint(next_dir, tmp_path):
-    from methods.checkpoint import load_trained
-    from methods.trainer import train
+    from matrix.methods.checkpoint import load_trained
+    from matrix.methods.trainer import train
 
     for i, im in enumerate(_images()):
         im.save(tmp_path / f"{i}.png")

@@ -120,10 +120,10 @@ def test_the_llava_family_converts_in_its_model_stage(llava_hf, llava_original, 
     assert json.loads((out / "model" / "matrix_model.json").read_text())["template"] == "vicuna_v1"
     _same_model(llava_hf, out / "model")
     # The runner's model stage records where the converted model is (inside its artifact).
-    from runner.kinds.model import ModelStage
+    from matrix.runner.kinds.model import ModelStage
 
     stage_out = tmp_path / "stage"
-    from runner.stage import StageContext
+    from matrix.runner.stage import StageContext
 
     rec = ModelStage().execute(params, {}, stage_out, StageContext(tmp_path, 1, 0, "k", "model"))
     assert rec["model_dir"] == "model" and rec["template"] == "vicuna_v1"

@@ -16,7 +16,7 @@ from matrix.errors import SpecError
 from matrix.models import handle, tiny
 from matrix.models.families.llava import LlavaFamily
 from matrix.registry import FAMILIES
-from runner.kinds.model import ModelStage, model_dir
+from matrix.runner.kinds.model import ModelStage, model_dir
 
 
 class GrayFamily(LlavaFamily):

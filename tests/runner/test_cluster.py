@@ -7,9 +7,9 @@ import pytest
 
 from matrix.spec import ResourcesSpec
 from matrix.store import Store
-from runner.executor import Executor
-from runner.graph import StageGraph
-from runner.stage import Stage
+from matrix.runner.executor import Executor
+from matrix.runner.graph import StageGraph
+from matrix.runner.stage import Stage
 from tests.sockets import not_on_loopback, own_listeners
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ def cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    from runner.cluster import connect, node_capacities, prepare_environment
+    from matrix.runner.cluster import connect, node_capacities, prepare_environment
 
     if ray.is_initialized():
         ray.shutdown()
@@ -87,7 +87,7 @@ def test_a_request_no_node_can_hold_fails_at_once(cluster, tmp_path):
 
 
 def test_a_two_gpu_stage_holds_both_gpus_of_one_node(cluster, tmp_path):
-    """What a 2-GPU train stage gets before methods.launch starts one rank per GPU."""
+    """What a 2-GPU train stage gets before matrix.methods.launch starts one rank per GPU."""
     gpu_node = next(nid for nid, res in cluster["nodes"].items() if res.get("GPU", 0) == 2)
     stage = Stage("sleep", {"seconds": 0.1, "resources": {"cpus": 1, "gpus": 2}}, label="pair")
     store = Store(tmp_path / "run")

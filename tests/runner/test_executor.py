@@ -1,6 +1,6 @@
 """Placement checks that need no cluster: an impossible request is known before submission."""
 from matrix.spec import ResourceSpec
-from runner.executor import describe_nodes, fits
+from matrix.runner.executor import describe_nodes, fits
 
 NODES = [{"CPU": 2.0, "memory": 8 * 2**30}, {"CPU": 16.0, "GPU": 4.0, "memory": 64 * 2**30}]
 

@@ -10,7 +10,7 @@ import pytest
 
 from matrix import api
 from matrix.registry import METHODS
-from methods.baseline import Baseline
+from matrix.methods.baseline import Baseline
 
 
 class Released(Baseline):

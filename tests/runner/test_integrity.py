@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 from matrix.cli import app
 from matrix.spec import ResourcesSpec
 from matrix.store import Store
-from runner.executor import Executor
-from runner import sweep
-from runner.graph import StageGraph
-from runner.plan import Planned
-from runner.stage import Stage
+from matrix.runner.executor import Executor
+from matrix.runner import sweep
+from matrix.runner.graph import StageGraph
+from matrix.runner.plan import Planned
+from matrix.runner.stage import Stage
 
 pytestmark = pytest.mark.slow
 

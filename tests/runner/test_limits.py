@@ -11,10 +11,10 @@ import pytest
 
 from matrix.spec import DEFAULT_TIMEOUTS_S, ResourceSpec, ResourcesSpec
 from matrix.store import Store
-from runner.deadline import format_duration, grace_s
-from runner.executor import Executor
-from runner.graph import StageGraph
-from runner.stage import Stage
+from matrix.runner.deadline import format_duration, grace_s
+from matrix.runner.executor import Executor
+from matrix.runner.graph import StageGraph
+from matrix.runner.stage import Stage
 from tests.runner.conftest import sleep_stage as sleep
 
 def run(tmp_path, nodes, stages):
@@ -55,7 +55,7 @@ def test_a_stage_past_its_kinds_timeout_fails_the_sweep_goes_on_and_a_longer_lim
     other = sleep("other", 0.1)
     summary, store = run(tmp_path, ray_local, [slow, after, other])
     message = "stage 'slow' timed out after 2s (resources.sleep.timeout)"
-    assert summary.failed == [("slow", f"runner.deadline.StageTimeout: {message}")]
+    assert summary.failed == [("slow", f"matrix.runner.deadline.StageTimeout: {message}")]
     assert summary.blocked == ["after"] and summary.ran == ["other"] and summary.retried == []
     rec = {r.label: r for r in store.stages().values()}["slow"]
     assert rec.status == "failed" and "time.sleep(seconds)" in rec.error  # where it was when stopped
@@ -105,7 +105,7 @@ def test_status_shows_a_running_stage_with_its_elapsed_time_and_last_log_line(ra
     worker.start()
     try:
         probe = Store(tmp_path / "run")
-        from runner.executor import stage_log
+        from matrix.runner.executor import stage_log
 
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and worker.is_alive():  # until the stage is running and has logged its first line

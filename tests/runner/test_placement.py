@@ -5,8 +5,8 @@ import pytest
 
 from matrix.api import plan
 from matrix.specfile import load_spec
-from runner.placement import PlacementError, device_for
-from runner.stage import Stage, StageContext
+from matrix.runner.placement import PlacementError, device_for
+from matrix.runner.stage import Stage, StageContext
 
 REPO_SPEC = "specs/quickstart.yaml"
 

@@ -1,4 +1,4 @@
-"""The submission policy (runner/priority.py): estimates, priorities, reservations and backfilling,
+"""The submission policy (matrix/runner/priority.py): estimates, priorities, reservations and backfilling,
 by hand on small graphs; then on embedded Ray with fake GPUs, judged by the sleep stages' own clocks
 (never by wall-clock bounds a loaded machine can break)."""
 from __future__ import annotations
@@ -7,10 +7,10 @@ import pytest
 
 from matrix.spec import ResourcesSpec
 from matrix.store import Store
-from runner.executor import Executor
-from runner.graph import StageGraph
-from runner.priority import Admission, bottom_levels, estimate
-from runner.stage import Stage
+from matrix.runner.executor import Executor
+from matrix.runner.graph import StageGraph
+from matrix.runner.priority import Admission, bottom_levels, estimate
+from matrix.runner.stage import Stage
 
 
 def sleep(label: str, seconds: float = 0.0, gpus: float = 0, deps: dict | None = None, estimate: float | None = None):
@@ -98,7 +98,7 @@ def test_without_gpus_every_ready_stage_is_admitted_in_priority_order():
 
 @pytest.fixture(scope="module")
 def fake_gpus():
-    from runner.cluster import connect, node_capacities
+    from matrix.runner.cluster import connect, node_capacities
 
     conn = connect(None, num_cpus=4, num_gpus=2)
     yield node_capacities()

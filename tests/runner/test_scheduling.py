@@ -8,10 +8,10 @@ import pytest
 
 from matrix.spec import ResourcesSpec
 from matrix.store import Store
-from runner import executor as executor_mod
-from runner.executor import Executor, backoff_s, retryable
-from runner.graph import StageGraph
-from runner.stage import Stage
+from matrix.runner import executor as executor_mod
+from matrix.runner.executor import Executor, backoff_s, retryable
+from matrix.runner.graph import StageGraph
+from matrix.runner.stage import Stage
 from tests.runner.conftest import sleep_stage as sleep
 
 pytestmark = pytest.mark.slow
@@ -122,7 +122,7 @@ def test_a_store_that_cannot_be_written_stops_the_sweep_with_a_clear_error(ray_l
 
 
 def test_a_stage_that_runs_out_of_disk_stops_scheduling(ray_local, tmp_path):
-    # Estimated longer than the gates, so it is submitted first (runner/priority.py orders by estimates).
+    # Estimated longer than the gates, so it is submitted first (matrix/runner/priority.py orders by estimates).
     full = sleep("full", fail="[Errno 28] No space left on device: '/run/artifacts/.tmp/x'", estimate=1.0)
     later = [sleep(f"later{i}", deps={"up": sleep(f"gate{i}", 0.5)}) for i in range(2)]
     summary, store, events = run(tmp_path, ray_local, [full, *later])

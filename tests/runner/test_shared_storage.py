@@ -14,10 +14,10 @@ import pytest
 
 from matrix.spec import ResourcesSpec
 from matrix.store import Store
-from runner.executor import Executor
-from runner.graph import StageGraph
-from runner.shared import TOKEN_FILE, run_dir_problem, write_token
-from runner.stage import Stage
+from matrix.runner.executor import Executor
+from matrix.runner.graph import StageGraph
+from matrix.runner.shared import TOKEN_FILE, run_dir_problem, write_token
+from matrix.runner.stage import Stage
 
 # The second node: a raylet started as ray.cluster_utils.Cluster.add_node starts one (loopback only, see
 # tests/runner/test_cluster.py), in this process's mount namespace; it runs until SIGTERM.
@@ -65,7 +65,7 @@ def test_a_stage_on_a_node_that_does_not_see_the_run_directory_fails_naming_node
     import ray
     from ray.cluster_utils import Cluster
 
-    from runner.cluster import connect, node_capacities, prepare_environment
+    from matrix.runner.cluster import connect, node_capacities, prepare_environment
 
     shared = tmp_path / "shared"  # stands for the shared filesystem; the second node mounts nothing there
     shared.mkdir()
