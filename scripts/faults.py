@@ -5,8 +5,9 @@ full disk and a damaged artifact; prints what a researcher would have lost.
 
 Everything runs on this machine (embedded Ray on 127.0.0.1). Steps:
 1. an undisturbed run of the cell (the reference report, and how long a run takes);
-2. `--each` runs stopped by each signal at a random moment within that time, every one resumed by the
-   next (a run directory that completes is compared with the reference and a new one is started);
+2. runs stopped by each signal at random moments until each signal has stopped `--each` of them (a
+   run that finishes before its moment does not count), every one resumed by the next (a run directory
+   that completes is compared with the reference and a new one is started);
 3. a full disk (root only: a small tmpfs as the run directory, then grown, `mount -o remount`);
 4. a damaged artifact (the trained adapter deleted, `scores.jsonl` truncated) in a finished run.
 Printed at the end: finished stages lost, stages computed twice, runs ending with `running` rows,
@@ -116,12 +117,12 @@ def disturb(run_dir: Path, signum: int, moment: float, tally: Tally) -> bool:
         proc.send_signal(signum)
     out, err = proc.communicate(timeout=600)
     name = signal.Signals(signum).name
-    tally.disturbances[name] = tally.disturbances.get(name, 0) + 1
     what = f"{name} at {moment:.1f}s in {run_dir.name}"
     check_exit(proc, err, tally, what)
     if proc.returncode == 0:
         compare_done(before, stages(run_dir), tally, what)
         return True
+    tally.disturbances[name] = tally.disturbances.get(name, 0) + 1  # a run the signal really stopped
     if signum != signal.SIGKILL:
         expected_code = 128 + signum
         if proc.returncode != expected_code:
@@ -211,19 +212,26 @@ def main() -> int:
     expected = report(ref)
     print(f"undisturbed run of the gt-dpo cell: {undisturbed_s:.0f}s; workdir {workdir}", flush=True)
 
-    plan = [signal.SIGKILL, signal.SIGTERM, signal.SIGINT] * args.each
-    rng.shuffle(plan)
-    n_dir = 0
+    # Until every signal has really stopped `--each` runs (a run that finishes before its moment counts
+    # for nothing). The moment is drawn within the time the run has left, estimated from the stages it
+    # still has to do, so that a resumed run is stopped as often as a fresh one.
+    signals = [signal.SIGKILL, signal.SIGTERM, signal.SIGINT]
+    total = len(stages(ref))
+    n_dir = i = 0
     run_dir = workdir / f"disturbed-{n_dir}"
-    for i, signum in enumerate(plan):
+    while min(tally.disturbances.get(s.name, 0) for s in signals) < args.each:
         if time.time() - t0 > args.budget_s:
-            tally.notes.append(f"budget reached after {i} of {len(plan)} disturbances")
+            tally.notes.append(f"budget reached after {i} tries")
             break
-        moment = rng.uniform(1.0, undisturbed_s)
+        fewest = min(tally.disturbances.get(s.name, 0) for s in signals)
+        signum = rng.choice([s for s in signals if tally.disturbances.get(s.name, 0) == fewest])
+        done = sum(st == "done" for st, _, _ in stages(run_dir).values())
+        moment = rng.uniform(1.0, max(5.0, undisturbed_s * (1 - done / max(1, total))))
         finished = disturb(run_dir, signum, moment, tally)
-        print(f"{i + 1:3d}/{len(plan)} {signal.Signals(signum).name:7s} at {moment:5.1f}s: "
+        i += 1
+        print(f"{i:3d} {signal.Signals(signum).name:7s} at {moment:5.1f}s: "
               f"{'finished first' if finished else 'stopped'} ({run_dir.name}, "
-              f"{sum(s == 'done' for s, _, _ in stages(run_dir).values())} stages done)", flush=True)
+              f"{sum(st == 'done' for st, _, _ in stages(run_dir).values())} stages done)", flush=True)
         if finished:
             same = report(run_dir) == expected
             tally.reports.append(same)
