@@ -213,10 +213,19 @@ def main() -> int:
     print(f"undisturbed run of the gt-dpo cell: {undisturbed_s:.0f}s; workdir {workdir}", flush=True)
 
     # Until every signal has really stopped `--each` runs (a run that finishes before its moment counts
-    # for nothing). The moment is drawn within the time the run has left, estimated from the stages it
-    # still has to do, so that a resumed run is stopped as often as a fresh one.
+    # for nothing). The moment is drawn within the time the run has left, estimated from the undisturbed
+    # run's time for the stages it still has to do, so that a resumed run is stopped as often as a fresh one.
     signals = [signal.SIGKILL, signal.SIGTERM, signal.SIGINT]
-    total = len(stages(ref))
+    with sqlite3.connect(ref / "matrix.db") as con:
+        wall = {k: float(w or 0.0) for k, w in con.execute("SELECT key, wall_s FROM stages")}
+    per_stage_s = undisturbed_s / max(1e-9, sum(wall.values()))  # stage time -> run time (start-up included)
+
+    def time_left(run_dir: Path) -> float:
+        """The undisturbed run's time for the stages this run has not done yet (keys do not depend on the
+        run directory), start-up included: a moment drawn within it can fall in any stage still to run."""
+        done = {k for k, (st, _, _) in stages(run_dir).items() if st == "done"}
+        return per_stage_s * sum(w for k, w in wall.items() if k not in done)
+
     n_dir = i = 0
     run_dir = workdir / f"disturbed-{n_dir}"
     while min(tally.disturbances.get(s.name, 0) for s in signals) < args.each:
@@ -225,8 +234,7 @@ def main() -> int:
             break
         fewest = min(tally.disturbances.get(s.name, 0) for s in signals)
         signum = rng.choice([s for s in signals if tally.disturbances.get(s.name, 0) == fewest])
-        done = sum(st == "done" for st, _, _ in stages(run_dir).values())
-        moment = rng.uniform(1.0, max(5.0, undisturbed_s * (1 - done / max(1, total))))
+        moment = rng.uniform(1.0, max(5.0, time_left(run_dir)))
         finished = disturb(run_dir, signum, moment, tally)
         i += 1
         print(f"{i:3d} {signal.Signals(signum).name:7s} at {moment:5.1f}s: "
