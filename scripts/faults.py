@@ -5,8 +5,9 @@ full disk and a damaged artifact; prints what a researcher would have lost.
 
 Everything runs on this machine (embedded Ray on 127.0.0.1). Steps:
 1. an undisturbed run of the cell (the reference report, and how long a run takes);
-2. runs stopped by each signal at random moments until each signal has stopped `--each` of them (a
-   run that finishes before its moment does not count), every one resumed by the next (a run directory
+2. runs stopped by each signal at random moments (after a random number of the stages still to do, a
+   random delay) until each signal has stopped `--each` of them (a run that finishes before its moment
+   does not count), every one resumed by the next (a run directory
    that completes is compared with the reference and a new one is started);
 3. a full disk (root only: a small tmpfs as the run directory, then grown, `mount -o remount`);
 4. a damaged artifact (the trained adapter deleted, `scores.jsonl` truncated) in a finished run.
@@ -105,23 +106,36 @@ def finish(run_dir: Path, expected: str, tally: Tally, what: str) -> None:
         tally.notes.append(f"{what}: final report differs (exit {proc.returncode})\n{proc.stderr[-1500:]}")
 
 
-def disturb(run_dir: Path, signum: int, moment: float, tally: Tally) -> bool:
-    """One run stopped by `signum` after `moment` seconds; True if it finished before the signal."""
+def disturb(run_dir: Path, signum: int, after: int, delay: float, tally: Tally) -> tuple[bool, float]:
+    """One run stopped by `signum` `delay` seconds after `after` more of its stages are done (a random
+    moment that lets the run progress: a signal drawn on the clock alone falls in the longest stage again
+    and again, and a resumed run never gets past it). Returns (finished before the signal, seconds from
+    the start to the signal or the end)."""
     before = stages(run_dir)
-    proc = subprocess.Popen(matrix_cmd(*run_args(run_dir)), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        proc.wait(timeout=moment)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signum)
-    out, err = proc.communicate(timeout=600)
+    target = sum(st == "done" for st, _, _ in before.values()) + after
+    t0 = time.time()
+    with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
+        proc = subprocess.Popen(matrix_cmd(*run_args(run_dir)), cwd=REPO, stdout=out_f, stderr=err_f, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        signal_at = None
+        while proc.poll() is None:
+            now = time.time()
+            if signal_at is None and sum(st == "done" for st, _, _ in stages(run_dir).values()) >= target:
+                signal_at = now + delay
+            if signal_at is not None and now >= signal_at:
+                proc.send_signal(signum)
+                break
+            time.sleep(0.3)
+        moment = time.time() - t0
+        proc.wait(timeout=600)
+        err_f.seek(0)
+        err = err_f.read()
     name = signal.Signals(signum).name
-    what = f"{name} at {moment:.1f}s in {run_dir.name}"
+    what = f"{name} at {moment:.1f}s ({after} stages, then {delay:.1f}s) in {run_dir.name}"
     check_exit(proc, err, tally, what)
     if proc.returncode == 0:
         compare_done(before, stages(run_dir), tally, what)
-        return True
+        return True, moment
     tally.disturbances[name] = tally.disturbances.get(name, 0) + 1  # a run the signal really stopped
     if signum != signal.SIGKILL:
         expected_code = 128 + signum
@@ -132,7 +146,7 @@ def disturb(run_dir: Path, signum: int, moment: float, tally: Tally) -> bool:
         if n:
             tally.notes.append(f"{what}: {n} rows left running")
     compare_done(before, stages(run_dir), tally, what)
-    return False
+    return False, moment
 
 
 def full_disk(workdir: Path, expected: str, tally: Tally) -> None:
@@ -213,18 +227,11 @@ def main() -> int:
     print(f"undisturbed run of the gt-dpo cell: {undisturbed_s:.0f}s; workdir {workdir}", flush=True)
 
     # Until every signal has really stopped `--each` runs (a run that finishes before its moment counts
-    # for nothing). The moment is drawn within the time the run has left, estimated from the undisturbed
-    # run's time for the stages it still has to do, so that a resumed run is stopped as often as a fresh one.
+    # for nothing). The moment: after a random number of the stages still to do, a random delay up to the
+    # longest of them (its time in the undisturbed run), so that it can fall in any stage still to run.
     signals = [signal.SIGKILL, signal.SIGTERM, signal.SIGINT]
     with sqlite3.connect(ref / "matrix.db") as con:
         wall = {k: float(w or 0.0) for k, w in con.execute("SELECT key, wall_s FROM stages")}
-    per_stage_s = undisturbed_s / max(1e-9, sum(wall.values()))  # stage time -> run time (start-up included)
-
-    def time_left(run_dir: Path) -> float:
-        """The undisturbed run's time for the stages this run has not done yet (keys do not depend on the
-        run directory), start-up included: a moment drawn within it can fall in any stage still to run."""
-        done = {k for k, (st, _, _) in stages(run_dir).items() if st == "done"}
-        return per_stage_s * sum(w for k, w in wall.items() if k not in done)
 
     n_dir = i = 0
     run_dir = workdir / f"disturbed-{n_dir}"
@@ -234,10 +241,13 @@ def main() -> int:
             break
         fewest = min(tally.disturbances.get(s.name, 0) for s in signals)
         signum = rng.choice([s for s in signals if tally.disturbances.get(s.name, 0) == fewest])
-        moment = rng.uniform(1.0, max(5.0, time_left(run_dir)))
-        finished = disturb(run_dir, signum, moment, tally)
+        now_done = {k for k, (st, _, _) in stages(run_dir).items() if st == "done"}
+        left = [k for k in wall if k not in now_done]
+        after = rng.randrange(len(left)) if left else 0
+        delay = rng.uniform(0.0, max(1.0, max((wall[k] for k in left), default=1.0)))
+        finished, moment = disturb(run_dir, signum, after, delay, tally)
         i += 1
-        print(f"{i:3d} {signal.Signals(signum).name:7s} at {moment:5.1f}s: "
+        print(f"{i:3d} {signal.Signals(signum).name:7s} at {moment:5.1f}s ({after} stages, then {delay:4.1f}s): "
               f"{'finished first' if finished else 'stopped'} ({run_dir.name}, "
               f"{sum(st == 'done' for st, _, _ in stages(run_dir).values())} stages done)", flush=True)
         if finished:
