@@ -89,6 +89,21 @@ class StageRecord:
         return lines[-1] if lines else ""
 
 
+def _when_unlocked(step, limit_s: float = 30.0) -> None:
+    """Run `step`, again while SQLite says the database is locked, for up to `limit_s`. Two connections
+    opening a new store at once (`matrix status` while `matrix run` creates it) race for the whole file
+    to switch it to WAL, and SQLite answers the loser "database is locked" at once, without its busy
+    timeout (it does so where waiting could deadlock); the next try finds WAL already set."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Store:
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
@@ -101,18 +116,23 @@ class Store:
         try:
             if emptied:
                 raise sqlite3.DatabaseError("the file is empty, but the run has finished artifacts")
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            check = self.db.execute("PRAGMA quick_check").fetchone()[0]  # every page; the store is small
-            if check != "ok":
-                raise sqlite3.DatabaseError(check)
-            self.db.executescript(SCHEMA)
+            _when_unlocked(self._prepare)
         except sqlite3.OperationalError:  # locked, disk full...: not damage
             self.db.close()
             raise
         except sqlite3.DatabaseError as e:
             self.db.close()
             raise DamagedStore(self.db_path, str(e)) from None
+
+    def _prepare(self) -> None:
+        """WAL mode (once per file: it persists), page check, schema (idempotent)."""
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        check = self.db.execute("PRAGMA quick_check").fetchone()[0]  # every page; the store is small
+        if check != "ok":
+            raise sqlite3.DatabaseError(check)
+        self.db.executescript(SCHEMA)
 
     def close(self) -> None:
         self.db.close()

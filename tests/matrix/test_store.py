@@ -76,3 +76,31 @@ def test_lock_refuses_a_live_holder_and_takes_over_from_a_dead_one(tmp_path):
     lock = RunLock(tmp_path).acquire()
     assert lock.previous["pid"] == holder.pid  # the dead holder is known, and its lock was taken over
     lock.release()
+
+
+def test_stores_opened_at_once_on_a_new_run_directory_all_open(tmp_path):
+    """`matrix status` opening the store while `matrix run` creates it: setting WAL mode on a new file
+    needs the whole database, and SQLite answers "database is locked" at once (no busy wait) to the
+    connection that loses; seen in a fresh clone's `make test`. Every opener must get a working store."""
+    import threading
+
+    for attempt in range(40):
+        run_dir = tmp_path / f"run{attempt}"
+        gate = threading.Barrier(4)
+        errors: list[BaseException] = []
+
+        def open_store() -> None:
+            gate.wait()
+            try:
+                store = Store(run_dir)
+                store.stages()
+                store.close()
+            except BaseException as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(e)
+
+        threads = [threading.Thread(target=open_store) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [], f"attempt {attempt}: {errors}"
