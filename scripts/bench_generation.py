@@ -8,9 +8,10 @@ the (first) benchmark's official max_new_tokens unless `--max-new-tokens`. Print
 each, the speed-ups, the pad tokens per batch, and how many answers differ (neither left padding nor
 the batches' make-up may change a greedy answer).
 
-The model is `matrix/assets/tiny-base/` when present, else a randomly initialised tiny LLaVA built
-here (a random model rarely stops early, so every answer runs to max_new_tokens: a worst case). The
-real-architecture checkpoint is not measured here yet.
+The model is `--model DIR` when given (e.g. the scaled-down real-architecture LLaVA-1.5 that
+`scripts/build_llava_fixture.py OUT` writes: Llama tokenizer, CLIP-336 tower, 576 image tokens), else
+`matrix/assets/tiny-base/` when present, else a randomly initialised tiny LLaVA built here (a random
+model rarely stops early, so every answer runs to max_new_tokens: a worst case).
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_generation.py [--n 256] [--batch-size 32] [--threads 1]
 """
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     # On a few shared cores, more OpenMP threads than free cores make every op wait on the slowest
     # thread (batched runs slowed 30x here with 2 threads on 2 busy cores); one thread measures fairly.
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: torch's own)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a model directory to measure instead of the tiny model, e.g. the real-architecture "
+                             "checkpoint `python scripts/build_llava_fixture.py OUT` writes")
     args = parser.parse_args(argv)
 
     import torch
@@ -82,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
         images = [Image.open(s.image).convert("RGB") for s in samples]
         questions = [s.question for s in samples]
         max_new = args.max_new_tokens or BENCHMARKS.get(names[0]).max_new_tokens
-        model = load(tiny_model(work, questions))
+        if args.model is not None:
+            print(f"model: {args.model}")
+        model = load(args.model if args.model is not None else tiny_model(work, questions))
         print(f"{len(samples)} {'+'.join(names)} questions, max_new_tokens {max_new}, "
               f"torch threads {torch.get_num_threads()}")
         lengths = [len(model.encode_prompt(q, im.size)) for q, im in zip(questions, images)]

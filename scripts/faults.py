@@ -228,10 +228,13 @@ def main() -> int:
 
     # Until every signal has really stopped `--each` runs (a run that finishes before its moment counts
     # for nothing). The moment: after a random number of the stages still to do, a random delay up to the
-    # longest of them (its time in the undisturbed run), so that it can fall in any stage still to run.
+    # longest of them (its time in the undisturbed run; plus the start-up when that number is 0), so that
+    # it can fall in the start-up or in any stage still to run.
     signals = [signal.SIGKILL, signal.SIGTERM, signal.SIGINT]
     with sqlite3.connect(ref / "matrix.db") as con:
         wall = {k: float(w or 0.0) for k, w in con.execute("SELECT key, wall_s FROM stages")}
+        first = con.execute("SELECT MIN(started) FROM stages").fetchone()[0]
+    startup_s = max(1.0, float(first) - t0) if first else 10.0  # launch to the first stage: imports, Ray
 
     n_dir = i = 0
     run_dir = workdir / f"disturbed-{n_dir}"
@@ -244,7 +247,8 @@ def main() -> int:
         now_done = {k for k, (st, _, _) in stages(run_dir).items() if st == "done"}
         left = [k for k in wall if k not in now_done]
         after = rng.randrange(len(left)) if left else 0
-        delay = rng.uniform(0.0, max(1.0, max((wall[k] for k in left), default=1.0)))
+        # From the launch (after == 0) the run first spends its start-up (imports, Ray) before any stage.
+        delay = rng.uniform(0.0, max((wall[k] for k in left), default=1.0) + (startup_s if after == 0 else 0.0))
         finished, moment = disturb(run_dir, signum, after, delay, tally)
         i += 1
         print(f"{i:3d} {signal.Signals(signum).name:7s} at {moment:5.1f}s ({after} stages, then {delay:4.1f}s): "
