@@ -97,7 +97,7 @@ def settings(spec: Spec) -> list[dict]:
     """Per method row, before anything runs: its plug-in, objective, and every effective training setting
     (rows that train) and generation setting (rows that generate), each `{"value", "source"}` with the
     source one of `matrix.spec`'s LIBRARY, PAPER, SPEC, FORCED, ROW."""
-    from matrix.spec import resolved_generation, resolved_training
+    from matrix.settings import resolved_generation, resolved_training
     from matrix.methods.base import METHODS
 
     rows = []
@@ -117,7 +117,7 @@ def settings(spec: Spec) -> list[dict]:
 def _mode_settings(spec: Spec, entry, method) -> dict:
     """A method's settings of its own generate modes (SeVa's augmentation and noise step, CSR's search),
     `<mode>.<key>`, or `<mode>.<key>@<base model>` where they differ between base models (SeVa's step)."""
-    from matrix.spec import PAPER, ROW, _leaves
+    from matrix.settings import PAPER, ROW, _leaves
 
     plugin = method()
     out: dict = {}

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from matrix.errors import Problem, SpecError
 from matrix.registry import BENCHMARKS, FAMILIES, METHODS
-from matrix.spec import AXES, Spec, TrainingSpec, _deep_merge, parse_scale, training_params
+from matrix.settings import training_params
+from matrix.spec import AXES, Spec, TrainingSpec, _deep_merge, parse_scale
 from matrix.yamlmap import LineMap, format_path, load_yaml
 
 

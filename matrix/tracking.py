@@ -32,7 +32,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from matrix.spec import Spec, TrackingSpec, training_params
+from matrix.settings import training_params
+from matrix.spec import Spec, TrackingSpec
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from matrix.errors import UserError
 from matrix.grid import Cell
 from matrix.models.family import template_for
 from matrix.registry import BENCHMARKS, FAMILIES, METHODS
-from matrix.spec import RUN_TIME_TRAINING, BaseModelSpec, Spec, generation_settings, training_settings
+from matrix.settings import RUN_TIME_TRAINING, generation_settings, training_settings
+from matrix.spec import BaseModelSpec, Spec
 from matrix.runner.stage import Stage
 
 

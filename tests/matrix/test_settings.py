@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from matrix.cli import app
 from matrix.errors import SpecError
-from matrix.spec import FORCED, LIBRARY, PAPER, ROW, SPEC, resolved_generation, resolved_training
+from matrix.settings import FORCED, LIBRARY, PAPER, ROW, SPEC, resolved_generation, resolved_training
 from matrix.specfile import load_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"

@@ -4,7 +4,8 @@ import textwrap
 import pytest
 
 from matrix.errors import SpecError
-from matrix.spec import parse_scale, training_params
+from matrix.settings import training_params
+from matrix.spec import parse_scale
 from matrix.specfile import load_spec
 
 BASE = """\

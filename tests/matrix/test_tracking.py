@@ -213,7 +213,7 @@ def test_an_unknown_tracking_key_names_file_line_and_key(tmp_path):
 def test_cell_params_are_the_effective_settings():
     """The method's paper defaults under the spec's training section, as the train stage gets them."""
     from matrix.grid import expand
-    from matrix.spec import training_params
+    from matrix.settings import training_params
     from matrix.specfile import load_spec
     from matrix.tracking import cell_params
 

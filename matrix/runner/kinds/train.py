@@ -20,7 +20,7 @@ class TrainStage(StageKind):
 
     class Params(StageParams):
         objective: str
-        hp: dict[str, Any]  # a TrainingSpec less its run-time fields (`matrix.spec.training_params`)
+        hp: dict[str, Any]  # a TrainingSpec less its run-time fields (`matrix.settings.training_params`)
         dtype: Dtype = "float32"  # the base model's: its frozen weights stay in it
         gradient_checkpointing: bool = False
 
