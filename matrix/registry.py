@@ -76,9 +76,11 @@ class Registry(Generic[T]):
 
 
 # The plug-in kinds the core looks up. Their base classes (the contracts) live with the plug-ins:
-# `matrix.methods.base.Method`, `matrix.benchmarks.base.Benchmark`, `matrix.models.family.ModelFamily`,
-# `matrix.runner.stage.StageKind`; each of those modules re-exports its registry under the same name.
+# `matrix.methods.base.Method`, `matrix.methods.objectives.base.Objective`, `matrix.benchmarks.base.Benchmark`,
+# `matrix.models.family.ModelFamily`, `matrix.runner.stage.StageKind`; each of those modules re-exports its
+# registry under the same name.
 METHODS: Registry[Any] = Registry("method", "matrix.methods")
+OBJECTIVES: Registry[Any] = Registry("objective", "matrix.methods.objectives")
 BENCHMARKS: Registry[Any] = Registry("benchmark", "matrix.benchmarks")
 FAMILIES: Registry[Any] = Registry("model family", "matrix.models.families")
 KINDS: Registry[Any] = Registry("stage kind", "matrix.runner.kinds")

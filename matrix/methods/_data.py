@@ -7,6 +7,7 @@ from pathlib import Path
 
 from matrix.models.conversation import IGNORE_INDEX, IMAGE_PLACEHOLDER
 from matrix.models.handle import ModelHandle, collate
+from matrix.methods.objectives.base import objective_class
 
 
 @dataclass
@@ -48,22 +49,21 @@ def _encode(handle: ModelHandle, conversations: list[dict], image: str | None, m
 
 
 def encode_examples(
-    handle: ModelHandle, examples: list[dict], objective: str, max_length: int, image_root: Path | None = None
+    handle: ModelHandle, examples: list[dict], objective, max_length: int, image_root: Path | None = None
 ) -> tuple[list[tuple[Encoded, ...]], int]:
-    """(encoded examples, how many were dropped by truncation); DPO gives (chosen, rejected) pairs."""
+    """(encoded examples, how many were dropped by truncation). `objective` (an objective, its class or
+    its registered name) names the conversations each example is encoded from: DPO gives (chosen,
+    rejected) pairs."""
+    keys = objective_class(objective).conversations
     out: list[tuple[Encoded, ...]] = []
     dropped = 0
     for ex in examples:
         image = ex.get("image") or None
-        if objective == "dpo":
-            if "rejected_conversations" not in ex:
-                raise ValueError(f"example {ex.get('id')!r}: DPO needs 'rejected_conversations'")
-            parts = (
-                _encode(handle, ex["conversations"], image, max_length, image_root),
-                _encode(handle, ex["rejected_conversations"], image, max_length, image_root),
-            )
-        else:
-            parts = (_encode(handle, ex["conversations"], image, max_length, image_root),)
+        missing = [k for k in keys if k not in ex]
+        if missing:
+            raise ValueError(f"example {ex.get('id')!r}: the {objective_class(objective).id} objective needs "
+                             f"{', '.join(repr(k) for k in missing)}")
+        parts = tuple(_encode(handle, ex[k], image, max_length, image_root) for k in keys)
         if any(p is None for p in parts):
             dropped += 1
         else:

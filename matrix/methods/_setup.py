@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from matrix.methods.objectives.base import objective_class
 
 
 def submodule(model, suffix: str):
@@ -24,18 +25,21 @@ def disable_dropout(model) -> None:
                 setattr(module, attr, 0.0)
 
 
-def prepare_model(model, hp: dict, objective: str, family, gradient_checkpointing: bool = False):
+def prepare_model(model, hp: dict, objective, family, gradient_checkpointing: bool = False):
     """Freeze the vision tower; LoRA on the LLM (or the whole LLM trainable); projector per hp. The
     model family (`matrix.models.family`) names LoRA's targets and the projector. Trainable tensors are
     kept in fp32 whatever the loaded dtype (AdamW on bf16 weights loses small updates); the frozen
     rest stays in the dtype it was loaded in.
 
-    Returns the model to train: a PEFT wrapper under LoRA, `model` itself for a full fine-tune.
+    `objective` (an objective, its class or its registered name): a deterministic one (DPO) trains with
+    every dropout off. Returns the model to train: a PEFT wrapper under LoRA, `model` itself for a full
+    fine-tune.
     """
     import torch
 
+    deterministic = objective_class(objective).deterministic
     model.requires_grad_(False)
-    if objective == "dpo":
+    if deterministic:
         disable_dropout(model)
     if gradient_checkpointing:
         # Recompute activations in backward (LLaVA trains 7B with it on); non-reentrant needs no input grads.
@@ -47,7 +51,7 @@ def prepare_model(model, hp: dict, objective: str, family, gradient_checkpointin
         config = LoraConfig(
             r=int(lora["r"]),
             lora_alpha=lora["alpha"],
-            lora_dropout=0.0 if objective == "dpo" else float(lora.get("dropout", 0.0)),
+            lora_dropout=0.0 if deterministic else float(lora.get("dropout", 0.0)),
             target_modules=family.lora_targets,
             bias="none",
         )

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from matrix.models.conversation import IGNORE_INDEX
-from matrix.methods.objectives import dpo_loss, sequence_logps, sft_loss
+from matrix.methods.objectives.losses import dpo_loss, sequence_logps, sft_loss
 
 
 def test_dpo_loss_matches_hand_computation():
@@ -72,7 +72,7 @@ def test_topk_kl_matches_hand_computation():
     import torch
 
     from matrix.models.conversation import IGNORE_INDEX
-    from matrix.methods.objectives import topk_kl
+    from matrix.methods.objectives.losses import topk_kl
 
     # One supervised position (label at t=1 is predicted by the logits at t=0); policy uniform over 3
     # tokens; reference keeps top-1 = token 0 with p = 0.5, so its rest bin holds 0.5.
@@ -91,7 +91,7 @@ def test_topk_kl_is_exact_with_the_whole_vocabulary_and_a_lower_bound_otherwise(
     import torch
 
     from matrix.models.conversation import IGNORE_INDEX
-    from matrix.methods.objectives import topk_kl, topk_reference
+    from matrix.methods.objectives.losses import topk_kl, topk_reference
 
     g = torch.Generator().manual_seed(0)
     ref_logits, pol_logits = torch.randn(2, 5, 7, generator=g), torch.randn(2, 5, 7, generator=g)

@@ -75,28 +75,28 @@ def test_projector_lr_on_the_real_architecture(llava_hf, hp, tmp_path):
 # ---- the DPO reference: precomputed (initial projector) or adapters_off (current projector) ----------
 def _loop(base, records, image_root, hp, reference):
     """A trainer loop on gt-dpo pairs, as `_train` builds it (plain PyTorch, fp32)."""
-    import contextlib
-
     from matrix.methods._data import BatchMaker, encode_examples
     from matrix.methods._setup import prepare_model
-    from matrix.methods.trainer import _Loop
+    from matrix.methods.engine import PlainEngine
+    from matrix.methods.objectives.base import OBJECTIVES
+    from matrix.methods.trainer import Loop
 
     greedy = {f"{r['id']}:{q}": "purple" for r in records for q in (0, 1)}  # always wrong: every pair kept
     examples, _ = METHODS.get("gt-dpo")().construct(records, {"greedy": greedy}, {"repeat": 1})
     handle = load(base)
     h = {**hp, "reference": reference}
-    encoded, _ = encode_examples(handle, examples, "dpo", h["max_length"], image_root)
-    model = prepare_model(handle.model, h, "dpo", handle.family)
-    loop = _Loop("dpo", h, encoded, model, None, model, None, None,
-                 BatchMaker(handle, image_root, h["max_length"], torch.device("cpu"), torch.float32),
-                 contextlib.nullcontext)
+    objective = OBJECTIVES.get("dpo").from_hp(h)
+    encoded, _ = encode_examples(handle, examples, objective, h["max_length"], image_root)
+    model = prepare_model(handle.model, h, objective, handle.family)
+    engine = PlainEngine(model, None, None, torch.device("cpu"), torch.float32, bf16=False, max_grad_norm=1.0)
+    loop = Loop(objective, h, encoded, engine, BatchMaker(handle, image_root, h["max_length"], engine.device, engine.dtype))
     return loop, handle
 
 
 def _policy_logps(loop, idxs):
     with torch.no_grad():
-        logits, batch = loop.logits(loop._pairs(idxs))
-        from matrix.methods.objectives import sequence_logps
+        logits, batch = loop.logits(loop.objective.pairs(loop, idxs))
+        from matrix.methods.objectives.losses import sequence_logps
 
         return sequence_logps(logits, batch["labels"]).view(2, -1)
 
@@ -112,25 +112,25 @@ def _perturb(model, part: str, seed: int) -> None:
 def _check_reference_semantics(base, records, image_root, hp):
     idxs = [0, 1, 2]
     pre, _ = _loop(base, records, image_root, hp, "precomputed")
-    pre.reference()
+    pre.objective.prepare(pre)
     off, _ = _loop(base, records, image_root, hp, "adapters_off")
-    start_pre, start_off = pre.reference_logps(idxs).clone(), off.reference_logps(idxs).clone()
+    start_pre, start_off = pre.objective.reference_logps(pre, idxs).clone(), off.objective.reference_logps(off, idxs).clone()
     # Before any step the two agree: LoRA B = 0, so the policy with or without adapters is the initial model.
     assert torch.allclose(start_pre, start_off, atol=1e-4)
     # LoRA moves: the policy changes, neither reference does (adapters_off switches LoRA off).
     for loop in (pre, off):
         _perturb(loop.model, "lora_B", seed=1)
     assert not torch.allclose(_policy_logps(off, idxs), start_off, atol=1e-2)
-    assert torch.allclose(off.reference_logps(idxs), start_off, atol=1e-5)
-    assert torch.equal(pre.reference_logps(idxs), start_pre)
+    assert torch.allclose(off.objective.reference_logps(off, idxs), start_off, atol=1e-5)
+    assert torch.equal(pre.objective.reference_logps(pre, idxs), start_pre)
     # The projector moves: adapters_off's reference follows it (the current projector), precomputed's does not.
     for loop in (pre, off):
         _perturb(loop.model, "multi_modal_projector", seed=2)
-    assert not torch.allclose(off.reference_logps(idxs), start_off, atol=1e-2)
-    assert torch.equal(pre.reference_logps(idxs), start_pre)
+    assert not torch.allclose(off.objective.reference_logps(off, idxs), start_off, atol=1e-2)
+    assert torch.equal(pre.objective.reference_logps(pre, idxs), start_pre)
     # ...and equals the base model with that projector and no LoRA at all.
     with off.model.disable_adapter():
-        assert torch.allclose(_policy_logps(off, idxs), off.reference_logps(idxs), atol=1e-5)
+        assert torch.allclose(_policy_logps(off, idxs), off.objective.reference_logps(off, idxs), atol=1e-5)
 
 
 def test_adapters_off_reference_follows_the_projector_and_precomputed_does_not(tiny_world, hp):
@@ -182,7 +182,7 @@ def test_adapters_off_reference_under_zero3_on_the_real_architecture(llava_hf, h
 def test_top_other_logps_worked_by_hand():
     """Two scored positions: at the first the top-1 token IS the label (2), so the top-2 one (0) is
     scored; at the second the top-1 (3) is not the label (1), so it is scored."""
-    from matrix.methods.objectives import top_other_logps
+    from matrix.methods.objectives.losses import top_other_logps
 
     logits = torch.tensor([[[1.0, 0.0, 3.0, -1.0],    # predicts labels[1] = 2: top-1 = 2 = label -> token 0
                             [0.0, 1.0, 0.5, 2.0],     # predicts labels[2] = 1: top-1 = 3 -> token 3
@@ -197,7 +197,7 @@ def test_top_other_logps_worked_by_hand():
 
 
 def test_sima_scoring_applies_to_the_rejected_half_for_policy_and_reference(tiny_world, hp):
-    from matrix.methods.objectives import sequence_logps, top_other_logps
+    from matrix.methods.objectives.losses import sequence_logps, top_other_logps
 
     records = tiny_world.records[:4]
     for reference in ("precomputed", "adapters_off"):
@@ -205,15 +205,15 @@ def test_sima_scoring_applies_to_the_rejected_half_for_policy_and_reference(tiny
                         _hp(hp, 4, rejected_logps="top_other_token"), reference)
         idxs = [0, 1, 2]
         with torch.no_grad():
-            logits, batch = loop.logits(loop._pairs(idxs))
-        got = loop.pair_logps(logits, batch["labels"])
+            logits, batch = loop.logits(loop.objective.pairs(loop, idxs))
+        got = loop.objective.pair_logps(logits, batch["labels"])
         assert torch.allclose(got[0], sequence_logps(logits[:3], batch["labels"][:3]))
         assert torch.allclose(got[1], top_other_logps(logits[3:], batch["labels"][3:]))
         assert not torch.allclose(got[1], sequence_logps(logits[3:], batch["labels"][3:]), atol=1e-3)
         if reference == "precomputed":
-            loop.reference()
+            loop.objective.prepare(loop)
         # before any step the reference is the initial policy: it scores the rejected half the same way
-        assert torch.allclose(loop.reference_logps(idxs), got, atol=1e-5)
+        assert torch.allclose(loop.objective.reference_logps(loop, idxs), got, atol=1e-5)
 
 
 def test_sima_in_context_critic_runs_on_the_real_architecture(llava_hf, tmp_path):

@@ -11,7 +11,7 @@ from matrix.methods import checkpoint
 from matrix.methods._data import BatchMaker, encode_examples
 from matrix.methods.base import METHODS
 from matrix.methods.checkpoint import load_trained
-from matrix.methods.objectives import sequence_logps, sft_loss
+from matrix.methods.objectives.losses import sequence_logps, sft_loss
 from matrix.methods.trainer import lr_lambda, train, train_model
 
 
