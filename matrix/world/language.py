@@ -209,7 +209,8 @@ def reference_captions(scene: Scene, rng: random.Random, k: int = 5) -> list[str
         if style == 1:
             out.append(inventory(scene))
         elif style == 2:
-            names = {s: rng.choice(SHAPE_SYNONYMS[s]) for s in scene.shapes() if SHAPE_SYNONYMS[s]}
+            # in SHAPES order: a set's order changes with PYTHONHASHSEED, and so would the draws
+            names = {s: rng.choice(SHAPE_SYNONYMS[s]) for s in SHAPES if scene.has(s) and SHAPE_SYNONYMS[s]}
             out.append(inventory(scene, names))
         else:
             o = rng.choice(scene.objects)
