@@ -79,8 +79,11 @@ class Registry(Generic[T]):
 # `matrix.methods.base.Method`, `matrix.methods.objectives.base.Objective`, `matrix.benchmarks.base.Benchmark`,
 # `matrix.models.family.ModelFamily`, `matrix.runner.stage.StageKind`; each of those modules re-exports its
 # registry under the same name.
+# The synthetic world's benchmark writers (`matrix.world.benchmarks`, re-exported there) are looked up
+# too: spec validation refuses `synthetic:` for a benchmark the world cannot write.
 METHODS: Registry[Any] = Registry("method", "matrix.methods")
 OBJECTIVES: Registry[Any] = Registry("objective", "matrix.methods.objectives")
 BENCHMARKS: Registry[Any] = Registry("benchmark", "matrix.benchmarks")
 FAMILIES: Registry[Any] = Registry("model family", "matrix.models.families")
 KINDS: Registry[Any] = Registry("stage kind", "matrix.runner.kinds")
+SYNTHETIC_BENCHMARKS: Registry[Any] = Registry("synthetic benchmark", "matrix.world.benchmarks")

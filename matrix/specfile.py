@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from matrix.errors import Problem, SpecError
-from matrix.registry import BENCHMARKS, FAMILIES, METHODS
+from matrix.registry import BENCHMARKS, FAMILIES, METHODS, SYNTHETIC_BENCHMARKS
 from matrix.settings import training_params
 from matrix.spec import AXES, Spec, TrainingSpec, _deep_merge, parse_scale
 from matrix.yamlmap import LineMap, format_path, load_yaml
@@ -169,6 +169,11 @@ def _check_references(spec: Spec, data: dict, lines: LineMap) -> list[Problem]:
             add(("benchmarks", i), f"unknown benchmark {b.plugin!r}; known: {', '.join(BENCHMARKS.names())}")
         if b.id in seen_benchmarks:
             add(("benchmarks", i), f"benchmark {b.id!r} listed twice")
+        if b.synthetic is not None and b.plugin in BENCHMARKS and b.plugin not in SYNTHETIC_BENCHMARKS:
+            add(("benchmarks", i, "synthetic"),
+                f"the synthetic world cannot write benchmark {b.plugin!r} (it writes "
+                f"{', '.join(SYNTHETIC_BENCHMARKS.names())}); give 'path' (its official files), or 'dataset' "
+                "for an in-domain benchmark")
         if b.template is not None and b.plugin in BENCHMARKS and not hasattr(BENCHMARKS.get(b.plugin), "template_path"):
             add(("benchmarks", i, "template"), f"benchmark {b.plugin!r} has no grading template to replace")
         if b.plugin in BENCHMARKS and BENCHMARKS.get(b.plugin).needs_judge and spec.judge is None and b.judge is None:

@@ -130,10 +130,12 @@ def main(argv: list[str] | None = None) -> None:
 
 def questions_of(bench, root: Path, n: int) -> list:
     """At least `n` synthetic questions of `bench` (small scenes ask fewer: images are added until enough)."""
-    bench.synthesize(root, max(1, n // 8), seed=0)
+    from matrix.world.benchmarks import synthesize_benchmark
+
+    synthesize_benchmark(bench.id, root, max(1, n // 8), seed=0)
     samples = bench.load(root)
     while len(samples) < n:
-        bench.synthesize(root, len({s.image for s in samples}) * 2, seed=0)
+        synthesize_benchmark(bench.id, root, len({s.image for s in samples}) * 2, seed=0)
         samples = bench.load(root)
     return samples[:n]
 

@@ -1,9 +1,11 @@
 """The benchmark plug-in contract: read official files, phrase prompts, score by the official rules.
 
 Each benchmark is one file in this package, registered by name with `@BENCHMARKS.register("id")`.
-It reads its files in LLaVA's `playground/data/eval` layout (a spec's `benchmarks[].path` points at
-that eval folder), can write a synthetic version of the same files from the shapes world, and scores
-answers into the numbers the papers print, keeping one row per answer so every number traces back.
+It is the official format and scorer only: it reads its files in LLaVA's `playground/data/eval` layout
+(a spec's `benchmarks[].path` points at that eval folder) and scores answers into the numbers the papers
+print, keeping one row per answer so every number traces back. A benchmark's synthetic twin (the same
+files written from the shapes world) lives in `matrix/world/benchmarks/`, which imports this package's
+file names; nothing here imports the world.
 
 Use: `bench = BENCHMARKS.get("pope")(); samples = bench.load(root, limit)`, answer
 `s.question` about `s.image` for each sample with `bench.max_new_tokens`, then
@@ -55,10 +57,6 @@ class Benchmark:
     headline: ClassVar[str] = ""  # the metric the paper prints
     max_new_tokens: ClassVar[int] = 128  # the official decode setting (LLaVA model_vqa_loader: 128)
     needs_judge: ClassVar[bool] = False  # judged benchmarks get a `matrix.benchmarks.judge.Judge` in `score`
-
-    def synthesize(self, root: Path, size: int, seed: int) -> None:
-        """Write a synthetic version of `size` images in the official file layout under `root`."""
-        raise NotImplementedError
 
     def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         """Read the official files under `root` (LLaVA's eval folder) into samples. `images=False`:

@@ -44,7 +44,8 @@ val2014 images drawn with `random.Random(0)` from the sorted image ids of the in
 question each, "Describe this image in detail." Decoding: greedy, `max_new_tokens=512` (the detailed
 description setting REFERENCE gives for SHR; CHAIR's own protocol names none).
 
-The synthetic version writes `chair/ground_truth.json` (`{image: scene}`), which loading does not read.
+The synthetic version (`matrix/world/benchmarks/chair.py`) also writes `chair/ground_truth.json`
+(`{image: scene}`), which loading does not read.
 """
 from __future__ import annotations
 
@@ -66,8 +67,7 @@ from matrix.benchmarks.base import (
     require,
     write_jsonl,
 )
-from matrix.world import language
-from matrix.world.scene import SHAPES, draw_scene, render
+from matrix.benchmarks.prompts import DETAIL_PROMPT
 
 QUESTION_FILE = "questions.jsonl"
 INSTANCES = "annotations/instances_val2014.json"
@@ -75,7 +75,7 @@ CAPTIONS = "annotations/captions_val2014.json"
 IMAGE_DIR = "val2014"
 SYNONYMS = "synonyms.txt"
 DEFAULT_SYNONYMS = Path(__file__).parent / "data" / "chair_synonyms.txt"
-PROMPT = language.DETAIL_PROMPT  # "Describe this image in detail."
+PROMPT = DETAIL_PROMPT  # "Describe this image in detail."
 SAMPLE_SIZE, SAMPLE_SEED = 500, 0
 
 
@@ -222,32 +222,6 @@ class Chair(Benchmark):
     id = "chair"
     headline = "chair"
     max_new_tokens = 512
-
-    def synthesize(self, root: Path, size: int, seed: int) -> None:
-        """`size` images, one detail question each; instances from the scene, five reference captions."""
-        rng = random.Random(f"chair:{seed}")
-        base = Path(root) / "chair"
-        (base / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
-        categories = [{"id": i + 1, "name": s} for i, s in enumerate(SHAPES)]
-        images, instances, captions, questions, truth = [], [], [], [], {}
-        for i in range(size):
-            scene = draw_scene(rng)
-            image_id, name = i + 1, f"shapes_val_{i:06d}.png"
-            render(scene).save(base / IMAGE_DIR / name)
-            images.append({"id": image_id, "file_name": name})
-            for o in scene.objects:
-                instances.append({"id": len(instances) + 1, "image_id": image_id,
-                                  "category_id": SHAPES.index(o.shape) + 1})
-            for text in language.reference_captions(scene, rng):
-                captions.append({"id": len(captions) + 1, "image_id": image_id, "caption": text})
-            questions.append({"question_id": image_id, "image": name, "text": PROMPT})
-            truth[name] = scene.to_json()
-        (base / "annotations").mkdir(parents=True, exist_ok=True)
-        (base / INSTANCES).write_text(json.dumps({"images": images, "annotations": instances,
-                                                  "categories": categories}))
-        (base / CAPTIONS).write_text(json.dumps({"images": images, "annotations": captions}))
-        write_jsonl(base / QUESTION_FILE, questions)
-        (base / "ground_truth.json").write_text(json.dumps(truth, indent=1))
 
     def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / "chair"

@@ -71,9 +71,6 @@ class InDomain(GradingTemplate, Benchmark):
     default_template = TEMPLATE
     template_what = "a grading template with three {} fields: question, reference answer, answer"
 
-    def synthesize(self, root: Path, size: int, seed: int) -> None:
-        raise ValueError("indomain asks a held-out slice of a spec dataset: give the entry 'dataset', not 'synthetic'")
-
     def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         from matrix.methods.base import question_items
 

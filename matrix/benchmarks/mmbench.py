@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import random
 import sys
 import tempfile
 from pathlib import Path
@@ -52,8 +51,7 @@ from matrix.benchmarks.base import (
     ratio,
     require,
 )
-from matrix.world import language
-from matrix.world.scene import draw_scene, render
+from matrix.benchmarks.prompts import MULTIPLE_CHOICE_SUFFIX, MULTIPLE_CHOICE_SUFFIX_CN
 
 LETTERS = ("A", "B", "C", "D")
 COPY_STRIDE = 1_000_000
@@ -112,53 +110,13 @@ def _by_text(answer: str, options: dict[str, str]) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def _category(question: str) -> tuple[str, str]:
-    if "color" in question or "颜色" in question:
-        return "attribute_recognition", "FP-S"
-    if "How many" in question or "几个" in question:
-        return "object_counting", "FP-C"  # synthetic labels; MMBench's own names differ per skill
-    return "object_localization", "FP-S"
-
-
 class _MMBench(Benchmark):
     headline = "accuracy"
     max_new_tokens = 1024  # model_vqa_mmbench.py
     folder: str = ""
     tsv: str = ""
     suffix: str = ""
-    cn: bool = False
-
-    def synthesize(self, root: Path, size: int, seed: int) -> None:
-        """`size` questions with 4 options, some with a hint, each written 4 times: the original
-        (index i) and its 3 rotations (index i + k * 1,000,000), originals first, as the dev TSVs do."""
-        rng = random.Random(f"{self.id}:{seed}")
-        path = Path(root) / self.folder / self.tsv
-        path.parent.mkdir(parents=True, exist_ok=True)
-        originals = []
-        for i in range(size):
-            scene = draw_scene(rng)
-            question, options, answer = language.choice_item(scene, rng, 4, cn=self.cn)
-            buf = _png(render(scene))
-            hint = ("图中有若干彩色形状。" if self.cn else "The image shows coloured shapes on a grid.") \
-                if i % 3 == 0 else "nan"
-            category, l2 = _category(question)
-            originals.append({"index": str(i), "question": question, "hint": hint, **dict(zip(LETTERS, options)),
-                              "answer": LETTERS[answer], "category": category, "image": buf,
-                              "source": "synthetic", "l2-category": l2, "comment": "nan", "split": "dev"})
-        rows = list(originals)
-        for k in range(1, len(LETTERS)):
-            for row in originals:
-                shown = [row[letter] for letter in LETTERS]
-                rotated = shown[k:] + shown[:k]  # option k becomes A
-                right = row[row["answer"]]
-                copy = {**row, "index": str(int(row["index"]) + k * COPY_STRIDE), **dict(zip(LETTERS, rotated)),
-                        "answer": LETTERS[rotated.index(right)],
-                        "image": row["index"]}  # a short index: the original row's image
-                rows.append(copy)
-        with path.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS, delimiter="\t", lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
+    cn: bool = False  # the Chinese edition
 
     def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         path = require(Path(root) / self.folder / self.tsv,
@@ -238,7 +196,7 @@ class MMBench(_MMBench):
     id = "mmbench"
     folder = "mmbench"
     tsv = "mmbench_dev_20230712.tsv"
-    suffix = language.MULTIPLE_CHOICE_SUFFIX
+    suffix = MULTIPLE_CHOICE_SUFFIX
 
 
 @BENCHMARKS.register("mmbench-cn")
@@ -246,19 +204,11 @@ class MMBenchCN(_MMBench):
     id = "mmbench-cn"
     folder = "mmbench_cn"  # mmbench_cn.sh keeps the CN TSV in its own folder
     tsv = "mmbench_dev_cn_20231003.tsv"
-    suffix = language.MULTIPLE_CHOICE_SUFFIX_CN
+    suffix = MULTIPLE_CHOICE_SUFFIX_CN
     cn = True
 
 
 # ---- files --------------------------------------------------------------------------------------
-def _png(image) -> str:
-    import io
-
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def _read_tsv(path: Path) -> list[dict]:
     csv.field_size_limit(sys.maxsize)
     with path.open(encoding="utf-8", newline="") as f:

@@ -15,13 +15,13 @@ Ground truth is looked up as LLaVA's `convert_answer_to_mme.py` does (restore MM
 asked text), and answers are scored by MME's `eval_tool/calculation.py` rules. Perception = sum over
 the perception subtasks present (all ten: max 2000), cognition = sum over the cognition subtasks
 present (max 800). One departure: an answer holding a tab or a newline breaks calculation.py's
-tab-separated lines (it stops with an error); here it is scored like any other answer. The synthetic version writes the four coarse perception subtasks in the flat
-layout, plus `MME/ground_truth.json` (`{question_id: scene}`), which loading does not read.
+tab-separated lines (it stops with an error); here it is scored like any other answer. The synthetic
+version (`matrix/world/benchmarks/mme.py`) writes the four coarse perception subtasks in the flat layout,
+plus `MME/ground_truth.json` (`{question_id: scene}`), which loading does not read.
 """
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from pathlib import Path
 
@@ -36,23 +36,17 @@ from matrix.benchmarks.base import (
     read_jsonl,
     image_file,
     require,
-    write_jsonl,
 )
-from matrix.world import language
-from matrix.world.datasets import unique_named
-from matrix.world.scene import COLOURS, GRID, Obj, Scene, draw_scene, render
+from matrix.benchmarks.prompts import SHORT_ANSWER_SUFFIX, YES_NO_SUFFIX
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark",
               "artwork", "OCR")
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
-SYNTHETIC_SUBTASKS = ("existence", "count", "position", "color")
 QUESTION_FILE = "llava_mme.jsonl"
 RELEASE = "MME_Benchmark_release_version"
 TRUTH_DIR = "questions_answers_YN"  # beside images/ in artwork, celebrity, landmark, posters, scene
-MME_INSTRUCTION = language.YES_NO_SUFFIX.strip()  # "Please answer yes or no."
-LLAVA_INSTRUCTION = language.SHORT_ANSWER_SUFFIX.strip()
-POSITIONS = tuple(Obj("circle", "red", r, c).position for r in range(GRID) for c in range(GRID))
-MAX_COUNT = 3  # scenes hold at most three objects
+MME_INSTRUCTION = YES_NO_SUFFIX.strip()  # "Please answer yes or no."
+LLAVA_INSTRUCTION = SHORT_ANSWER_SUFFIX.strip()
 
 
 # ---- scoring ------------------------------------------------------------------------------------
@@ -78,60 +72,11 @@ def official_prompts(text: str) -> list[str]:
     return [f"{prompt} {MME_INSTRUCTION}", f"{prompt}  {MME_INSTRUCTION}"]
 
 
-# ---- synthetic questions: (true question, false question) about one scene ------------------------
-def _pair(subtask: str, scene: Scene, rng: random.Random) -> tuple[str, str] | None:
-    obj = rng.choice(scene.objects)
-    if subtask == "existence":
-        absent = language.absent_shape(scene, rng)
-        return language.existence_question(obj.shape), language.existence_question(absent)
-    if subtask == "count":
-        n = scene.count(obj.shape)
-        wrong = rng.choice([k for k in range(1, MAX_COUNT + 1) if k != n])
-        return language.count_check_question(obj.shape, n), language.count_check_question(obj.shape, wrong)
-    if subtask == "position":  # asked by name, so only objects whose name is unique in the scene
-        named = unique_named(scene)
-        if not named:
-            return None
-        obj = rng.choice(named)
-        wrong = rng.choice([p for p in POSITIONS if p != obj.position])
-        return (language.position_check_question(obj, obj.position),
-                language.position_check_question(obj, wrong))
-    wrong = rng.choice([c for c in COLOURS if c != obj.colour])
-    return language.colour_check_question(obj, obj.colour), language.colour_check_question(obj, wrong)
-
-
 @BENCHMARKS.register("mme")
 class MME(Benchmark):
     id = "mme"
     headline = "perception"
     max_new_tokens = 128  # mme.sh runs model_vqa_loader with its default
-
-    def synthesize(self, root: Path, size: int, seed: int) -> None:
-        """`size` images in all, dealt in turn to existence, count, position and color; two questions
-        per image, the true one (Yes) first as in MME's files."""
-        rng = random.Random(f"mme:{seed}")
-        base = Path(root) / "MME"
-        rows: dict[str, list[dict]] = {t: [] for t in SYNTHETIC_SUBTASKS}
-        truth = {}
-        for i in range(size):
-            subtask = SYNTHETIC_SUBTASKS[i % len(SYNTHETIC_SUBTASKS)]
-            pair = None
-            while pair is None:  # a scene without a uniquely named object cannot serve `position`
-                scene = draw_scene(rng)
-                pair = _pair(subtask, scene, rng)
-            folder = base / RELEASE / subtask
-            folder.mkdir(parents=True, exist_ok=True)
-            stem = f"{len(rows[subtask]) // 2:04d}"
-            render(scene).save(folder / f"{stem}.png")
-            lines = [(pair[0], "Yes"), (pair[1], "No")]
-            truth_lines = [f"{q}{language.YES_NO_SUFFIX}\t{a}\n" for q, a in lines]
-            (folder / f"{stem}.txt").write_text("".join(truth_lines))
-            qid = f"{subtask}/{stem}.png"
-            rows[subtask] += [{"question_id": qid, "image": qid, "text": q + language.SHORT_ANSWER_SUFFIX,
-                               "category": subtask} for q, _ in lines]
-            truth[qid] = scene.to_json()
-        write_jsonl(base / QUESTION_FILE, [r for t in SYNTHETIC_SUBTASKS for r in rows[t]])
-        (base / "ground_truth.json").write_text(json.dumps(truth, indent=1))
 
     def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / "MME"

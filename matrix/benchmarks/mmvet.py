@@ -27,7 +27,6 @@ the scoring stage's key, and the judge cache keeps the two templates' prompts ap
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 from matrix.benchmarks.base import (
@@ -42,12 +41,8 @@ from matrix.benchmarks.base import (
     read_jsonl,
     image_file,
     require,
-    write_jsonl,
 )
 from matrix.benchmarks.replies import parse_score
-from matrix.world import language
-from matrix.world.datasets import unique_named
-from matrix.world.scene import SHAPES, draw_scene, render
 
 QUESTION_FILE = "llava-mm-vet.jsonl"
 TRUTH_FILE = "mm-vet.json"
@@ -104,46 +99,6 @@ class MMVet(GradingTemplate, Benchmark):
         return OFFICIAL_RETRY_SUFFIX if self.template_path is not None else RETRY_SUFFIX
 
     # ---- files ---------------------------------------------------------------------------------------
-    def synthesize(self, root: Path, size: int, seed: int) -> None:
-        """`size` images, one question each, dealt in turn: shape (rec), colour (rec), count (rec, math),
-        position (rec, spat), total of two shapes (rec, math)."""
-        rng = random.Random(f"mmvet:{seed}")
-        base = Path(root) / "mm-vet"
-        (base / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
-        questions, truth = [], {}
-        for i in range(size):
-            kind = i % 5
-            scene = draw_scene(rng)
-            named = unique_named(scene)
-            while kind in (0, 1, 3) and not named:
-                scene = draw_scene(rng)
-                named = unique_named(scene)
-            name = f"v1_{i}.png"
-            render(scene).save(base / IMAGE_DIR / name)
-            if kind == 0:
-                obj = rng.choice(named)
-                q, a, caps = language.shape_question(obj), obj.shape, ["rec"]
-            elif kind == 1:
-                obj = rng.choice(named)
-                q, a, caps = language.colour_question(obj), obj.colour, ["rec"]
-            elif kind == 2:
-                shape = rng.choice(SHAPES)
-                n = scene.count(shape)
-                q, a, caps = language.count_question(shape), f"{n}<OR>{language.NUMBER_WORDS[n]}", ["rec", "math"]
-            elif kind == 3:
-                obj = rng.choice(named)
-                q, a, caps = language.position_question(obj), obj.position, ["rec", "spat"]
-            else:
-                first, second = rng.sample(SHAPES, 2)
-                n = scene.count(first) + scene.count(second)
-                q = f"How many {language.plural(first, 2)} and {language.plural(second, 2)} are there in total?"
-                a, caps = f"{n}<OR>{language.NUMBER_WORDS[n]}", ["rec", "math"]
-            questions.append({"question_id": i, "image": name, "text": q})
-            truth[f"v1_{i}"] = {"imagename": name, "capability": caps, "question": q, "answer": a,
-                                "scene": scene.to_json()}
-        write_jsonl(base / QUESTION_FILE, questions)
-        (base / TRUTH_FILE).write_text(json.dumps(truth, indent=1))
-
     def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / "mm-vet"
         qfile = base / QUESTION_FILE

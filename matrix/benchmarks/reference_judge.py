@@ -39,9 +39,14 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from matrix.benchmarks.judge import JudgeError, JudgeReply, Prompt, _messages
-from matrix.world.language import NUMBER_WORDS
-from matrix.world.scene import COLOURS, SHAPES
+from matrix.benchmarks.prompts import SHORT_ANSWER_SUFFIX
 
+# The words the shapes world writes its prompts and answers with (`matrix/world/scene.py`, `language.py`;
+# tests/benchmarks/test_reference_judge.py checks they agree). The rules read text: they need the
+# world's words, not the world, which no benchmark module imports.
+SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
+COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
+NUMBER_WORDS = {0: "zero", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
 _WORD = re.compile(r"[a-z0-9]+")
 _DIGIT = {w: str(n) for n, w in NUMBER_WORDS.items()}
 _STOP = {"a", "an", "the", "is", "are", "there", "of", "in", "at", "and", "it", "image", "picture", "one"}
@@ -99,8 +104,6 @@ def grade_mmhal(contents: str, question: str, standard: str, response: str) -> i
 
 
 def grade_indomain(question: str, reference: str, answer: str) -> tuple[int, int]:
-    from matrix.world.language import SHORT_ANSWER_SUFFIX
-
     said = _words(answer)
     if not said:
         return 0, 0

@@ -21,7 +21,6 @@ max_new_tokens 128 (model_vqa_loader).
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from pathlib import Path
 
@@ -36,10 +35,7 @@ from matrix.benchmarks.base import (
     read_jsonl,
     image_file,
     require,
-    write_jsonl,
 )
-from matrix.world import language
-from matrix.world.scene import draw_scene, render
 
 QUESTION_FILE = "llava-seed-bench.jsonl"
 TRUTH_FILE = "SEED-Bench.json"
@@ -48,15 +44,6 @@ QUESTION_TYPES = {"Scene Understanding": 1, "Instance Identity": 2, "Instance At
                   "Instance Location": 4, "Instances Counting": 5, "Spatial Relation": 6,
                   "Instance Interaction": 7, "Visual Reasoning": 8, "Text Understanding": 9,
                   "Action Recognition": 10, "Action Prediction": 11, "Procedure Understanding": 12}
-VIDEO_EVERY = 6  # synthetic: every sixth question is a video one (in the files, never loaded)
-
-
-def _question_type(question: str) -> str:
-    if question.startswith("What color"):
-        return "Instance Attributes"
-    if question.startswith("How many"):
-        return "Instances Counting"
-    return "Instance Identity"
 
 
 @BENCHMARKS.register("seed")
@@ -64,38 +51,6 @@ class SeedBench(Benchmark):
     id = "seed"
     headline = "accuracy"
     max_new_tokens = 128  # seed.sh runs model_vqa_loader with its default
-
-    def synthesize(self, root: Path, size: int, seed: int) -> None:
-        """`size` image questions (colour, shape, count; four options) plus one video question per five,
-        which the files hold and loading skips."""
-        rng = random.Random(f"seed:{seed}")
-        base = Path(root) / "seed_bench"
-        (base / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
-        rows, questions, truth = [], [], {}
-        n_image = 0
-        while n_image < size:
-            qid = str(100000 + len(questions))
-            video = len(questions) % VIDEO_EVERY == VIDEO_EVERY - 1
-            scene = draw_scene(rng)
-            question, options, answer = language.choice_item(scene, rng, 4)
-            qtype = "Action Recognition" if video else _question_type(question)
-            name = f"{qid}.png" if video else f"{1000 + n_image}.png"
-            folder = "SEED-Bench-video-image" if video else IMAGE_DIR
-            (base / folder).mkdir(exist_ok=True)
-            render(scene).save(base / folder / name)
-            if not video:
-                n_image += 1
-                truth[qid] = scene.to_json()
-            rows.append({"image": f"{folder}/{name}", "question_id": qid, "category": qtype,
-                         "text": f"{question}\n{language.options_text(options)}{language.MULTIPLE_CHOICE_SUFFIX}"})
-            questions.append({"question_id": qid, "question": question, "answer": "ABCD"[answer],
-                              **{f"choice_{c}": o for c, o in zip("abcd", options)},
-                              "data_id": name, "data_type": "video" if video else "image",
-                              "question_type_id": QUESTION_TYPES[qtype]})
-        write_jsonl(base / QUESTION_FILE, rows)
-        (base / TRUTH_FILE).write_text(json.dumps({"questions": questions, "question_type": QUESTION_TYPES},
-                                                  indent=1))
-        (base / "ground_truth.json").write_text(json.dumps(truth, indent=1))
 
     def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / "seed_bench"

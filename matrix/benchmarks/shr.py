@@ -41,7 +41,6 @@ content is part of the scoring stage's key.
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import ClassVar
 
@@ -58,21 +57,18 @@ from matrix.benchmarks.base import (
     image_file,
     require,
 )
-from matrix.world import language
-from matrix.world.scene import GRID, SHAPES, Scene, draw_scene, render
+from matrix.benchmarks.prompts import DETAIL_PROMPT
 
 IMAGES_FILE = "val_images_final.json"
 FACT_FILES = ("shr_factual_part1.jsonl", "shr_factual_part2.jsonl")
 VG = "VG"
-PROMPT = language.DETAIL_PROMPT
+PROMPT = DETAIL_PROMPT
 LABELS = ("cannot judge", "hallucination", "correct")
 MARKER = "Judgement"  # shr_eval.py asks again until the reply holds it (case-sensitive)
 LINE_MARKER = "Judgement:"  # post_process_no_revise reads the lines after the first line holding this
 ATTEMPTS = 5  # replies asked for before giving up on an image (HA-DPO: no limit)
 JUDGE_TEMPERATURE, JUDGE_MAX_TOKENS, JUDGE_STOP = 0.7, 800, ("###",)  # gpt_utils.py's decoding_args
 MAX_PROMPT_CHARS = 15000  # shr_eval.py skips an image whose judge prompt is longer
-IMAGE_SIZE = 48
-
 TEMPLATE = """\
 You check a detailed image description, sentence by sentence, for hallucination. You cannot see the
 image. Instead you get what annotators wrote about regions of it (boxes [x1, y1, x2, y2], corners as
@@ -156,32 +152,6 @@ class SHR(GradingTemplate, Benchmark):
     template_what = "an SHR judge template (a format string with three positional {} fields)"
 
     # ---- files ---------------------------------------------------------------------------------------
-    def synthesize(self, root: Path, size: int, seed: int) -> None:
-        """`size` images; one region per object, facts about counts and absent shapes (split across the
-        two fact files)."""
-        rng = random.Random(f"shr:{seed}")
-        base = Path(root) / "shr"
-        (base / VG / "VG_100K").mkdir(parents=True, exist_ok=True)
-        images, image_data, regions, facts = [], [], [], ([], [])
-        cell = IMAGE_SIZE // GRID
-        for i in range(size):
-            scene = draw_scene(rng)
-            image_id = 1000 + i
-            render(scene, size=IMAGE_SIZE).save(base / VG / "VG_100K" / f"{image_id}.png")
-            images.append({"image_id": image_id})
-            image_data.append({"image_id": image_id, "url": f"https://example.invalid/VG_100K/{image_id}.png",
-                               "width": IMAGE_SIZE, "height": IMAGE_SIZE, "scene": scene.to_json()})
-            regions.append({"id": image_id, "regions": [
-                {"region_id": image_id * 10 + k, "image_id": image_id, "phrase": language.describe(o),
-                 "x": o.col * cell, "y": o.row * cell, "width": cell, "height": cell}
-                for k, o in enumerate(scene.objects)]})
-            facts[i % 2].append({str(image_id): _facts(scene)})
-        (base / IMAGES_FILE).write_text(json.dumps(images))
-        (base / VG / "image_data.json").write_text(json.dumps(image_data))
-        (base / VG / "region_descriptions.json").write_text(json.dumps(regions))
-        for name, rows in zip(FACT_FILES, facts):
-            (base / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-
     def load(self, root: Path, limit: int | None = None, images: bool = True) -> list[Sample]:
         base = Path(root) / "shr"
         entries = _json(base / IMAGES_FILE, 'SHR images, a JSON list of {"image_id"}')
@@ -259,14 +229,6 @@ class SHR(GradingTemplate, Benchmark):
                 "unlabelled": float(total - judged), "unparsed": float(sum(r["unparsed"] for r in rows)),
                 "skipped": float(skipped), "sentences_per_image": ratio(total, len(rows)),
                 "hal_sentences_per_image": ratio(hal, len(rows))}
-
-
-def _facts(scene: Scene) -> list[str]:
-    n = len(scene.objects)
-    out = [f"There {'is' if n == 1 else 'are'} exactly {language.NUMBER_WORDS[n]} "
-           f"{'shape' if n == 1 else 'shapes'} in the image."]
-    out += [f"There is no {s} in the image." for s in SHAPES if s not in scene.shapes()]
-    return out
 
 
 def _json(path: Path, what: str):

@@ -7,9 +7,16 @@ from __future__ import annotations
 
 import random
 
+# The official prompt texts are the benchmarks' (`matrix.benchmarks.prompts`); the world phrases with them.
+from matrix.benchmarks.prompts import (  # noqa: F401  (re-exported: the world's phrasing)
+    DETAIL_PROMPT,
+    MULTIPLE_CHOICE_SUFFIX,
+    MULTIPLE_CHOICE_SUFFIX_CN,
+    SHORT_ANSWER_SUFFIX,
+    YES_NO_SUFFIX,
+)
 from matrix.world.scene import COLOURS, SHAPES, Obj, Scene
 
-SHORT_ANSWER_SUFFIX = "\nAnswer the question using a single word or phrase."
 NUMBER_WORDS = {0: "zero", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
 
 
@@ -77,8 +84,6 @@ def absent_shape(scene: Scene, rng: random.Random) -> str:
 
 
 # ---- yes/no checks of an attribute (MME-style position / colour / count questions) -----------------
-YES_NO_SUFFIX = " Please answer yes or no."
-
 
 def position_check_question(obj: Obj, position: str) -> str:
     """E.g. "Is the red circle at the top left?"; true when `position == obj.position`."""
@@ -108,8 +113,6 @@ CAPTION_PROMPTS = (
 
 
 # ---- multiple-choice questions (ScienceQA-IMG, MMBench, SEED-Bench style) --------------------------
-MULTIPLE_CHOICE_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
-MULTIPLE_CHOICE_SUFFIX_CN = "\n请直接回答选项字母。"
 OPTION_LETTERS = "ABCDE"
 SHAPES_CN = {"circle": "圆形", "square": "正方形", "triangle": "三角形", "star": "星形", "cross": "十字形",
              "diamond": "菱形"}
@@ -174,7 +177,6 @@ SHAPE_SYNONYMS = {
     "cross": ("plus sign",),
     "diamond": ("rhombus", "lozenge"),
 }
-DETAIL_PROMPT = "Describe this image in detail."
 
 
 def count_phrase(shape: str, n: int, name: str | None = None) -> str:
@@ -207,7 +209,8 @@ def reference_captions(scene: Scene, rng: random.Random, k: int = 5) -> list[str
         if style == 1:
             out.append(inventory(scene))
         elif style == 2:
-            names = {s: rng.choice(SHAPE_SYNONYMS[s]) for s in scene.shapes() if SHAPE_SYNONYMS[s]}
+            # in SHAPES order: a set's order changes with PYTHONHASHSEED, and so would the draws
+            names = {s: rng.choice(SHAPE_SYNONYMS[s]) for s in SHAPES if scene.has(s) and SHAPE_SYNONYMS[s]}
             out.append(inventory(scene, names))
         else:
             o = rng.choice(scene.objects)

@@ -15,6 +15,7 @@ from matrix.benchmarks.chair import (
     tokenize,
     write_questions,
 )
+from matrix.world.benchmarks import synthesize_benchmark
 from matrix.world.scene import SHAPES
 
 
@@ -95,7 +96,7 @@ def test_score_uses_each_samples_truth(syn):
 
 def test_synthetic_round_trip_and_truth_from_instances_and_captions(tmp_path):
     bench = BENCHMARKS.get("chair")()
-    bench.synthesize(tmp_path, size=6, seed=3)
+    synthesize_benchmark(bench.id, tmp_path, size=6, seed=3)
     samples = bench.load(tmp_path)
     truth = json.loads((tmp_path / "chair" / "ground_truth.json").read_text())
     assert len(samples) == 6
@@ -117,7 +118,7 @@ def test_synthetic_round_trip_and_truth_from_instances_and_captions(tmp_path):
 
 def test_ground_truth_includes_objects_only_in_reference_captions(tmp_path):
     bench = Chair()
-    bench.synthesize(tmp_path, size=1, seed=0)
+    synthesize_benchmark(bench.id, tmp_path, size=1, seed=0)
     base = tmp_path / "chair"
     captions = json.loads((base / "annotations/captions_val2014.json").read_text())
     captions["annotations"].append({"id": 99, "image_id": 1, "caption": "Also a plus sign and pentagrams."})
@@ -128,7 +129,7 @@ def test_ground_truth_includes_objects_only_in_reference_captions(tmp_path):
 
 def test_own_synonym_table_and_errors(tmp_path):
     bench = Chair()
-    bench.synthesize(tmp_path, size=2, seed=0)
+    synthesize_benchmark(bench.id, tmp_path, size=2, seed=0)
     base = tmp_path / "chair"
     inst = json.loads((base / "annotations/instances_val2014.json").read_text())
     inst["annotations"].append({"id": 99, "image_id": 1, "category_id": SHAPES.index("triangle") + 1})

@@ -6,6 +6,7 @@ import pytest
 from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
 from matrix.benchmarks.gqa import GQA, normalise
 from matrix.world import language
+from matrix.world.benchmarks import synthesize_benchmark
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -38,7 +39,7 @@ def test_exact_match_by_hand():
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp("gqa")
-    BENCHMARKS.get("gqa")().synthesize(root, 10, seed=4)
+    synthesize_benchmark("gqa", root, 10, seed=4)
     return root
 
 
@@ -68,7 +69,7 @@ def test_synthetic_round_trip(synthetic):
 
 
 def test_missing_files_are_named(tmp_path):
-    GQA().synthesize(tmp_path, 2, seed=0)
+    synthesize_benchmark("gqa", tmp_path, 2, seed=0)
     base = tmp_path / "gqa"
     (base / "data" / "images" / "n000000.png").unlink()
     with pytest.raises(BenchmarkFileError, match=r"data/images/n000000\.png not found"):

@@ -9,6 +9,7 @@ from tests.judge_server import JudgeServer, error
 from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
 from matrix.benchmarks.judge import JudgeError
 from matrix.benchmarks.llava_wild import RULES, SYSTEM, LlavaWild, parse_pair
+from matrix.world.benchmarks import synthesize_benchmark
 
 
 pytestmark = pytest.mark.usefixtures("judge_env")  # conftest: a test key, never a real one
@@ -114,7 +115,7 @@ def _review_exact(body):
 
 def test_synthetic_round_trip(tmp_path, make_judge):
     bench = BENCHMARKS.get("llava-wild")()
-    bench.synthesize(tmp_path, size=6, seed=4)
+    synthesize_benchmark(bench.id, tmp_path, size=6, seed=4)
     samples = bench.load(tmp_path)
     assert [s.meta["category"] for s in samples] == ["conv", "detail", "complex"] * 2
     assert all(s.image.exists() and s.meta["context"] for s in samples)

@@ -9,6 +9,7 @@ from PIL import Image
 from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
 from matrix.benchmarks.mmbench import MMBench, MMBenchCN, build_prompt, extract_letter
 from matrix.world import language
+from matrix.world.benchmarks import synthesize_benchmark
 
 OPTS = {"A": "red", "B": "blue", "C": "green", "D": "yellow"}
 
@@ -74,7 +75,7 @@ def test_plain_accuracy_without_copies():
 def synthetic(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(request.param)
     bench = BENCHMARKS.get(request.param)()
-    bench.synthesize(root, 6, seed=7)
+    synthesize_benchmark(bench.id, root, 6, seed=7)
     return bench, root
 
 
@@ -106,7 +107,7 @@ def test_synthetic_round_trip(synthetic):
 
 
 def test_cn_file_and_question_language(tmp_path):
-    MMBenchCN().synthesize(tmp_path, 2, seed=0)
+    synthesize_benchmark("mmbench-cn", tmp_path, 2, seed=0)
     assert (tmp_path / "mmbench_cn" / "mmbench_dev_cn_20231003.tsv").exists()
     samples = MMBenchCN().load(tmp_path)
     assert all("图中" in s.question for s in samples)

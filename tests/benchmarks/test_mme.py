@@ -6,8 +6,10 @@ import shutil
 import pytest
 
 from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
-from matrix.benchmarks.mme import MME, POSITIONS, _pair, official_prompts, parse_prediction
+from matrix.benchmarks.mme import MME, official_prompts, parse_prediction
 from matrix.world import language
+from matrix.world.benchmarks import synthesize_benchmark
+from matrix.world.benchmarks.mme import POSITIONS, _pair
 from matrix.world.scene import COLOURS, SHAPES, Obj, Scene
 
 SUFFIX = language.SHORT_ANSWER_SUFFIX
@@ -91,7 +93,7 @@ def oracle(scene_json: dict) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp("mme")
-    BENCHMARKS.get("mme")().synthesize(root, 42, seed=1)
+    synthesize_benchmark("mme", root, 42, seed=1)
     return root
 
 
@@ -170,7 +172,7 @@ def test_missing_files_are_named(tmp_path):
 
 
 def test_missing_image_and_release_folder_are_named(tmp_path):
-    MME().synthesize(tmp_path, 4, seed=0)
+    synthesize_benchmark("mme", tmp_path, 4, seed=0)
     (tmp_path / "MME" / "MME_Benchmark_release_version" / "color" / "0000.png").unlink()
     with pytest.raises(BenchmarkFileError, match=r"color/0000\.png not found"):
         MME().load(tmp_path)

@@ -9,6 +9,7 @@ from tests.judge_server import JudgeServer, error
 from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
 from matrix.benchmarks.judge import JudgeError
 from matrix.benchmarks.mmhal import QUESTION_TYPES, TEMPLATE, MMHal
+from matrix.world.benchmarks import synthesize_benchmark
 
 
 pytestmark = pytest.mark.usefixtures("judge_env")  # conftest: a test key, never a real one
@@ -86,7 +87,7 @@ def _rate_exact(body):
 
 def test_synthetic_round_trip(tmp_path, make_judge):
     bench = BENCHMARKS.get("mmhal")()
-    bench.synthesize(tmp_path, size=16, seed=2)
+    synthesize_benchmark(bench.id, tmp_path, size=16, seed=2)
     samples = bench.load(tmp_path)
     assert [s.meta["question_type"] for s in samples] == [QUESTION_TYPES[i % 8] for i in range(16)]
     assert all(s.image.exists() for s in samples)

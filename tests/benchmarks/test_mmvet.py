@@ -8,6 +8,7 @@ from tests.judge_server import JudgeServer, error
 from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
 from matrix.benchmarks.judge import JudgeError
 from matrix.benchmarks.mmvet import RETRY_SUFFIX, TEMPLATE, MMVet, judge_line
+from matrix.world.benchmarks import synthesize_benchmark
 
 
 pytestmark = pytest.mark.usefixtures("judge_env")  # conftest: a test key, never a real one
@@ -94,7 +95,7 @@ def _grade_exact(body):
 
 def test_synthetic_round_trip(tmp_path, make_judge):
     bench = BENCHMARKS.get("mmvet")()
-    bench.synthesize(tmp_path, size=10, seed=1)
+    synthesize_benchmark(bench.id, tmp_path, size=10, seed=1)
     samples = bench.load(tmp_path)
     assert len(samples) == 10 and all(s.image.exists() for s in samples)
     truth = json.loads((tmp_path / "mm-vet" / "mm-vet.json").read_text())

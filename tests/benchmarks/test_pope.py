@@ -6,6 +6,7 @@ import pytest
 from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
 from matrix.benchmarks.pope import Pope, parse_answer, split_metrics
 from matrix.world import language
+from matrix.world.benchmarks import synthesize_benchmark
 from matrix.world.scene import SHAPES
 
 SPLITS = ("adversarial", "popular", "random")
@@ -106,7 +107,7 @@ def test_answers_must_match_questions():
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp("pope")
-    BENCHMARKS.get("pope")().synthesize(root, 12, seed=3)
+    synthesize_benchmark("pope", root, 12, seed=3)
     return root
 
 
@@ -161,13 +162,13 @@ def test_popular_and_adversarial_negatives_are_the_top_ranked_absent_shapes(synt
 def test_limit_counts_per_split_and_files_are_deterministic(synthetic, tmp_path):
     limited = Pope().load(synthetic, limit=2)
     assert [s.meta["category"] for s in limited] == ["adversarial"] * 2 + ["popular"] * 2 + ["random"] * 2
-    Pope().synthesize(tmp_path, 12, seed=3)
+    synthesize_benchmark("pope", tmp_path, 12, seed=3)
     for f in ("llava_pope_test.jsonl", "coco/coco_pope_random.json", "val2014/shapes_val_000004.png"):
         assert (tmp_path / "pope" / f).read_bytes() == (synthetic / "pope" / f).read_bytes()
 
 
 def test_missing_or_inconsistent_files_are_named(tmp_path):
-    Pope().synthesize(tmp_path, 3, seed=0)
+    synthesize_benchmark("pope", tmp_path, 3, seed=0)
     labels = tmp_path / "pope" / "coco" / "coco_pope_adversarial.json"
     lines = labels.read_text().splitlines(keepends=True)
     labels.write_text("".join(lines[:-1]))

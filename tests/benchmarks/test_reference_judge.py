@@ -8,6 +8,7 @@ from matrix.benchmarks.mmhal import MMHal
 from matrix.benchmarks.mmvet import MMVet
 from matrix.benchmarks.reference_judge import ReferenceJudge, grade_mmhal, grade_mmvet
 from matrix.spec import JudgeSpec
+from matrix.world.benchmarks import synthesize_benchmark
 
 
 @pytest.mark.parametrize(
@@ -51,18 +52,29 @@ def test_benchmarks_score_through_the_reference_judge(tmp_path):
     judge = open_judge(JudgeSpec(provider="reference", model="shapes-reference"))
     assert isinstance(judge, ReferenceJudge)
     vet = MMVet()
-    vet.synthesize(tmp_path, 10, seed=0)
+    synthesize_benchmark(vet.id, tmp_path, 10, seed=0)
     samples = vet.load(tmp_path)
     right = [s.meta["answer"].split("<OR>")[0].replace("<AND>", " and ") for s in samples]
     assert vet.score(samples, right, judge=judge).metrics["total"] == pytest.approx(100.0)
     assert vet.score(samples, ["no idea"] * len(samples), judge=judge).metrics["total"] == pytest.approx(0.0)
     hal = MMHal()
-    hal.synthesize(tmp_path, 8, seed=0)
+    synthesize_benchmark(hal.id, tmp_path, 8, seed=0)
     hsamples = hal.load(tmp_path)
     scored = hal.score(hsamples, [s.meta["gt_answer"] for s in hsamples], judge=judge)
     assert scored.metrics["score"] == pytest.approx(5.0)
     assert judge.usage()["calls"] == 20 + 8
     assert judge.describe()["provider"] == "reference"
+
+
+def test_its_words_are_the_worlds():
+    """The rules read the world's prompts with their own copy of its words (no benchmark imports the
+    world): shapes, colours and number words must be the world's, in its order."""
+    from matrix.benchmarks import reference_judge
+    from matrix.world import language, scene
+
+    assert reference_judge.SHAPES == scene.SHAPES
+    assert reference_judge.COLOURS == tuple(scene.COLOURS)
+    assert reference_judge.NUMBER_WORDS == language.NUMBER_WORDS
 
 
 def test_a_prompt_it_cannot_read_is_an_error():

@@ -6,6 +6,7 @@ import pytest
 from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
 from matrix.benchmarks.seed import SeedBench
 from matrix.world import language
+from matrix.world.benchmarks import synthesize_benchmark
 
 
 def _s(qid, label, qtype):
@@ -22,7 +23,7 @@ def test_exact_letter_match_pooled_by_hand():
 
 
 def test_the_denominator_is_every_image_question_of_the_annotations(tmp_path):
-    SeedBench().synthesize(tmp_path, 6, seed=1)
+    synthesize_benchmark("seed", tmp_path, 6, seed=1)
     base = tmp_path / "seed_bench"
     rows = [json.loads(line) for line in (base / "llava-seed-bench.jsonl").read_text().splitlines()]
     data = json.loads((base / "SEED-Bench.json").read_text())
@@ -42,7 +43,7 @@ def test_the_denominator_is_every_image_question_of_the_annotations(tmp_path):
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp("seed")
-    BENCHMARKS.get("seed")().synthesize(root, 15, seed=8)
+    synthesize_benchmark("seed", root, 15, seed=8)
     return root
 
 
@@ -74,7 +75,7 @@ def test_synthetic_round_trip(synthetic):
 
 
 def test_missing_files_are_named(tmp_path):
-    SeedBench().synthesize(tmp_path, 2, seed=0)
+    synthesize_benchmark("seed", tmp_path, 2, seed=0)
     base = tmp_path / "seed_bench"
     (base / "SEED-Bench-image" / "1000.png").unlink()
     with pytest.raises(BenchmarkFileError, match=r"SEED-Bench-image/1000\.png not found"):

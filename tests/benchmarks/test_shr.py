@@ -10,6 +10,7 @@ from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
 from matrix.benchmarks.judge import JudgeError
 from matrix.benchmarks.shr import SHR, TEMPLATE, parse_judgement, region_text, sentences
 from matrix.world import language
+from matrix.world.benchmarks import synthesize_benchmark
 from matrix.world.scene import Obj
 
 
@@ -145,7 +146,7 @@ def _judge_by_regions(body):
 
 def test_synthetic_round_trip(tmp_path, make_judge):
     bench = BENCHMARKS.get("shr")()
-    bench.synthesize(tmp_path, size=5, seed=5)
+    synthesize_benchmark(bench.id, tmp_path, size=5, seed=5)
     samples = bench.load(tmp_path)
     assert [s.question for s in samples] == ["Describe this image in detail."] * 5
     assert all(s.image.exists() and "There is" in s.meta["facts"] for s in samples)

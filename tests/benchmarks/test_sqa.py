@@ -6,6 +6,7 @@ import pytest
 from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
 from matrix.benchmarks.sqa import ScienceQA, parse_letter, pred_index
 from matrix.world import language
+from matrix.world.benchmarks import synthesize_benchmark
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -54,7 +55,7 @@ def test_img_accuracy_by_hand():
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp("sqa")
-    BENCHMARKS.get("sqa")().synthesize(root, 20, seed=2)
+    synthesize_benchmark("sqa", root, 20, seed=2)
     return root
 
 
@@ -91,7 +92,7 @@ def test_synthetic_round_trip(synthetic):
 
 
 def test_missing_files_are_named(tmp_path):
-    ScienceQA().synthesize(tmp_path, 3, seed=0)
+    synthesize_benchmark("sqa", tmp_path, 3, seed=0)
     base = tmp_path / "scienceqa"
     (base / "images" / "test" / "100" / "image.png").unlink()
     with pytest.raises(BenchmarkFileError, match=r"images/test/100/image\.png not found"):

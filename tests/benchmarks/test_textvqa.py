@@ -7,6 +7,7 @@ from PIL import Image
 from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
 from matrix.benchmarks.textvqa import TextVQA, asked_question, normalise, soft_accuracy
 from matrix.world import language
+from matrix.world.benchmarks import synthesize_benchmark
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -66,7 +67,7 @@ def test_question_recovered_from_prompt():
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp("textvqa")
-    BENCHMARKS.get("textvqa")().synthesize(root, 9, seed=5)
+    synthesize_benchmark("textvqa", root, 9, seed=5)
     return root
 
 
@@ -86,7 +87,7 @@ def test_synthetic_round_trip(synthetic):
 
 
 def test_missing_files_are_named(tmp_path):
-    TextVQA().synthesize(tmp_path, 2, seed=0)
+    synthesize_benchmark("textvqa", tmp_path, 2, seed=0)
     base = tmp_path / "textvqa"
     rows = (base / "llava_textvqa_val_v051_ocr.jsonl").read_text()
     (base / "llava_textvqa_val_v051_ocr.jsonl").write_text(rows.replace("What word", "Which word", 1)

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from matrix.benchmarks.base import BENCHMARKS
 from matrix.cli import app
 from matrix.scoring import score
+from matrix.world.benchmarks import synthesize_benchmark
 from tests.judge_server import JudgeServer
 
 runner = CliRunner()
@@ -15,7 +16,7 @@ runner = CliRunner()
 
 def _answers(tmp_path, bench_id, size, answer, *, name="answers.jsonl", drop=0, shuffle=True):
     bench = BENCHMARKS.get(bench_id)()
-    bench.synthesize(tmp_path / "eval", size, seed=2)
+    synthesize_benchmark(bench.id, tmp_path / "eval", size, seed=2)
     samples = bench.load(tmp_path / "eval", images=False)
     rows = [{"question_id": s.record_id, "prompt": bench.official_prompt(s), "text": answer(s)} for s in samples]
     rows = rows[drop:]
@@ -62,7 +63,7 @@ def test_formats(tmp_path):
 ])
 def test_user_errors_exit_2(tmp_path, args, message):
     path, _ = _answers(tmp_path, "pope", 2, lambda s: "No")
-    BENCHMARKS.get("mmvet")().synthesize(tmp_path / "eval", 2, seed=0)
+    synthesize_benchmark("mmvet", tmp_path / "eval", 2, seed=0)
     result = runner.invoke(app, ["score", *args, "--path", str(tmp_path / "eval"), "--answers", str(path)])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
 
@@ -99,7 +100,7 @@ def test_a_judged_benchmark_through_the_judge_and_its_cache(tmp_path, monkeypatc
                                       "mmvet", "llava-wild", "mmhal", "shr", "chair"])
 def test_every_loader_scores_without_images(tmp_path, bench_id):
     bench = BENCHMARKS.get(bench_id)()
-    bench.synthesize(tmp_path, 4, seed=1)
+    synthesize_benchmark(bench.id, tmp_path, 4, seed=1)
     with_images = bench.load(tmp_path)
     for image in [p for p in tmp_path.rglob("*") if p.suffix in (".png", ".jpg")]:
         image.unlink()

@@ -122,6 +122,14 @@ def test_boolean_where_a_number_is_expected(tmp_path, line, old, new, key):
     assert "boolean" in out or "expected a size" in out
 
 
+def test_a_benchmark_the_world_cannot_write_is_refused_as_synthetic(tmp_path):
+    entry = "{id: pope, benchmark: indomain, synthetic: 5}"
+    p, out = refused(tmp_path, BASE.replace("{id: pope, synthetic: 5}", entry))
+    assert (f"{p}:9: benchmarks[0].synthetic: the synthetic world cannot write benchmark 'indomain' "
+            "(it writes chair, gqa, llava-wild, ") in out
+    assert "give 'path' (its official files), or 'dataset' for an in-domain benchmark" in out
+
+
 def test_boolean_in_method_overrides(tmp_path):
     text = BASE.replace("methods: [baseline, cont-sft]", "methods:\n  - baseline\n  - id: cont-sft\n"
                                                          "    overrides: {epochs: true}")
@@ -191,10 +199,10 @@ def test_modest_aliases_are_fine(tmp_path):
 
 @pytest.mark.parametrize("content", ["", "\n\n"])
 def test_empty_benchmark_file_is_refused_at_validate_naming_it(tmp_path, content):
-    from matrix.benchmarks.base import BENCHMARKS
+    from matrix.world.benchmarks import synthesize_benchmark
 
     eval_dir = tmp_path / "eval"
-    BENCHMARKS.get("pope")().synthesize(eval_dir, 4, seed=0)
+    synthesize_benchmark("pope", eval_dir, 4, seed=0)
     questions = eval_dir / "pope" / "llava_pope_test.jsonl"
     spec = BASE.replace("{id: pope, synthetic: 5}", f"{{id: pope, path: {eval_dir}}}")
     p = tmp_path / "spec.yaml"

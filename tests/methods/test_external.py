@@ -79,9 +79,9 @@ def test_a_copied_checkpoint_evaluates_like_the_original(tiny_world, tmp_path, h
     result = CheckpointStage().execute({"path": str(trained)}, {}, tmp_path / "copy", ctx)
     assert result["adapter"] and (tmp_path / "copy" / "non_lora_trainables.safetensors").exists()
 
-    from matrix.benchmarks.base import BENCHMARKS
+    from matrix.world.benchmarks import synthesize_benchmark
 
-    BENCHMARKS.get("pope")().synthesize(tmp_path / "bench", 4, seed=0)
+    synthesize_benchmark("pope", tmp_path / "bench", 4, seed=0)
     inputs = {"model": StageInput(tiny_world.base.parent, {"model_dir": tiny_world.base.name, "template": "plain_v1"}),
               "bench": StageInput(tmp_path / "bench", {"root": "."})}
     params = {"benchmark": "pope", "limit": None, "max_new_tokens": 4}
@@ -105,9 +105,10 @@ def test_a_folder_that_is_no_checkpoint_is_refused(tmp_path):
 def _answer_file(tmp_path, right: int) -> tuple:
     """A synthetic POPE folder and an answer file in LLaVA's format: the first `right` answers correct."""
     from matrix.benchmarks.base import BENCHMARKS
+    from matrix.world.benchmarks import synthesize_benchmark
 
     bench = BENCHMARKS.get("pope")()
-    bench.synthesize(tmp_path / "bench", 4, seed=0)
+    synthesize_benchmark(bench.id, tmp_path / "bench", 4, seed=0)
     samples = bench.load(tmp_path / "bench")
     flip = {"yes": "No", "no": "Yes"}
     rows = [{"question_id": s.record_id, "prompt": s.question,

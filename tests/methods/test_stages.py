@@ -89,11 +89,11 @@ def test_nsft_construct_stage_builds_the_judge_from_its_judge_settings(tiny_worl
 
 def test_sharded_evaluation_scores_exactly_like_one_stage(tiny_world, tmp_path):
     """Three shards answer contiguous slices; the evaluate stage over them scores the same answers."""
-    from matrix.benchmarks.base import BENCHMARKS
     from matrix.runner.kinds.evaluate import EvaluateStage, shard_bounds
+    from matrix.world.benchmarks import synthesize_benchmark
 
     assert [shard_bounds(10, i, 3) for i in range(3)] == [(0, 3), (3, 6), (6, 10)]
-    BENCHMARKS.get("pope")().synthesize(tmp_path / "bench", 4, seed=0)
+    synthesize_benchmark("pope", tmp_path / "bench", 4, seed=0)
     inputs = {"model": StageInput(tiny_world.base.parent, {"model_dir": tiny_world.base.name, "template": "plain_v1"}),
               "bench": StageInput(tmp_path / "bench", {"root": "."})}
     params = {"benchmark": "pope", "limit": None, "max_new_tokens": 4}
@@ -119,11 +119,11 @@ def test_sharded_evaluation_scores_exactly_like_one_stage(tiny_world, tmp_path):
 def test_the_spec_template_reaches_the_judge(tiny_world, tmp_path):
     """The scoring stage builds the benchmark with the template file: the reference judge, which reads
     only our MMHal layout, then cannot read the prompts (and says so), while ours scores."""
-    from matrix.benchmarks.base import BENCHMARKS
     from matrix.benchmarks.judge import JudgeError
     from matrix.runner.kinds.evaluate import EvaluateStage
+    from matrix.world.benchmarks import synthesize_benchmark
 
-    BENCHMARKS.get("mmhal")().synthesize(tmp_path / "bench", 2, seed=0)
+    synthesize_benchmark("mmhal", tmp_path / "bench", 2, seed=0)
     inputs = {"model": StageInput(tiny_world.base.parent, {"model_dir": tiny_world.base.name, "template": "plain_v1"}),
               "bench": StageInput(tmp_path / "bench", {"root": "."})}
     params = {"benchmark": "mmhal", "limit": None, "max_new_tokens": 4}

@@ -1,4 +1,5 @@
-"""`data`: alignment datasets and benchmark files, synthesised by the world or checked on disk."""
+"""`data`: alignment datasets and benchmark files, synthesised by the world (`matrix.world.datasets`,
+`matrix.world.benchmarks`) or checked on disk."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -107,8 +108,10 @@ class DataStage(StageKind):
         from matrix.benchmarks.base import BENCHMARKS
 
         bench = BENCHMARKS.get(params.id)()
-        if params.source == "synthetic":
-            bench.synthesize(out, params.size, params.seed)
+        if params.source == "synthetic":  # the world writes the official files (an id it cannot: an error)
+            from matrix.world.benchmarks import synthesize_benchmark
+
+            synthesize_benchmark(params.id, out, params.size, params.seed)
             root = out
             result_root = "."
         else:
@@ -118,7 +121,7 @@ class DataStage(StageKind):
         # the stages that answer (an external row's answer file is scored without them)
         samples = bench.load(root, images=False)
         if not samples:
-            raise ValueError(f"{params['id']}: the benchmark files under {root} hold no questions")
+            raise ValueError(f"{params.id}: the benchmark files under {root} hold no questions")
         return {"questions": len(samples), "root": result_root}
 
 
