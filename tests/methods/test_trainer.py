@@ -163,6 +163,7 @@ def test_nsft_kl_examples_train_end_to_end(tiny_world, tmp_path, hp, wrong_answe
     assert result["examples"] == 16 and result["dropped_truncated"] == 0 and result["kl_first"] == pytest.approx(0.0, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_two_launched_ranks_train_like_one_process(tiny_world, tmp_path, hp):
     """matrix.methods.launch: 2 processes (gloo on CPU), each half of every global batch, DeepSpeed averaging
     their gradients, reach the single process's losses and weights; ranks 0 and 1 of a world of 2."""
