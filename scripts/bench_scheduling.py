@@ -89,8 +89,10 @@ def table9(spec_path: Path, target_s: float, gpus: float, noise: float, seed: in
         est = raw[s.key] * scale
         actual = est * (math.exp(rng.gauss(0.0, noise)) if noise else 1.0)
         r = reqs[s.key]
+        # `of`: the planned stage's key, so two planned stages with one label (SIMA's 1024-token greedy
+        # generation beside the 512-token one) stay two sleep stages.
         params = {"seconds": round(actual, 4), "estimate": round(est, 4), "kind": s.kind, "label": s.label,
-                  "resources": {"cpus": r.cpus, "gpus": r.gpus, "max_retries": 0}}
+                  "of": s.key[:16], "resources": {"cpus": r.cpus, "gpus": r.gpus, "max_retries": 0}}
         sleeps[s.key] = Stage("sleep", params, {n: sleeps[d.key] for n, d in s.deps.items()},
                               label=f"{s.kind}: {s.label}")
     return list(sleeps.values()), graph.counts()
