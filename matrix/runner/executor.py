@@ -41,6 +41,9 @@ class RunSummary:
     interrupted: bool = False
     signal: int | None = None  # the stop signal, when one interrupted the run
     store_error: str | None = None  # why the store could not be written (the sweep stopped there)
+    # A stop signal cut Ray's start-up short (its handlers caught it): Ray's native state is half made and
+    # crashes the interpreter's final clean-up, so the process ends without it (`matrix run` does).
+    ray_start_cut: bool = False
 
     @property
     def ok(self) -> bool:

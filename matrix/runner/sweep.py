@@ -93,7 +93,7 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
     from matrix.lock import RunLock
     from matrix.runner.cluster import connect, kill_orphans, node_capacities
     from matrix.runner.executor import Executor, RunSummary
-    from matrix.runner.interrupt import StopRequests
+    from matrix.runner.interrupt import StopRequests, disarm_native_failure_alarm
 
     planned = plan(spec, only)
     run_dir = spec.run_dir
@@ -119,19 +119,28 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
             run_id = store.start_run(" ".join(sys.argv), sha, provenance(sha))
             summary = RunSummary()
             conn = None
+            cut = False  # a stop signal caught by Ray's handlers while it started
             if not stops.requested:
                 try:
                     conn = connect(address or spec.ray.address, spec.ray.num_cpus, spec.ray.num_gpus)
+                    stops.install()  # at once: Ray's start-up replaced the SIGTERM handler with its own
                 except RunError:
                     store.finish_run(run_id, "failed")
                     raise
                 except SystemExit as e:  # Ray's own SIGTERM handler, active while Ray starts: sys.exit(15)
                     if e.code != signal.SIGTERM:
                         raise
-                    _shutdown_ray()
+                    # Whatever ray.init had reached: its core worker may exist although Ray does not count
+                    # as initialised yet, and left to the interpreter's exit it crashed the driver (SIGSEGV).
+                    import ray
+
+                    ray.shutdown()
                     stops.signum = signal.SIGTERM
                     conn = None
-                stops.install()  # again: Ray's start-up replaced the SIGTERM handler with its own
+                    cut = True
+                stops.install()  # (after Ray's own SIGTERM handler ended its start-up)
+                # Ray's native handler may have caught the signal: no abort 3 s later
+                cut = disarm_native_failure_alarm() or cut
             if conn is not None:
                 lock.note(ray_pids=conn.pids)
                 try:
@@ -153,6 +162,7 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
                     store.clear_tmp()  # the embedded workers are gone: their half-written folders can go too
             if stops.requested:
                 summary.interrupted, summary.signal = True, stops.signum
+            summary.ray_start_cut = cut
             status = "ok" if summary.ok else ("interrupted" if summary.interrupted else "failed")
             try:
                 store.finish_run(run_id, status)
