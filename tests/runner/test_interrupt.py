@@ -22,6 +22,17 @@ def test_the_watchdog_a_native_handler_left_armed_is_cancelled_and_reported():
 
 
 def test_a_stop_signal_is_recorded_and_a_second_one_stops_at_once():
+    # A signal ignored when the process started stays ignored (the user asked, e.g. `make test &` ignores
+    # SIGINT): give both their default first, so the handlers under test are installed whatever started us.
+    saved = {s: signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _stop_twice()
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+def _stop_twice():
     with StopRequests() as stops:
         signal.raise_signal(signal.SIGTERM)
         assert stops.requested and stops.signum == signal.SIGTERM and stops.exit_code == 143
