@@ -130,11 +130,7 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
                 except SystemExit as e:  # Ray's own SIGTERM handler, active while Ray starts: sys.exit(15)
                     if e.code != signal.SIGTERM:
                         raise
-                    # Whatever ray.init had reached: its core worker may exist although Ray does not count
-                    # as initialised yet, and left to the interpreter's exit it crashed the driver (SIGSEGV).
-                    import ray
-
-                    ray.shutdown()
+                    _shutdown_ray()
                     stops.signum = signal.SIGTERM
                     conn = None
                     cut = True
@@ -175,10 +171,12 @@ def run(spec: Spec, only: str | None = None, fail_fast: bool = False, rerun: lis
 
 
 def _shutdown_ray() -> None:
+    """Whatever `ray.init` had reached when a signal cut it short: its core worker may exist although Ray
+    does not count as initialised yet (left to the interpreter's exit, it crashed the driver with SIGSEGV).
+    `ray.shutdown()` is safe on any state, twice included."""
     import ray
 
-    if ray.is_initialized():
-        ray.shutdown()
+    ray.shutdown()
 
 
 def _prebuild_ops(planned: Planned, records: dict[str, StageRecord], say: Callable[[str], None],
