@@ -62,6 +62,8 @@ def _questions(scene: Scene, rng: random.Random) -> list[tuple[str, str, object]
 def probe(handle, n_scenes: int, seed: int, batch_size: int = 64) -> dict[str, float]:
     """Accuracies on `n_scenes` fresh scenes drawn with `seed`.
 
+    `choice` is a four-option question (colour, shape or count) answered with the option's letter, with
+    the share of the most common letter given (a model that always says "B" scores about 0.25 with 1.0 there).
     `existence` is POPE's question ("Is there a circle in the image?", half present, half an absent
     shape) with F1 and yes-ratio; `existence_coloured_*` ask for a coloured shape, the absent ones
     drawn at random or sharing a colour or shape with a present object.
@@ -72,6 +74,13 @@ def probe(handle, n_scenes: int, seed: int, batch_size: int = 64) -> dict[str, f
     items = []  # (group, scene index, question, truth)
     for i, sc in enumerate(scenes):
         items += [(group, i, question, truth) for group, question, truth in _questions(sc, rng)]
+    # multiple choice (MMBench's four options, answered with a letter), drawn from a stream of its own so
+    # adding it left the other groups' questions as they were
+    choice_rng = random.Random(seed + 1)
+    for i, sc in enumerate(scenes):
+        question, options, right = language.choice_item(sc, choice_rng, 4)
+        prompt = f"{question}\n{language.options_text(options)}{language.MULTIPLE_CHOICE_SUFFIX}"
+        items.append(("choice", i, prompt, language.OPTION_LETTERS[right]))
     answers = handle.generate(
         [images[i] for _, i, _, _ in items], [q for _, _, q, _ in items], max_new_tokens=6, batch_size=batch_size
     )
@@ -91,6 +100,9 @@ def probe(handle, n_scenes: int, seed: int, batch_size: int = 64) -> dict[str, f
             if group.startswith("existence"):
                 stats[f"{group}_f1"] = _f1(preds, truths)
                 stats[f"{group}_yes_ratio"] = _mean(preds)
+        elif group == "choice":
+            stats[group] = _mean([_norm(a)[:1].upper() == t for a, t in pairs])
+            stats["choice_most_common_share"] = max(map([_norm(a)[:1].upper() for a, _ in pairs].count, "ABCD")) / len(pairs)
         else:
             stats[group] = _mean([_norm(a) == str(t) for a, t in pairs])
 

@@ -48,6 +48,21 @@ def position_question(obj: Obj) -> str:
     return f"Where is the {obj.name}?"
 
 
+# Lookups by content: the object is named by its shape or its colour, not its cell; "none" answers one
+# about a shape or colour the scene lacks.
+NONE = "none"
+
+
+def colour_of_question(shape: str) -> str:
+    """E.g. "What color is the circle?" (asked of a shape the scene holds once, or not at all)."""
+    return f"What color is the {shape}?"
+
+
+def shape_of_question(colour: str) -> str:
+    """E.g. "Which shape is red?" (asked of a colour the scene holds once, or not at all)."""
+    return f"Which shape is {colour}?"
+
+
 def yes_no(value: bool) -> str:
     return "Yes" if value else "No"
 

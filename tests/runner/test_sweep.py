@@ -42,7 +42,7 @@ tables:
 # The shipped tiny base model (its model stage links the asset); one sweep below bootstraps a short
 # recipe instead, so that a model stage that trains also runs through the CLI once.
 SHIPPED = "{family: tiny}"
-BOOTSTRAP = "{family: tiny, recipe: {steps: 30, train_scenes: 200, eval_scenes: 10, phases: []}}"
+BOOTSTRAP = "{family: tiny, recipe: {steps: 30, vision_pretrain_steps: 3, train_scenes: 200, eval_scenes: 10, phases: []}}"
 
 
 def write_spec(tmp_path: Path, name: str, scales="[40]", base=SHIPPED) -> Path:
