@@ -6,8 +6,10 @@
 
     HF_HUB_OFFLINE=1 python -m matrix.models.bootstrap matrix/assets/tiny-base
 
-The model sits on a plateau (loss about 0.7, image ignored) for the first 1,500-2,500 steps and then
-starts to look at the image, so short runs say little about long ones (`STACK_NOTES.md` section 7).
+Without vision pretraining the model sat on a plateau (loss about 0.7, image ignored) for its first
+1,500-2,500 steps (`STACK_NOTES.md` section 7); with it the loss falls within a few hundred steps, but the
+step at which existence questions are learned varies with the seed, so short runs say little about long
+ones (`docs/DESIGN.md`, the tiny model).
 """
 from __future__ import annotations
 
