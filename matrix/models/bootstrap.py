@@ -30,7 +30,8 @@ from matrix.models import tiny
 from matrix.models.bootstrap_mix import TASKS, conversation, tokenizer_corpus
 from matrix.models.conversation import IGNORE_INDEX, get_template
 from matrix.models.probe import probe
-from matrix.world.scene import COLOURS, GRID, SHAPES, draw_scene, render
+from matrix.models.vision_pretrain import pretrain_vision
+from matrix.world.scene import draw_scene, render
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,6 @@ PHASE_KEYS = ("steps", "lr", "warmup_steps", "min_lr_ratio", "max_length", "batc
               "caption_only", "short_answer_suffix", "yes_no_suffix")
 
 PROBE_SEED_OFFSET = 1_000_003
-VISION_SEED_OFFSET = 2_000_003
-VISION_PRETRAIN_BATCH = 64
 
 
 def resolve(recipe: dict) -> dict:
@@ -197,50 +196,6 @@ def _load_weights(model, path: Path) -> None:
 
     # strict: every tensor of this recipe's architecture, and nothing else
     model.load_state_dict(LlavaForConditionalGeneration.from_pretrained(path).state_dict(), strict=True)
-
-
-def cell_labels(scene) -> tuple[list[int], list[int]]:
-    """Per grid cell, row-major (the patch order): shape and colour class, 0 for an empty cell."""
-    shapes, colours = [0] * (GRID * GRID), [0] * (GRID * GRID)
-    for o in scene.objects:
-        shapes[o.row * GRID + o.col] = 1 + SHAPES.index(o.shape)
-        colours[o.row * GRID + o.col] = 1 + list(COLOURS).index(o.colour)
-    return shapes, colours
-
-
-def pretrain_vision(model, handle, recipe: dict) -> list[float]:
-    """`vision_pretrain_steps` AdamW steps of the vision tower alone on fresh scenes: a linear head on
-    each patch's features (the layer LLaVA feeds the projector) predicts the shape and the colour of its
-    cell. Returns the losses. Hand-written: a two-layer supervised warm start on the world's own labels,
-    nothing a library offers."""
-    import torch
-    import torch.nn.functional as F
-
-    arch = arch_of(recipe)
-    if arch.image_size // arch.patch_size != GRID:
-        raise ValueError(f"vision_pretrain_steps needs one patch per grid cell ({GRID}x{GRID}); "
-                         f"image_size {arch.image_size} / patch_size {arch.patch_size} gives another grid")
-    rng = random.Random(recipe["seed"] + VISION_SEED_OFFSET)
-    torch.manual_seed(recipe["seed"] + VISION_SEED_OFFSET)
-    tower = model.model.vision_tower
-    classes = len(SHAPES) + 1
-    head = torch.nn.Linear(tower.config.hidden_size, 2 * classes)
-    optimizer = torch.optim.AdamW([*tower.parameters(), *head.parameters()], lr=recipe["lr"], weight_decay=0.0)
-    losses = []
-    tower.train()
-    for _ in range(recipe["vision_pretrain_steps"]):
-        scenes = [draw_scene(rng) for _ in range(VISION_PRETRAIN_BATCH)]
-        pixels = handle.pixel_values([render(s, arch.image_size) for s in scenes])
-        out = head(tower(pixels, output_hidden_states=True).hidden_states[model.config.vision_feature_layer][:, 1:])
-        labels = [cell_labels(s) for s in scenes]
-        shapes, colours = torch.tensor([a for a, _ in labels]), torch.tensor([b for _, b in labels])
-        loss = F.cross_entropy(out[..., :classes].reshape(-1, classes), shapes.reshape(-1)) + \
-            F.cross_entropy(out[..., classes:].reshape(-1, classes), colours.reshape(-1))
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-    return losses
 
 
 def _train_phase(model, handle, pixels, stream, recipe: dict, losses: list[float],

@@ -154,8 +154,7 @@ def choice(scene: Scene, rng: random.Random) -> QA:
     """A multiple-choice question (2-5 options) answered with the option's letter, as ScienceQA and
     MMBench ask it."""
     question, options, right = language.choice_item(scene, rng, rng.randint(2, 5))
-    prompt = f"{question}\n{language.options_text(options)}{language.MULTIPLE_CHOICE_SUFFIX}"
-    return QA(prompt, "ABCDE"[right], short=False)
+    return QA(language.choice_prompt(question, options), language.OPTION_LETTERS[right], short=False)
 
 
 @task("ocr")

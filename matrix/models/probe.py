@@ -79,8 +79,7 @@ def probe(handle, n_scenes: int, seed: int, batch_size: int = 64) -> dict[str, f
     choice_rng = random.Random(seed + 1)
     for i, sc in enumerate(scenes):
         question, options, right = language.choice_item(sc, choice_rng, 4)
-        prompt = f"{question}\n{language.options_text(options)}{language.MULTIPLE_CHOICE_SUFFIX}"
-        items.append(("choice", i, prompt, language.OPTION_LETTERS[right]))
+        items.append(("choice", i, language.choice_prompt(question, options), language.OPTION_LETTERS[right]))
     answers = handle.generate(
         [images[i] for _, i, _, _ in items], [q for _, _, q, _ in items], max_new_tokens=6, batch_size=batch_size
     )

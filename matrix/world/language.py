@@ -140,6 +140,11 @@ def options_text(options: list[str]) -> str:
     return "\n".join(f"{OPTION_LETTERS[i]}. {o}" for i, o in enumerate(options))
 
 
+def choice_prompt(question: str, options: list[str]) -> str:
+    """A multiple-choice prompt as ScienceQA and MMBench ask it: question, option lines, letter suffix."""
+    return f"{question}\n{options_text(options)}{MULTIPLE_CHOICE_SUFFIX}"
+
+
 def position_cn(obj: Obj) -> str:
     if obj.position == "center":
         return "正中间"

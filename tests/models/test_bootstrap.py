@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from matrix.models import bootstrap, handle
+from matrix.models import bootstrap, handle, vision_pretrain
 from matrix.models.bootstrap_mix import TASKS, conversation
 from matrix.models.conversation import IGNORE_INDEX
 from matrix.models.families.tiny import SHIPPED
@@ -219,7 +219,7 @@ def test_lookup_tasks_answer_from_the_scene():
 def test_cell_labels_follow_the_patch_order():
     # red circle top left; blue star bottom row, middle column: cell 2 * 3 + 1 = 7
     scene = Scene([Obj("circle", "red", 0, 0), Obj("star", "blue", 2, 1)])
-    assert bootstrap.cell_labels(scene) == ([1, 0, 0, 0, 0, 0, 0, 4, 0], [1, 0, 0, 0, 0, 0, 0, 3, 0])
+    assert vision_pretrain.cell_labels(scene) == ([1, 0, 0, 0, 0, 0, 0, 4, 0], [1, 0, 0, 0, 0, 0, 0, 3, 0])
 
 
 def test_vision_pretraining_learns_each_cell():
@@ -227,9 +227,9 @@ def test_vision_pretraining_learns_each_cell():
     the random head starts near or above it) to telling every cell's shape and colour within 40 steps."""
     recipe = {**bootstrap.resolve({}), "vision_pretrain_steps": 40}
     model, _, h = bootstrap.fresh_model(recipe)
-    losses = bootstrap.pretrain_vision(model, h, recipe)
+    losses = vision_pretrain.pretrain_vision(model, h, recipe)
     assert len(losses) == 40
     assert losses[0] > 3.0, losses[0]
     assert sum(losses[-5:]) / 5 < 0.5, losses[-5:]
     with pytest.raises(ValueError, match="one patch per grid cell"):
-        bootstrap.pretrain_vision(None, None, {**recipe, "patch_size": 8})
+        vision_pretrain.pretrain_vision(None, None, {**recipe, "patch_size": 8})
