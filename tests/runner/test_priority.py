@@ -133,3 +133,18 @@ def test_a_big_stage_is_not_starved_by_small_ones_that_became_ready_with_it(fake
     r = run(tmp_path, fake_gpus, [gate, *before, *stream, big])
     # Every small stage that became ready with the big one waited for it (on 2 GPUs, none ran beside it).
     assert all(r[f"stream{i}"]["started"] >= r["big"]["ended"] for i in range(8)), r
+
+
+@pytest.mark.slow
+def test_every_stage_holding_a_gpu_gets_a_worker_process_of_its_own(fake_gpus, tmp_path):
+    """A worker process that ran a GPU stage is not given another stage: its CUDA context stays on the GPU
+    of the first (ray-project/ray#3245). Stages in a chain run one after another, so a reused worker would
+    show up as a repeated pid."""
+    chain, prev = [], None
+    for i in range(4):
+        prev = sleep(f"gpu{i}", 0.0, gpus=1, deps={"prev": prev} if prev else None)
+        chain.append(prev)
+    r = run(tmp_path, fake_gpus, chain)
+    pids = [r[f"gpu{i}"]["pid"] for i in range(4)]
+    assert len(set(pids)) == 4, pids
+
