@@ -51,11 +51,18 @@ def write_spec(tmp_path: Path, name: str, scales="[40]", base=SHIPPED) -> Path:
     return p
 
 
-def test_kill_9_then_resume_redoes_nothing_and_matches_uninterrupted(tmp_path):
-    reference = write_spec(tmp_path, "ref")
-    matrix("run", reference)
-    expected = matrix("report", reference, "--format", "csv").stdout
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, str]:
+    """The small sweep run once, uninterrupted, in this module: (its spec, its table as CSV). The tests
+    that stop a sweep compare their resumed run's table with it; one reads a checkpoint from it."""
+    tmp = tmp_path_factory.mktemp("finished")
+    spec = write_spec(tmp, "ref")
+    matrix("run", spec)
+    return spec, matrix("report", spec, "--format", "csv").stdout
 
+
+def test_kill_9_then_resume_redoes_nothing_and_matches_uninterrupted(tmp_path, finished):
+    _, expected = finished
     spec = write_spec(tmp_path, "killed")
     run_dir = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "matrix", "run", str(spec)], cwd=REPO,
@@ -119,9 +126,10 @@ def test_failing_stage_is_recorded_and_the_rest_completes(tmp_path):
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl_c", "sigterm"])
-def test_a_stop_signal_cancels_running_stages_and_the_next_run_continues(tmp_path, signum, code):
+def test_a_stop_signal_cancels_running_stages_and_the_next_run_continues(tmp_path, signum, code, finished):
     """Ctrl-C, and SIGTERM (what SLURM and Kubernetes send on preemption): a summary and exit 128+N,
-    no `running` row, the run row `interrupted`, no temporary folder left, and the next run resumes."""
+    no `running` row, the run row `interrupted`, no temporary folder left, and the next run resumes to
+    the table an uninterrupted run gives."""
     spec = write_spec(tmp_path, "interrupted")
     run_dir = tmp_path / "interrupted"
     # SIGINT at its default in the child: a test suite started in the background of a non-interactive
@@ -155,21 +163,23 @@ def test_a_stop_signal_cancels_running_stages_and_the_next_run_continues(tmp_pat
     assert resumed == attempts["train cont-sft/tiny/shapes-40"] + 1  # started once more, and counted
     assert all(a == 1 for label, a in attempts.items() if statuses[label] == "done")
     assert "nothing to do" in matrix("run", spec).stdout
+    assert matrix("report", spec, "--format", "csv").stdout == finished[1]
 
 
-def test_an_external_row_from_a_finished_checkpoint_matches_its_source(tmp_path):
+def test_an_external_row_from_a_finished_checkpoint_matches_its_source(tmp_path, finished):
     """Another run's train output as an `external` row: no training, and the same numbers as its source."""
-    spec = write_spec(tmp_path, "source")
-    matrix("run", spec, "--only", "method=baseline|cont-sft")
-    with sqlite3.connect(tmp_path / "source" / "matrix.db") as con:
+    spec, _ = finished
+    source_dir = spec.parent / "ref"
+    with sqlite3.connect(source_dir / "matrix.db") as con:
         (key,) = con.execute("SELECT key FROM stages WHERE label = 'train cont-sft/tiny/shapes-40'").fetchone()
-    ckpt = tmp_path / "source" / "artifacts" / "train" / key[:16]
+    ckpt = source_dir / "artifacts" / "train" / key[:16]
     text = spec.read_text().replace(
         "methods: [baseline, cont-sft, gt-dpo]",
         f"methods: [baseline, {{id: copy, method: external, params: {{checkpoint: {ckpt}}}}}]")
     assert text != spec.read_text()
     other = tmp_path / "other.yaml"
-    other.write_text(text.replace(f"output_dir: {tmp_path / 'source'}", f"output_dir: {tmp_path / 'other'}"))
+    other.write_text(text.replace(f"output_dir: {source_dir}", f"output_dir: {tmp_path / 'other'}"))
+    assert f"output_dir: {tmp_path / 'other'}" in other.read_text()
     matrix("run", other)
     with sqlite3.connect(tmp_path / "other" / "matrix.db") as con:
         kinds = [k for (k,) in con.execute("SELECT kind FROM stages")]
