@@ -86,25 +86,32 @@ DEFAULT_RECIPE: dict = {
     "yes_no_suffix": 0.0,
     "mix": {"existence": 2.0, "colour_of": 1.0, "shape_of": 1.0},
     # then further phases on the same model, each a dict of the keys in PHASE_KEYS: a fresh optimiser
-    # and schedule, its own mix. The first teaches the rest of the world (captions, colours, counts,
-    # positions, attribute checks) with the benchmarks' answer suffixes; the second SIMA's self-critic
-    # (its long prompts need the longer max_length), multiple-choice letters and reading TextVQA's OCR
-    # token, while the other tasks keep being rehearsed.
+    # and schedule, its own mix. The first carries the main phase's yes/no over to questions with the
+    # benchmarks' answer suffixes (the main phase asks them bare; without this bridge the broad phase
+    # starts from existence at chance and relearns it late, or at lr 1e-3 not at all: issue 18's runs).
+    # The second teaches the rest of the world (captions, colours, counts, positions, attribute checks);
+    # the third SIMA's self-critic (its long prompts need the longer max_length), multiple-choice
+    # letters and reading TextVQA's OCR token, while the other tasks keep being rehearsed.
     "phases": [
         {
-            "steps": 2000, "lr": 2e-3, "warmup_steps": 100, "min_turns": 2, "max_turns": 5, "caption_only": 0.15,
+            "steps": 800, "lr": 1e-3, "warmup_steps": 50, "min_turns": 6, "max_turns": 8, "caption_only": 0.0,
+            "short_answer_suffix": 0.5, "yes_no_suffix": 0.2,
+            "mix": {"existence": 2.0, "colour_of": 1.0, "shape_of": 1.0, "colour": 1.5},
+        },
+        {
+            "steps": 2000, "lr": 1e-3, "warmup_steps": 100, "min_turns": 2, "max_turns": 5, "caption_only": 0.15,
             "short_answer_suffix": 0.5, "yes_no_suffix": 0.2,
             "mix": {
-                "existence": 3.0, "colour": 1.5, "shape": 1.0, "count": 1.5, "position": 1.0, "check": 1.5,
+                "existence": 4.0, "colour": 2.5, "shape": 1.0, "count": 1.5, "position": 1.0, "check": 1.5,
                 "caption": 2.0, "colour_of": 1.0, "shape_of": 1.0,
             },
         },
         {
-            "steps": 1000, "lr": 1e-3, "warmup_steps": 50, "max_length": 448, "min_turns": 2, "max_turns": 5,
+            "steps": 1000, "lr": 7e-4, "warmup_steps": 50, "max_length": 448, "min_turns": 2, "max_turns": 5,
             "caption_only": 0.15, "short_answer_suffix": 0.5, "yes_no_suffix": 0.2,
             "mix": {
-                "existence": 3.0, "colour": 1.5, "shape": 1.0, "count": 1.5, "position": 1.0, "check": 1.5,
-                "caption": 2.0, "colour_of": 1.0, "shape_of": 1.0, "choice": 3.0, "ocr": 1.0, "critic": 3.0,
+                "existence": 4.0, "colour": 2.5, "shape": 1.0, "count": 1.5, "position": 1.0, "check": 1.5,
+                "caption": 2.0, "colour_of": 1.0, "shape_of": 1.0, "choice": 2.0, "ocr": 1.0, "critic": 3.0,
             },
         },
     ],
