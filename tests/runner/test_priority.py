@@ -147,4 +147,3 @@ def test_every_stage_holding_a_gpu_gets_a_worker_process_of_its_own(fake_gpus, t
     r = run(tmp_path, fake_gpus, chain)
     pids = [r[f"gpu{i}"]["pid"] for i in range(4)]
     assert len(set(pids)) == 4, pids
-
