@@ -238,11 +238,9 @@ class Executor:
         summary = RunSummary()
         remote = ray.remote(execute_stage)
         # A fresh worker process per run (max_calls is not an .options()) for kinds that hold process-wide
-        # state, and for every stage that holds a GPU: Ray gives a GPU task a fresh worker only when the
-        # decorator itself asks for GPUs (ray/remote_function.py, ray-project/ray#30061), not when
-        # `.options(num_gpus=...)` does, as here. A reused worker keeps the CUDA context it made under an
-        # earlier task's CUDA_VISIBLE_DEVICES (ray-project/ray#3245), so it would run on that GPU, which Ray
-        # may have given to another stage meanwhile, and keep the memory torch cached there.
+        # state, and for every stage that holds a GPU (StageKind.fresh_worker): Ray gives a GPU task a fresh
+        # worker only when the decorator itself asks for GPUs (ray/remote_function.py, ray-project/ray#30061),
+        # not when `.options(num_gpus=...)` does, as here.
         remote_fresh = ray.remote(max_calls=1)(execute_stage)
         order = self.graph.ordered()
         records = self.store.stages()
@@ -275,7 +273,7 @@ class Executor:
             # One store attempt per start, retries and resumed runs included (the row's count survives them).
             self._write(self.store.mark_running, stage.key, stage.kind, stage.label, stage.params,
                         {n: d.key for n, d in stage.deps.items()}, "")
-            fn = remote_fresh if KINDS.get(stage.kind).FRESH_PROCESS or req.gpus > 0 else remote
+            fn = remote_fresh if KINDS.get(stage.kind).fresh_worker(stage.params, req.gpus) else remote
             return fn.options(**options).remote(
                 stage.kind, stage.key, stage.label, stage.params, self._inputs(stage, records),
                 str(self._final_dir(stage)), str(self.store.tmp), str(self.store.run_dir), req.cpus, req.gpus,

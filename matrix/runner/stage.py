@@ -100,6 +100,14 @@ class StageKind:
     LOADS_MODEL: ClassVar[bool] = False
 
     @classmethod
+    def fresh_worker(cls, params: dict[str, Any], gpus: float) -> bool:
+        """Whether this run needs a Ray worker process of its own. Any stage given a GPU may make a CUDA
+        context there, and a process keeps the context it made under one stage's CUDA_VISIBLE_DEVICES
+        (ray-project/ray#3245): reused, it would run the next stage on that GPU, which Ray may have given
+        to another stage meanwhile, and keep the memory torch cached on it."""
+        return cls.FRESH_PROCESS or gpus > 0
+
+    @classmethod
     def parse(cls, params: dict[str, Any]):
         if "_adapter" not in cls.__dict__:
             cls._adapter = TypeAdapter(cls.Params)

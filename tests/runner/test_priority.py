@@ -10,13 +10,16 @@ from matrix.store import Store
 from matrix.runner.executor import Executor
 from matrix.runner.graph import StageGraph
 from matrix.runner.priority import Admission, bottom_levels, estimate
-from matrix.runner.stage import Stage
+from matrix.runner.stage import KINDS, Stage
 
 
-def sleep(label: str, seconds: float = 0.0, gpus: float = 0, deps: dict | None = None, estimate: float | None = None):
+def sleep(label: str, seconds: float = 0.0, gpus: float = 0, deps: dict | None = None, estimate: float | None = None,
+          cuda: bool = False):
     params = {"seconds": seconds, "label": label, "resources": {"cpus": 0.5, "gpus": gpus}}
     if estimate is not None:
         params["estimate"] = estimate
+    if cuda:
+        params["cuda"] = True
     return Stage("sleep", params, deps or {}, label=label)
 
 
@@ -135,6 +138,19 @@ def test_a_big_stage_is_not_starved_by_small_ones_that_became_ready_with_it(fake
     assert all(r[f"stream{i}"]["started"] >= r["big"]["ended"] for i in range(8)), r
 
 
+def test_every_kind_but_sleep_asks_for_a_worker_of_its_own_when_it_holds_a_gpu():
+    import matrix.runner.kinds  # noqa: F401 - registers every kind
+
+    kinds = {name: KINDS.get(name) for name in KINDS.names()}
+    assert {"generate", "evaluate", "train", "construct", "merge", "model", "data"} <= set(kinds)
+    for name, kind in kinds.items():
+        if name != "sleep":
+            assert kind.fresh_worker({}, 1.0), name
+        # Without a GPU, only kinds that hold process-wide state (training, merging) ask for one.
+        assert kind.fresh_worker({}, 0.0) == kind.FRESH_PROCESS, name
+    assert not kinds["sleep"].fresh_worker({}, 1.0) and kinds["sleep"].fresh_worker({"cuda": True}, 1.0)
+
+
 @pytest.mark.slow
 def test_every_stage_holding_a_gpu_gets_a_worker_process_of_its_own(fake_gpus, tmp_path):
     """A worker process that ran a GPU stage is not given another stage: its CUDA context stays on the GPU
@@ -142,7 +158,7 @@ def test_every_stage_holding_a_gpu_gets_a_worker_process_of_its_own(fake_gpus, t
     show up as a repeated pid."""
     chain, prev = [], None
     for i in range(4):
-        prev = sleep(f"gpu{i}", 0.0, gpus=1, deps={"prev": prev} if prev else None)
+        prev = sleep(f"gpu{i}", 0.0, gpus=1, deps={"prev": prev} if prev else None, cuda=True)
         chain.append(prev)
     r = run(tmp_path, fake_gpus, chain)
     pids = [r[f"gpu{i}"]["pid"] for i in range(4)]

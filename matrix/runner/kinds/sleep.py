@@ -4,7 +4,9 @@ No spec produces it. It sleeps `seconds` (less if the file `until` appears first
 SIGALRM as a stage stuck inside a C call would not see it), can raise (`fail`: a message) or kill its
 own worker process once (`die_once`: a marker file; the first attempt creates it and sends itself
 SIGKILL, as an out-of-memory kill would), writes `files` ({name: text}) into its artifact, and reports
-where it ran: node, GPU ids Ray gave it, pid. `resources` in its params (cpus, gpus, memory_gb,
+where it ran: node, GPU ids Ray gave it, pid. Its worker process may be reused although it holds
+fake GPUs, since it makes no CUDA context (`cuda: true` makes it ask for a fresh one as a real GPU stage
+does: `StageKind.fresh_worker`). `resources` in its params (cpus, gpus, memory_gb,
 max_retries, timeout) is its request, in place of the spec's per-kind one.
 """
 from __future__ import annotations
@@ -32,7 +34,13 @@ class SleepStage(StageKind):
         files: dict[str, str] | None = None
         until: str | None = None
         deaf: bool = False
+        cuda: bool = False  # stand in for a stage that makes a CUDA context on the GPUs it holds
         resources: dict[str, Any] | None = None  # read by the executor
+
+    @classmethod
+    def fresh_worker(cls, params: dict[str, Any], gpus: float) -> bool:
+        # A sleep touches no GPU, so its worker may be reused, unless it stands in for one that does.
+        return bool(params.get("cuda")) and gpus > 0
 
     def run(self, params: Params, inputs, out: Path, ctx):
         import ray
