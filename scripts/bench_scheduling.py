@@ -113,8 +113,8 @@ def critical_path(stages) -> float:
 class Fifo:
     """The executor's policy before matrix/runner/priority.py: every ready stage at once, in the graph's order."""
 
-    def __init__(self, graph, gpus):
-        pass
+    def __init__(self, graph, gpus, nodes=None):
+        self.where: dict[str, str] = {}
 
     def admit(self, ready, running, now):
         return [s for s, _ in ready]
@@ -122,11 +122,12 @@ class Fifo:
 
 def replay(stages, policy, nodes: int, gpus_per_node: int) -> float:
     """Makespan of the policy with zero overhead, by events: what the schedule itself costs. Stages the
-    policy admitted wait in a queue in submission order and start on the first node with room (a
-    simplification of Ray's placement); CPUs are not counted."""
+    policy admitted wait in a queue in submission order and start on the node it gave them, or else on
+    the first node with room (a simplification of Ray's placement); CPUs are not counted."""
     from matrix.runner.graph import StageGraph
 
-    admission = policy(StageGraph(stages={s.key: s for s in stages}, cells=[]), nodes * gpus_per_node)
+    admission = policy(StageGraph(stages={s.key: s for s in stages}, cells=[]), nodes * gpus_per_node,
+                       {str(i): float(gpus_per_node) for i in range(nodes)})
     free = [float(gpus_per_node)] * nodes
     pending, queued, running, done, now = list(stages), [], [], set(), 0.0
     while pending or queued or running:
@@ -137,7 +138,10 @@ def replay(stages, policy, nodes: int, gpus_per_node: int) -> float:
             queued.append(s)
         for s in list(queued):
             g = s.params["resources"]["gpus"]
-            node = next((i for i in range(nodes) if free[i] + 1e-9 >= g), None)
+            given = admission.where.get(s.key)  # the node the policy gave it, else the first with room
+            node = int(given) if given is not None else next((i for i in range(nodes) if free[i] + 1e-9 >= g), None)
+            if node is not None and free[node] + 1e-9 < g:
+                continue
             if node is not None:
                 free[node] -= g
                 queued.remove(s)

@@ -259,7 +259,11 @@ class Executor:
         stop = False
         attempts: dict[str, int] = {}  # key -> submissions in this run (retries count here)
         retry_at: dict[str, tuple[float, Stage]] = {}  # key -> (monotonic time to resubmit, stage)
-        policy = self.admission(self.graph, sum(n.get("GPU", 0) for n in self.nodes))
+        # GPUs of each GPU node by Ray's id for it: with several, the policy places GPU stages per node.
+        gpu_nodes = {n["NodeID"]: n["Resources"]["GPU"] for n in ray.nodes()
+                     if n.get("Alive") and n.get("Resources", {}).get("GPU")}
+        policy = self.admission(self.graph, sum(n.get("GPU", 0) for n in self.nodes), gpu_nodes)
+        where: dict[str, str] = getattr(policy, "where", {})
         submitted_at: dict[str, float] = {}
 
         def submit(stage: Stage) -> Any:
@@ -268,6 +272,10 @@ class Executor:
             options: dict[str, Any] = {"num_cpus": req.cpus, "num_gpus": req.gpus, "max_retries": 0}
             if req.memory_gb:
                 options["memory"] = int(req.memory_gb * 2**30)
+            if stage.key in where:  # the node the policy gave it; soft: elsewhere if that node is gone
+                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(where[stage.key], soft=True)
             attempts[stage.key] = attempts.get(stage.key, 0) + 1
             submitted_at[stage.key] = time.monotonic()
             # One store attempt per start, retries and resumed runs included (the row's count survives them).

@@ -17,6 +17,14 @@ would unlock wait with it. The driver therefore decides what to submit; Ray stil
   reservation leaves over at that moment (EASY backfilling). So a train stage never waits behind a
   queue of evaluations, and evaluations fill the GPUs around it. Stages that ask for no GPU are
   always submitted (in priority order) and left to Ray.
+- Nodes (`nodes`: GPUs of each GPU node, when there are several): a stage's GPUs must be on one node,
+  so GPUs counted across the cluster mislead (two free on each of four nodes is no room for an 8-GPU
+  train stage), and Ray's own placement spreads 1-GPU stages over the nodes, which leaves no node
+  whole for it. The same rules then run per node: an admitted stage gets a node (`where`: the fullest
+  it fits on, which keeps whole nodes free for big stages), a blocked stage reserves the node that
+  frees its GPUs first, and lower stages go to the other nodes, to the reserved one only by the
+  backfilling rule above. The executor asks Ray for that node (a soft NodeAffinitySchedulingStrategy:
+  Ray still runs the stage elsewhere if the node is gone).
 
 Estimates (`estimate`) come from a cost model in seconds of one GPU of a LLaVA-7B-class model: train
 proportional to examples x epochs, answering to questions x max_new_tokens (x beams), judge-bound
@@ -129,13 +137,17 @@ class Admission:
 
     graph: StageGraph
     gpus: float
+    nodes: dict[str, float] | None = None  # GPUs of each GPU node by Ray node id: placed per node if several
     cost: Callable[[Stage], float] = estimate
     level: dict[str, float] = field(init=False)
     rank: dict[str, int] = field(init=False)
+    where: dict[str, str] = field(init=False, default_factory=dict)  # stage key -> the node it was given
 
     def __post_init__(self) -> None:
         self.level = bottom_levels(self.graph, self.cost)
         self.rank = {s.key: i for i, s in enumerate(self.graph.ordered())}  # ties: the graph's order
+        if self.nodes is not None and len(self.nodes) < 2:
+            self.nodes = None  # one GPU node: the cluster's count is the node's
 
     def order(self, stages: list[Stage]) -> list[Stage]:
         return sorted(stages, key=lambda s: (-self.level.get(s.key, 0.0), self.rank.get(s.key, 0)))
@@ -144,6 +156,8 @@ class Admission:
               now: float) -> list[Stage]:
         """Of the `ready` stages ((stage, GPUs it asks for)), those to submit now, in order; `running`:
         (stage, GPUs, monotonic time it was submitted) of every stage submitted and not finished."""
+        if self.nodes:
+            return self._admit_per_node(ready, running, now)
         free = self.gpus - sum(g for _, g, _ in running)
         out: list[Stage] = []
         shadow: float | None = None  # when the reserved stage can start, by the estimates
@@ -167,6 +181,49 @@ class Admission:
                 free -= g
                 if ends > shadow:
                     extra -= g
+        return out
+
+    def _admit_per_node(self, ready: list[tuple[Stage, float]], running: list[tuple[Stage, float, float]],
+                        now: float) -> list[Stage]:
+        """`admit` with free GPUs kept per node; each GPU stage admitted gets its node in `where`."""
+        assert self.nodes is not None
+        free = dict(self.nodes)
+        on: dict[str, list[tuple[Stage, float, float]]] = {n: [] for n in free}
+        for s, g, t0 in running:
+            node = self.where.get(s.key)
+            if node in free and g > 0:
+                free[node] -= g
+                on[node].append((s, g, t0))
+        nodes = list(free)  # ties between nodes: Ray's order of them
+        out: list[Stage] = []
+        reserved: tuple[str, float, float] | None = None  # (node, when it holds the blocked stage, GPUs over)
+        gpus = {s.key: g for s, g in ready}
+        for stage in self.order([s for s, _ in ready]):
+            g = gpus[stage.key]
+            if g <= 0 or self.gpus <= 0:
+                out.append(stage)
+                continue
+            fitting = [n for n in nodes if free[n] + 1e-9 >= g]
+            if reserved is not None:  # other nodes first; the reserved one only by the backfilling rule
+                node_r, shadow, extra = reserved
+                others = [n for n in fitting if n != node_r]
+                if others:
+                    fitting = others
+                elif fitting and now + _safe(self.cost, stage) > shadow:
+                    if g <= extra + 1e-9:
+                        reserved = (node_r, shadow, extra - g)
+                    else:
+                        fitting = []
+            if fitting:
+                node = min(fitting, key=lambda n: free[n])  # the fullest node it fits on (min: the first of ties)
+                self.where[stage.key] = node
+                free[node] -= g
+                out.append(stage)
+            elif reserved is None:
+                holds = [n for n in nodes if self.nodes[n] + 1e-9 >= g]  # (the executor fails what none holds)
+                if holds:
+                    shadow, extra, node = min((*self._reserve(g, free[n], on[n], now), n) for n in holds)
+                    reserved = (node, shadow, extra)
         return out
 
     def _reserve(self, need: float, free: float, running: list[tuple[Stage, float, float]],

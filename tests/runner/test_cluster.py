@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Head (1 CPU) + a node with 2 CPUs, 2 fake GPUs and a custom resource, all on 127.0.0.1.
+    """Head (1 CPU) + a node with 2 CPUs, 2 fake GPUs and a custom resource + a node with 1 CPU and 1 fake
+    GPU, all on 127.0.0.1.
 
     `ray start` would be the obvious way, but multi-node `ray start` binds every interface; with
     RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (loopback) it refuses a second node. Ray's own multi-node test
@@ -34,9 +35,10 @@ def cluster():
     prepare_environment()  # loopback-only Ray, no usage stats, no auth
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0, "include_dashboard": False})
     c.add_node(num_cpus=2, num_gpus=2, resources={"fast_disk": 1})
+    c.add_node(num_cpus=1, num_gpus=1)
     conn = connect(c.address, None, None)
     deadline = time.time() + 60
-    while len(node_capacities()) < 2 and time.time() < deadline:
+    while len(node_capacities()) < 3 and time.time() < deadline:
         time.sleep(0.5)
     nodes = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
     try:
@@ -66,10 +68,39 @@ def test_stages_land_on_the_node_that_has_their_resources(cluster, tmp_path):
     summary = Executor(store, graph, ResourcesSpec(), cluster["capacities"]).run()
     assert summary.ok, summary.failed
     results = {r.label: r.result for r in store.stages().values()}
-    assert {results[f"gpu{i}"]["node_id"] for i in range(2)} == {gpu_node}
+    gpu_nodes = {nid for nid, res in cluster["nodes"].items() if res.get("GPU")}
+    assert {results[f"gpu{i}"]["node_id"] for i in range(2)} <= gpu_nodes and gpu_node in gpu_nodes
     assert all(len(results[f"gpu{i}"]["gpu_ids"]) == 1 for i in range(2))
-    # Two GPU stages at once would hold GPUs 0 and 1; one after the other may reuse one id.
-    assert {results[f"cpu{i}"]["node_id"] for i in range(3)} <= {gpu_node, cpu_node}
+    assert {results[f"cpu{i}"]["node_id"] for i in range(3)} <= set(cluster["nodes"]) and cpu_node not in gpu_nodes
+
+
+def test_on_several_gpu_nodes_each_gpu_stage_runs_on_the_node_the_policy_gave_it(cluster, tmp_path):
+    """matrix.runner.priority places GPU stages per node when there are several GPU nodes; the executor
+    asks Ray for that node. Here 2 + 1 GPUs: the 2-GPU stage (first by priority) gets the 2-GPU node, the
+    1-GPU stages the node it leaves room on, one after another."""
+    from matrix.runner.priority import Admission
+
+    big = Stage("sleep", {"seconds": 0.5, "estimate": 5.0, "resources": {"cpus": 1, "gpus": 2}}, label="big")
+    small = [Stage("sleep", {"seconds": 0.1, "i": i, "resources": {"cpus": 1, "gpus": 1}}, label=f"small{i}")
+             for i in range(3)]
+    policies: list[Admission] = []
+
+    def admission(*args):
+        policies.append(Admission(*args))
+        return policies[-1]
+
+    store = Store(tmp_path / "run")
+    graph = StageGraph(stages={s.key: s for s in [big, *small]}, cells=[])
+    summary = Executor(store, graph, ResourcesSpec(), cluster["capacities"], admission=admission).run()
+    assert summary.ok, summary.failed
+    results = {r.label: r.result for r in store.stages().values()}
+    (policy,) = policies
+    gpus = {nid: res["GPU"] for nid, res in cluster["nodes"].items() if res.get("GPU")}
+    assert policy.nodes == gpus
+    assert {s.label: policy.where[s.key] for s in [big, *small]} == {s.label: results[s.label]["node_id"]
+                                                                     for s in [big, *small]}
+    two = next(nid for nid, g in gpus.items() if g == 2)
+    assert results["big"]["node_id"] == two and sorted(results["big"]["gpu_ids"]) == ["0", "1"]
 
 
 def test_a_request_no_node_can_hold_fails_at_once(cluster, tmp_path):

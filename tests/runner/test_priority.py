@@ -94,6 +94,29 @@ def test_a_big_stage_reserves_gpus_and_only_what_ends_in_time_backfills():
     assert [s.params["label"] for s in policy.admit(ready, busy, now=6.0)] == []
 
 
+def test_on_several_nodes_a_big_stage_reserves_the_node_that_frees_first_and_the_rest_fill_the_others():
+    big = sleep("big", 20.0, gpus=4)
+    evals = [sleep(f"e{i}", 5.0, gpus=1) for i in range(4)]
+    on_a, on_b = sleep("on_a", 10.0, gpus=1), sleep("on_b", 2.0, gpus=1)
+    policy = Admission(graph_of(big, *evals, on_a, on_b), gpus=8, nodes={"a": 4, "b": 4})
+    policy.where.update({on_a.key: "a", on_b.key: "b"})  # admitted earlier, running since t=0
+    busy = [(on_a, 1, 0.0), (on_b, 1, 0.0)]
+    ready = [(s, s.params["resources"]["gpus"]) for s in (big, *evals)]
+    # 6 GPUs are free in all, but no node has 4: counted across the cluster, `big` would be submitted
+    # and wait in Ray's queue while the evaluations took what frees. Per node it reserves node b (free
+    # at t=2, node a at t=10); three evaluations fill node a; the fourth would hold node b past t=2.
+    admitted = policy.admit(ready, busy, now=0.0)
+    assert [s.params["label"] for s in admitted] == ["e0", "e1", "e2"]
+    assert {policy.where[s.key] for s in admitted} == {"a"}
+    # At t=2 node b is free: `big` goes there, the last evaluation to the node it fits on.
+    busy = [(on_a, 1, 0.0)] + [(s, 1, 0.0) for s in admitted]
+    admitted = policy.admit([(big, 4), (evals[3], 1)], busy, now=2.0)
+    assert [(s.params["label"], policy.where[s.key]) for s in admitted] == [("big", "b")]
+    # On one node the cluster's count is the node's: nothing is placed.
+    one = Admission(graph_of(big, *evals), gpus=4, nodes={"a": 4})
+    assert one.admit([(big, 4)], [], now=0.0) == [big] and one.where == {}
+
+
 def test_without_gpus_every_ready_stage_is_admitted_in_priority_order():
     a, b = sleep("a", 1.0), sleep("b", 3.0)
     assert [s.params["label"] for s in Admission(graph_of(a, b), gpus=0).admit([(a, 0), (b, 0)], [], 0.0)] == ["b", "a"]
