@@ -156,41 +156,12 @@ class Admission:
               now: float) -> list[Stage]:
         """Of the `ready` stages ((stage, GPUs it asks for)), those to submit now, in order; `running`:
         (stage, GPUs, monotonic time it was submitted) of every stage submitted and not finished."""
-        if self.nodes:
-            return self._admit_per_node(ready, running, now)
-        free = self.gpus - sum(g for _, g, _ in running)
-        out: list[Stage] = []
-        shadow: float | None = None  # when the reserved stage can start, by the estimates
-        extra = 0.0  # GPUs free at that moment beyond what the reserved stage needs
-        gpus = {s.key: g for s, g in ready}
-        for stage in self.order([s for s, _ in ready]):
-            g = gpus[stage.key]
-            if g <= 0 or self.gpus <= 0:
-                out.append(stage)
-                continue
-            if shadow is None:
-                if g <= free + 1e-9:
-                    out.append(stage)
-                    free -= g
-                    continue
-                shadow, extra = self._reserve(g, free, running, now)
-                continue
-            ends = now + _safe(self.cost, stage)
-            if g <= free + 1e-9 and (ends <= shadow or g <= extra + 1e-9):
-                out.append(stage)
-                free -= g
-                if ends > shadow:
-                    extra -= g
-        return out
-
-    def _admit_per_node(self, ready: list[tuple[Stage, float]], running: list[tuple[Stage, float, float]],
-                        now: float) -> list[Stage]:
-        """`admit` with free GPUs kept per node; each GPU stage admitted gets its node in `where`."""
-        assert self.nodes is not None
-        free = dict(self.nodes)
+        # One node (or GPUs not placed): the whole cluster as one node "", and no placement recorded.
+        capacity = self.nodes or {"": self.gpus}
+        free = dict(capacity)
         on: dict[str, list[tuple[Stage, float, float]]] = {n: [] for n in free}
         for s, g, t0 in running:
-            node = self.where.get(s.key)
+            node = self.where.get(s.key) if self.nodes else ""
             if node in free and g > 0:
                 free[node] -= g
                 on[node].append((s, g, t0))
@@ -216,11 +187,12 @@ class Admission:
                         fitting = []
             if fitting:
                 node = min(fitting, key=lambda n: free[n])  # the fullest node it fits on (min: the first of ties)
-                self.where[stage.key] = node
+                if self.nodes:
+                    self.where[stage.key] = node
                 free[node] -= g
                 out.append(stage)
             elif reserved is None:
-                holds = [n for n in nodes if self.nodes[n] + 1e-9 >= g]  # (the executor fails what none holds)
+                holds = [n for n in nodes if capacity[n] + 1e-9 >= g]  # (none holds it: the executor failed it)
                 if holds:
                     shadow, extra, node = min((*self._reserve(g, free[n], on[n], now), n) for n in holds)
                     reserved = (node, shadow, extra)
