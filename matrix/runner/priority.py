@@ -187,6 +187,7 @@ class Admission:
                         fitting = []
             if fitting:
                 node = min(fitting, key=lambda n: free[n])  # the fullest node it fits on (min: the first of ties)
+                on[node].append((stage, g, now))  # a reservation later in this round sees it end
                 if self.nodes:
                     self.where[stage.key] = node
                 free[node] -= g

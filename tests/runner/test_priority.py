@@ -94,6 +94,18 @@ def test_a_big_stage_reserves_gpus_and_only_what_ends_in_time_backfills():
     assert [s.params["label"] for s in policy.admit(ready, busy, now=6.0)] == []
 
 
+def test_a_reservation_counts_the_stages_admitted_before_it_in_the_same_round():
+    first = sleep("first", 10.0, gpus=2, estimate=10.0)
+    big = sleep("big", 4.0, gpus=4)
+    after = sleep("after", 30.0, deps={"f": first})  # puts `first` ahead of `big`
+    short = sleep("short", 1.0, gpus=1)
+    policy = Admission(graph_of(first, big, after, short), gpus=4)
+    # `first` takes 2 of 4 GPUs until t=10; `big` reserves t=10 (not t=0, as if `first` never ended), so
+    # `short` (ends at t=1) runs now in the GPUs left.
+    ready = [(s, s.params["resources"]["gpus"]) for s in (first, big, short)]
+    assert [s.params["label"] for s in policy.admit(ready, [], now=0.0)] == ["first", "short"]
+
+
 def test_on_several_nodes_a_big_stage_reserves_the_node_that_frees_first_and_the_rest_fill_the_others():
     big = sleep("big", 20.0, gpus=4)
     evals = [sleep(f"e{i}", 5.0, gpus=1) for i in range(4)]
