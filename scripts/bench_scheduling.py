@@ -140,9 +140,7 @@ def replay(stages, policy, nodes: int, gpus_per_node: int) -> float:
             g = s.params["resources"]["gpus"]
             given = admission.where.get(s.key)  # the node the policy gave it, else the first with room
             node = int(given) if given is not None else next((i for i in range(nodes) if free[i] + 1e-9 >= g), None)
-            if node is not None and free[node] + 1e-9 < g:
-                continue
-            if node is not None:
+            if node is not None and free[node] + 1e-9 >= g:
                 free[node] -= g
                 queued.remove(s)
                 heapq.heappush(running, (now + s.params["seconds"], id(s), s, g, now, node))

@@ -181,8 +181,9 @@ class Executor:
         self.nodes = nodes
         self.fail_fast = fail_fast
         self.on_event = on_event or (lambda event, stage, detail: None)
-        # What to submit of the ready stages, and in what order (matrix/runner/priority.py); a factory of
-        # (graph, the cluster's GPUs), replaceable to measure another policy (scripts/bench_scheduling.py).
+        # What to submit of the ready stages, in what order, and on several GPU nodes where (its `where`)
+        # (matrix/runner/priority.py); a factory of (graph, the cluster's GPUs, GPUs per GPU node),
+        # replaceable to measure another policy (scripts/bench_scheduling.py).
         self.admission = admission
 
     def _request(self, stage: Stage) -> ResourceSpec:
@@ -233,6 +234,7 @@ class Executor:
         `interrupted` and return. Running Ray tasks are left to the caller's `ray.shutdown()`, which
         ends their workers: cancelling them here raced their replies inside Ray (matrix/runner/interrupt.py)."""
         import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         stops = stops or StopRequests()  # not installed: never requested
         summary = RunSummary()
@@ -263,7 +265,7 @@ class Executor:
         gpu_nodes = {n["NodeID"]: n["Resources"]["GPU"] for n in ray.nodes()
                      if n.get("Alive") and n.get("Resources", {}).get("GPU")}
         policy = self.admission(self.graph, sum(n.get("GPU", 0) for n in self.nodes), gpu_nodes)
-        where: dict[str, str] = getattr(policy, "where", {})
+        where: dict[str, str] = policy.where  # stage key -> the node the policy gave it (several GPU nodes)
         submitted_at: dict[str, float] = {}
 
         def submit(stage: Stage) -> Any:
@@ -272,9 +274,7 @@ class Executor:
             options: dict[str, Any] = {"num_cpus": req.cpus, "num_gpus": req.gpus, "max_retries": 0}
             if req.memory_gb:
                 options["memory"] = int(req.memory_gb * 2**30)
-            if stage.key in where:  # the node the policy gave it; soft: elsewhere if that node is gone
-                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
+            if stage.key in where:  # soft: elsewhere if that node is gone
                 options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(where[stage.key], soft=True)
             attempts[stage.key] = attempts.get(stage.key, 0) + 1
             submitted_at[stage.key] = time.monotonic()
