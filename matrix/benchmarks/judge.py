@@ -33,8 +33,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-import openai
-from openai import OpenAI
 from typing_extensions import Self
 
 log = logging.getLogger(__name__)
@@ -160,6 +158,10 @@ class Judge:
         self.timeout = timeout if timeout is not None else getattr(spec, "timeout", 120.0)
         self._secret = _api_key(self.base_url)
         # base_url is passed explicitly so OPENAI_BASE_URL in the environment cannot redirect the judge.
+        # openai is imported here, not at the top: it takes ~1 s, and every CLI command that reads a
+        # benchmark (report, status, verify) imports this module without ever asking a judge.
+        from openai import OpenAI
+
         self._client = OpenAI(
             base_url=self.base_url, api_key=self._secret, max_retries=self.max_retries, timeout=self.timeout
         )
@@ -397,6 +399,8 @@ def _read_completion(response: Any) -> tuple[str, str | None, int, int]:
 
 
 def _cause(error: BaseException) -> str:
+    import openai  # loaded already: only a Judge's requests raise its errors
+
     if isinstance(error, openai.APIStatusError):
         detail = error.message
         if detail == f"Error code: {error.status_code}":  # not OpenAI's error shape: show the body

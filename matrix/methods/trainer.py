@@ -19,13 +19,13 @@ import logging
 import math
 import os
 import random
-import resource
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from matrix import memory
 from matrix.models.handle import load
 from matrix.methods import checkpoint
 from matrix.methods._data import BatchMaker, Encoded, encode_examples
@@ -147,14 +147,6 @@ class Loop:
                     break
                 self.step(order[b : b + self.hp["batch_size"]], epoch)
             epoch += 1
-
-
-def _peak_mem_mb(on_cuda: bool) -> float:
-    import torch
-
-    if on_cuda:
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def train(
@@ -280,7 +272,7 @@ def _train(
     result = {
         "wall_s": time.perf_counter() - start,
         "train_s": train_s,
-        "peak_mem_mb": _peak_mem_mb(on_cuda),
+        "peak_mem_mb": memory.peak_mb(on_cuda),
         "tokens_per_s": loop.tokens / train_s if train_s > 0 else 0.0,
         "tokens": loop.tokens,
         "steps": len(steps),

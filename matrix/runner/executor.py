@@ -80,19 +80,6 @@ class StageError(Exception):
         self.traceback_text = traceback_text
 
 
-def _peak_memory_mb() -> float:
-    try:
-        import torch
-
-        if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
-            return torch.cuda.max_memory_allocated() / 2**20
-    except ImportError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
 def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[str, tuple[str, dict]],
                   final_dir: str, tmp_root: str, run_dir: str, num_cpus: float, num_gpus: float,
                   run_token: str | None = None, timeout_s: float | None = None) -> dict[str, Any]:
@@ -119,6 +106,9 @@ def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[st
     tmp = Path(tmp_root) / f"{key[:16]}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     ctx = StageContext(Path(run_dir), num_cpus, num_gpus, key, label)
+    from matrix import memory
+
+    memory.reset()  # this stage's peak, not that of a stage this worker ran before
     start = time.time()
     # Line-buffered: `matrix status` shows a running stage's last line (stage_log).
     with open(tmp / "stage.log", "w", buffering=1) as log, contextlib.redirect_stdout(log), \
@@ -134,7 +124,7 @@ def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[st
     wall = time.time() - start
     from matrix.manifest import build
 
-    payload = {"result": result, "wall_s": wall, "peak_mem_mb": _peak_memory_mb(), "host": socket.gethostname(),
+    payload = {"result": result, "wall_s": wall, "peak_mem_mb": memory.peak_mb(), "host": socket.gethostname(),
                "manifest": build(tmp)}  # what the folder holds: checked before the artifact is used again
     (tmp / "result.json").write_text(json.dumps(payload, default=str))
     final.parent.mkdir(parents=True, exist_ok=True)

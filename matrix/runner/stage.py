@@ -89,7 +89,7 @@ class StageKind:
     invalidates every cached stage of the kind (and, through keys, everything downstream)."""
 
     VERSION: ClassVar[int] = 1
-    #: Start each run in a fresh worker process (training holds process-wide state: process groups, threads).
+    #: Start each run in a fresh worker process (merge: a whole model in memory, given back when done).
     FRESH_PROCESS: ClassVar[bool] = False
     #: The parameter model (a Pydantic model or an annotated union of them).
     Params: ClassVar[Any] = StageParams

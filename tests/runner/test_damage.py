@@ -24,7 +24,8 @@ methods: [baseline, cont-sft]
 benchmarks:
   - {{id: pope, synthetic: 6}}
 generation: {{force: true, max_new_tokens: 8}}
-training: {{force: true, lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 128, bf16: false, lora: {{r: 4, alpha: 8}}}}
+training: {{force: true, lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 128, bf16: false, lora: {{r: 4, alpha: 8}},
+           deepspeed: null}}  # DeepSpeed is not the point here (test_sweep trains under it)
 ray: {{num_cpus: 2}}
 tables:
   - id: main

@@ -26,7 +26,8 @@ methods:
 grid: {{exclude: [{{dataset: vqa}}, {{dataset: caps}}, {{dataset: base-sft}}]}}
 benchmarks: [{{id: pope, synthetic: 10}}]
 generation: {{force: true, max_new_tokens: 8}}
-training: {{force: true, lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 160, bf16: false, lora: {{r: 4, alpha: 8}}}}
+training: {{force: true, lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 160, bf16: false, lora: {{r: 4, alpha: 8}},
+           deepspeed: null}}  # DeepSpeed is not the point here (test_sweep trains under it)
 ray: {{num_cpus: 2}}
 """
 

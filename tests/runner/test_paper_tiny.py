@@ -22,7 +22,8 @@ benchmarks:
   - {{id: pope, synthetic: 30}}     # as table5-tiny's with the --set below: the same questions
   - {{id: mme, synthetic: 16}}
 generation: {{force: true, max_new_tokens: 8}}
-training: {{force: true, lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 160, bf16: false, lora: {{r: 4, alpha: 8}}}}
+training: {{force: true, lr: 1.0e-3, batch_size: 8, micro_batch_size: 8, max_length: 160, bf16: false, lora: {{r: 4, alpha: 8}},
+           deepspeed: null}}  # DeepSpeed is not the point here (test_sweep trains under it)
 ray: {{num_cpus: 2}}
 tables:
   - id: t

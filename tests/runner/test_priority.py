@@ -181,8 +181,9 @@ def test_every_kind_but_sleep_asks_for_a_worker_of_its_own_when_it_holds_a_gpu()
     for name, kind in kinds.items():
         if name != "sleep":
             assert kind.fresh_worker({}, 1.0), name
-        # Without a GPU, only kinds that hold process-wide state (training, merging) ask for one.
+        # Without a GPU, only a kind that must give all its memory back (merging) asks for one.
         assert kind.fresh_worker({}, 0.0) == kind.FRESH_PROCESS, name
+    assert kinds["merge"].fresh_worker({}, 0.0) and not kinds["train"].fresh_worker({}, 0.0)
     assert not kinds["sleep"].fresh_worker({}, 1.0) and kinds["sleep"].fresh_worker({"cuda": True}, 1.0)
 
 

@@ -14,7 +14,11 @@ from matrix.runner.stage import KINDS, Dtype, StageContext, StageKind, StagePara
 @KINDS.register("train")
 class TrainStage(StageKind):
     VERSION = 1
-    FRESH_PROCESS = True  # a process group and peak-memory accounting per training run
+    # Reusable worker on the CPU: the process group is torn down after every run (methods/_dist.py
+    # process_group) and the peak memory counts from the stage's start (matrix.memory); a stage holding a
+    # GPU gets a process of its own anyway (StageKind.fresh_worker). Measured: a train stage in a fresh
+    # process imports torch, transformers' modeling code, peft and DeepSpeed first (~10 s on 2 cores).
+    FRESH_PROCESS = False
     LOADS_MODEL = True
     SKIP_KEY_FIELDS = frozenset({"dtype", "gradient_checkpointing"})
 
