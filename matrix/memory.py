@@ -1,11 +1,13 @@
 """A stage's peak memory, measured per stage, also in a worker process that ran other stages before it.
 
-On the CPU the figure is the process's peak resident set, `getrusage`'s `ru_maxrss`, which only grows
-over a process's life: a reused worker would report an earlier stage's peak as this one's. Linux resets
-that peak (the `VmHWM` behind `ru_maxrss`) to the current resident set when "5" is written to
-/proc/self/clear_refs (proc(5), Linux 4.0+): `reset` does that at a stage's start. Where the file cannot
-be written, `reset` returns False and the figure is the peak since the process started. On CUDA the
-figure is torch's allocator peak, reset the same way.
+On the CPU the figure is the process's peak resident set, `VmHWM` in /proc/self/status, which only
+grows over a process's life: a reused worker would report an earlier stage's peak as this one's. Linux
+resets it to the current resident set when "5" is written to /proc/self/clear_refs (proc(5), Linux
+4.0+): `reset` does that at a stage's start. Not `getrusage`'s `ru_maxrss`: the reset does not reach the
+part of it that exec carries over, the peak of the process that started this one (a Ray worker's is
+at least its raylet's; tests/matrix/test_memory.py found it, at the pytest process's 633 MiB). Where the
+file cannot be written, `reset` returns False and the figure is the peak since the process started;
+without /proc it is `ru_maxrss`. On CUDA the figure is torch's allocator peak, reset the same way.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import resource
 import sys
 
 CLEAR_REFS = "/proc/self/clear_refs"
+STATUS = "/proc/self/status"
 
 
 def _cuda():
@@ -44,4 +47,16 @@ def peak_mb(on_cuda: bool | None = None) -> float:
     cuda = _cuda()
     if cuda is not None and (on_cuda or (on_cuda is None and cuda.max_memory_allocated() > 0)):
         return cuda.max_memory_allocated() / 2**20
+    return resident_peak_mb()
+
+
+def resident_peak_mb() -> float:
+    """The process's own peak resident set since the last `reset` (MiB)."""
+    try:
+        with open(STATUS) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
