@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from matrix import memory
 from matrix.spec import ResourceSpec, ResourcesSpec
 from matrix.store import Store
 from matrix.runner.graph import StageGraph
@@ -106,8 +107,6 @@ def execute_stage(kind: str, key: str, label: str, params: dict, inputs: dict[st
     tmp = Path(tmp_root) / f"{key[:16]}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     ctx = StageContext(Path(run_dir), num_cpus, num_gpus, key, label)
-    from matrix import memory
-
     memory.reset()  # this stage's peak, not that of a stage this worker ran before
     start = time.time()
     # Line-buffered: `matrix status` shows a running stage's last line (stage_log).
