@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import heapq
+import itertools
 import math
 import os
 import random
@@ -129,6 +130,7 @@ def replay(stages, policy, nodes: int, gpus_per_node: int) -> float:
     admission = policy(StageGraph(stages={s.key: s for s in stages}, cells=[]), nodes * gpus_per_node,
                        {str(i): float(gpus_per_node) for i in range(nodes)})
     free = [float(gpus_per_node)] * nodes
+    order = itertools.count()  # ties in end time: the stage started first ends first (not by id(), which varies)
     pending, queued, running, done, now = list(stages), [], [], set(), 0.0
     while pending or queued or running:
         ready = [s for s in pending if all(d.key in done for d in s.deps.values())]
@@ -143,7 +145,7 @@ def replay(stages, policy, nodes: int, gpus_per_node: int) -> float:
             if node is not None and free[node] + 1e-9 >= g:
                 free[node] -= g
                 queued.remove(s)
-                heapq.heappush(running, (now + s.params["seconds"], id(s), s, g, now, node))
+                heapq.heappush(running, (now + s.params["seconds"], next(order), s, g, now, node))
         now, _, s, g, _, node = heapq.heappop(running)
         free[node] += g
         done.add(s.key)

@@ -118,8 +118,11 @@ DEFAULT_RECIPE: dict = {
     # held-out probe after training (fresh scenes, seed derived from `seed`)
     "eval_scenes": 300,
 }
+# `grow_layers`: decoder layers appended to the language model before the phase, each starting as the
+# identity (`tiny.grow_text_layers`); `train_only_grown`: the phase trains those layers (and the final
+# norm) alone, so what the model already knew cannot be forgotten.
 PHASE_KEYS = ("steps", "lr", "warmup_steps", "min_lr_ratio", "max_length", "batch_size", "mix", "min_turns", "max_turns",
-              "caption_only", "short_answer_suffix", "yes_no_suffix")
+              "caption_only", "short_answer_suffix", "yes_no_suffix", "grow_layers", "train_only_grown")
 
 PROBE_SEED_OFFSET = 1_000_003
 
@@ -142,8 +145,19 @@ def resolve(recipe: dict) -> dict:
 
 
 def main_phase(recipe: dict) -> dict:
-    """The recipe of the first phase alone (what a `resume_from` checkpoint must have been built by)."""
+    """The recipe of the first phase alone."""
     return {**resolve(recipe), "phases": []}
+
+
+def done_phases(built: dict, recipe: dict) -> int:
+    """How many of `recipe`'s later phases a model built by `built` has had: `built` must be `recipe`
+    cut after its main phase and its first k later phases (what `resume_from` accepts)."""
+    full = resolve(recipe)
+    k = len(built.get("phases", []))
+    prefix = {**full, "phases": full["phases"][:k], "eval_scenes": None}  # the probe's size trains nothing
+    if k > len(full["phases"]) or {**resolve(built), "eval_scenes": None} != prefix:
+        raise ValueError("was not built by a beginning of this recipe (its main phase and first later phases)")
+    return k
 
 
 def arch_of(recipe: dict) -> tiny.TinyArch:
@@ -216,7 +230,8 @@ def _train_phase(model, handle, pixels, stream, recipe: dict, losses: list[float
         {"params": [p for p in model.parameters() if id(p) not in vision_ids], "lr": recipe["lr"]},
         {"params": vision, "lr": recipe["lr"] * recipe["vision_lr_scale"]},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=recipe["lr"], weight_decay=recipe["weight_decay"])
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, recipe))
     model.train()
     for step in range(recipe["steps"]):
@@ -234,6 +249,17 @@ def _train_phase(model, handle, pixels, stream, recipe: dict, losses: list[float
         if eval_every and len(losses) % eval_every == 0:
             log.info("step %d probe %s", len(losses), probe(handle, 100, seed + PROBE_SEED_OFFSET))
             model.train()
+
+
+def _grow(model, phase: dict, seed: int) -> None:
+    """Before a phase: its `grow_layers`, and with `train_only_grown` only they (and the final norm) train."""
+    first = len(model.model.language_model.layers)
+    if phase.get("grow_layers"):
+        tiny.grow_text_layers(model, phase["grow_layers"], seed + first)
+    grown = tuple(f"language_model.layers.{i}." for i in range(first, len(model.model.language_model.layers)))
+    for name, weight in model.named_parameters():
+        weight.requires_grad = not phase.get("train_only_grown") or any(g in name for g in grown) \
+            or name.endswith("language_model.norm.weight")
 
 
 def fresh_model(recipe: dict):
@@ -271,16 +297,20 @@ def bootstrap(
 
     `progress(step, loss)` is called after every optimiser step; `eval_every > 0` also logs a small
     held-out probe every that many steps (for tuning; it does not change training). `resume_from`:
-    a model folder built by `main_phase(recipe)`; its weights stand in for the main phase's training.
+    a model folder built by a beginning of `recipe` (its main phase and its first k later phases,
+    `done_phases`); its weights stand in for those phases' training, the rest is trained on it.
     """
     import torch
 
     started = time.time()
     recipe = resolve(recipe)
+    done = 0
     if resume_from is not None:
         built = json.loads((Path(resume_from) / "recipe.json").read_text())
-        if built.get("phases") or main_phase(built) != main_phase(recipe):
-            raise ValueError(f"{resume_from} was not built by this recipe's main phase")
+        try:
+            done = done_phases(built, recipe)
+        except ValueError as e:
+            raise ValueError(f"{resume_from} {e}") from None
     out_dir = Path(out_dir)
     torch.set_num_threads(available_cpus())
     seed = recipe["seed"]
@@ -298,18 +328,27 @@ def bootstrap(
     losses: list[float] = []
     stream = batches(handle, scenes, rng, recipe)
     if resume_from is not None:
-        # The main phase's result is given: load it and replay its data stream (cheap: no model
-        # calls), so the later phases see exactly the batches they would have seen after training it.
+        # The first phases' result is given: load it and replay their data streams (cheap: no model
+        # calls), so the later phases see exactly the batches they would have seen after training them.
+        for phase in recipe["phases"][:done]:
+            _grow(model, phase, seed)  # the architecture the given weights have
         _load_weights(model, Path(resume_from))
         for _ in range(recipe["steps"]):
             next(stream)
+        for phase in recipe["phases"][:done]:
+            stream = batches(handle, scenes, rng, {**recipe, **phase})
+            for _ in range(phase.get("steps", recipe["steps"])):
+                next(stream)
     else:
         vision_losses = pretrain_vision(model, handle, recipe) if recipe["vision_pretrain_steps"] else []
         _train_phase(model, handle, pixels, stream, recipe, losses, progress, eval_every, seed)
-    for phase in recipe["phases"]:
+    for phase in recipe["phases"][done:]:
         phase_recipe = {**recipe, **phase}
+        _grow(model, phase, seed)
         stream = batches(handle, scenes, rng, phase_recipe)
         _train_phase(model, handle, pixels, stream, phase_recipe, losses, progress, eval_every, seed)
+    for weight in model.parameters():
+        weight.requires_grad = True
     train_seconds = time.time() - train_started
     if resume_from is not None:
         vision_losses = []
@@ -323,7 +362,8 @@ def bootstrap(
     tail = losses[-50:]
     stats = {
         "steps": recipe["steps"] + sum(p.get("steps", recipe["steps"]) for p in recipe["phases"]),
-        "main_phase_from": str(resume_from) if resume_from is not None else None,
+        "resumed_from": str(resume_from) if resume_from is not None else None,
+        "resumed_after_phases": done if resume_from is not None else None,
         "parameters": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),
         "train_seconds": round(train_seconds, 1),
@@ -346,7 +386,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recipe", type=Path, help="JSON file of recipe overrides")
     parser.add_argument("--eval-every", type=int, default=0, help="log a held-out probe every N steps")
     parser.add_argument("--log-every", type=int, default=100)
-    parser.add_argument("--resume-from", type=Path, help="a model folder built by this recipe's main phase alone")
+    parser.add_argument("--resume-from", type=Path,
+                        help="a model folder built by a beginning of this recipe (its main phase and first later phases)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 

@@ -10,6 +10,7 @@ import random
 import re
 
 from matrix.world import language
+from matrix.world.benchmarks import textvqa
 from matrix.world.scene import COLOURS, SHAPES, Scene, draw_scene, render
 
 _OBJECT_RE = re.compile(rf"\b({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})\b")
@@ -80,11 +81,22 @@ def probe(handle, n_scenes: int, seed: int, batch_size: int = 64) -> dict[str, f
     for i, sc in enumerate(scenes):
         question, options, right = language.choice_item(sc, choice_rng, 4)
         items.append(("choice", i, language.choice_prompt(question, options), language.OPTION_LETTERS[right]))
+    # reading TextVQA's reference OCR token (its words on its covers; the bootstrap copies random strings),
+    # and the letter of an option the question names (multiple choice's lookup, without the image)
+    extra_rng = random.Random(seed + 2)
+    covers = []
+    for i in range(n_scenes):
+        word = extra_rng.choice(textvqa.WORDS)
+        covers.append(textvqa.render_word(word, extra_rng))
+        items.append(("ocr", n_scenes + i, textvqa.word_prompt(word) + language.SHORT_ANSWER_SUFFIX, word))
+        question, options, right = language.lookup_item(extra_rng, 4)
+        items.append(("lookup", i, language.choice_prompt(question, options), language.OPTION_LETTERS[right]))
+    images = images + covers
     answers = handle.generate(
         [images[i] for _, i, _, _ in items], [q for _, _, q, _ in items], max_new_tokens=6, batch_size=batch_size
     )
     captions = handle.generate(
-        images, [language.CAPTION_PROMPTS[0]] * n_scenes, max_new_tokens=48, batch_size=batch_size
+        images[:n_scenes], [language.CAPTION_PROMPTS[0]] * n_scenes, max_new_tokens=48, batch_size=batch_size
     )
     by_group: dict[str, list[tuple[str, object]]] = {}
     for (group, _, _, truth), answer in zip(items, answers):
@@ -99,9 +111,10 @@ def probe(handle, n_scenes: int, seed: int, batch_size: int = 64) -> dict[str, f
             if group.startswith("existence"):
                 stats[f"{group}_f1"] = _f1(preds, truths)
                 stats[f"{group}_yes_ratio"] = _mean(preds)
-        elif group == "choice":
+        elif group in ("choice", "lookup"):
             stats[group] = _mean([_norm(a)[:1].upper() == t for a, t in pairs])
-            stats["choice_most_common_share"] = max(map([_norm(a)[:1].upper() for a, _ in pairs].count, "ABCD")) / len(pairs)
+            if group == "choice":
+                    stats[f"{group}_most_common_share"] = max(map([_norm(a)[:1].upper() for a, _ in pairs].count, "ABCD")) / len(pairs)
         else:
             stats[group] = _mean([_norm(a) == str(t) for a, t in pairs])
 

@@ -128,6 +128,33 @@ def build_model(tokenizer, arch: TinyArch, seed: int):
     return model
 
 
+def grow_text_layers(model, n: int, seed: int) -> None:
+    """Append `n` decoder layers to the language model, each starting as the identity: its attention
+    output and MLP down projections are zero, so the grown model computes exactly what it did, and
+    training gives the new layers work the old ones had no depth for (reading a multiple-choice
+    option's letter after working out the answer: a lookup on top of the lookup). As LLaMA Pro's
+    block expansion; the other weights are drawn with std 0.02 (what the experiment that settled
+    this used; the recipe's larger `init_std` is for training from scratch)."""
+    import torch
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    lm = model.model.language_model
+    cfg = lm.config
+    first = len(lm.layers)
+    generator = torch.Generator().manual_seed(seed)
+    for i in range(first, first + n):
+        layer = LlamaDecoderLayer(cfg, i)
+        with torch.no_grad():
+            for name, weight in layer.named_parameters():
+                if "norm" not in name:
+                    weight.normal_(0.0, 0.02, generator=generator)
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        lm.layers.append(layer)
+    cfg.num_hidden_layers = first + n
+    model.config.text_config.num_hidden_layers = first + n
+
+
 def build(out_dir: Path, corpus: list[str], arch: TinyArch, seed: int) -> None:
     """Write a randomly initialised tiny LLaVA (model + processor) to `out_dir`."""
     tokenizer = build_tokenizer(corpus, arch.vocab_size)

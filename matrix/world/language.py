@@ -145,6 +145,15 @@ def choice_prompt(question: str, options: list[str]) -> str:
     return f"{question}\n{options_text(options)}{MULTIPLE_CHOICE_SUFFIX}"
 
 
+def lookup_item(rng: random.Random, k: int) -> tuple[str, list[str], int]:
+    """A multiple-choice question whose answer is in its own text ("Which option says red?"): finding
+    the letter of a named option, the second half of answering a choice question from an image."""
+    pool = rng.choice((list(COLOURS), list(SHAPES), [str(n) for n in range(6)]))
+    options = rng.sample(pool, k)
+    right = rng.randrange(k)
+    return f"Which option says {options[right]}?", options, right
+
+
 def position_cn(obj: Obj) -> str:
     if obj.position == "center":
         return "正中间"

@@ -22,7 +22,8 @@ CAPTION_PRECISION_FLOOR = 0.7
 EXISTENCE_FLOOR = 0.65  # chance 0.5: half the questions name a shape the scene holds
 QUICK = {
     "steps": 12, "batch_size": 8, "train_scenes": 64, "eval_scenes": 8, "vision_pretrain_steps": 3,
-    "phases": [{"steps": 4, "max_length": 448, "mix": {"choice": 1.0, "critic": 1.0}}],
+    "phases": [{"steps": 4, "max_length": 448, "mix": {"choice": 1.0, "critic": 1.0}},
+               {"steps": 3, "grow_layers": 1, "train_only_grown": True, "mix": {"choice": 1.0, "ocr": 1.0}}],
 }
 
 
@@ -67,14 +68,15 @@ def _batched_equals_single(h: handle.ModelHandle) -> None:
 
 def test_recipe_runs_end_to_end(quick_model):
     out, stats, seen = quick_model
-    assert [s for s, _ in seen] == list(range(1, 12 + 4 + 1))
-    assert stats["steps"] == 16 and stats["final_loss"] > 0
-    assert {"existence", "colour", "count", "caption_precision"} <= set(stats["heldout"])
+    assert [s for s, _ in seen] == list(range(1, 12 + 4 + 3 + 1))
+    assert stats["steps"] == 19 and stats["final_loss"] > 0
+    assert {"existence", "colour", "count", "caption_precision", "choice", "lookup", "ocr"} <= set(stats["heldout"])
     recipe = {**bootstrap.DEFAULT_RECIPE, **QUICK}
     assert json.loads((out / "recipe.json").read_text()) == recipe
     assert handle.read_meta(out) == {"family": "tiny", "template": "plain_v1", "recipe": recipe}
     h = handle.load(out)
     assert h.template.name == "plain_v1" and h.num_image_tokens == 9
+    assert h.model.config.text_config.num_hidden_layers == 2 + 1  # the grown layer is saved and loads
     _batched_equals_single(h)
 
 
@@ -90,21 +92,52 @@ def test_recipe_is_deterministic(quick_model, tmp_path):
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
-def test_resuming_from_the_main_phase_gives_the_same_model(quick_model, tmp_path):
-    """Phases after a saved main phase see the same batches as in one run: identical weights."""
+def test_resuming_from_a_beginning_of_the_recipe_gives_the_same_model(quick_model, tmp_path):
+    """Phases after a saved main phase, or after a saved main phase and first later phase, see the same
+    batches as in one run: identical weights. A model built otherwise is refused."""
     import torch
     from safetensors.torch import load_file
 
     out, _, _ = quick_model
-    main = tmp_path / "main"
+    main, first_two = tmp_path / "main", tmp_path / "first-two"
     bootstrap.bootstrap(main, bootstrap.main_phase(QUICK))
-    with pytest.raises(ValueError, match="main phase"):
+    bootstrap.bootstrap(first_two, {**QUICK, "phases": QUICK["phases"][:1]})
+    with pytest.raises(ValueError, match="beginning of this recipe"):
         bootstrap.bootstrap(tmp_path / "bad", {**QUICK, "seed": 2}, resume_from=main)
-    resumed: list[tuple[int, float]] = []
-    stats = bootstrap.bootstrap(tmp_path / "resumed", QUICK, lambda s, l: resumed.append((s, l)), resume_from=main)
-    assert len(resumed) == 4 and stats["main_phase_from"] == str(main)
-    first, second = load_file(out / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
-    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    with pytest.raises(ValueError, match="beginning of this recipe"):
+        bootstrap.bootstrap(tmp_path / "bad", {**QUICK, "phases": QUICK["phases"][1:]}, resume_from=first_two)
+    whole = load_file(out / "model.safetensors")
+    for given, steps_left in ((main, 4 + 3), (first_two, 3)):
+        resumed: list[tuple[int, float]] = []
+        stats = bootstrap.bootstrap(tmp_path / "resumed", QUICK, lambda s, l: resumed.append((s, l)), resume_from=given)
+        assert len(resumed) == steps_left and stats["resumed_from"] == str(given), given
+        again = load_file(tmp_path / "resumed" / "model.safetensors")
+        assert whole.keys() == again.keys() and all(torch.equal(whole[k], again[k]) for k in whole), given
+    # the last phase grew a layer and trained it alone: every weight the model had before is unchanged
+    before = load_file(first_two / "model.safetensors")
+    grown = sorted(set(whole) - set(before))
+    assert grown and all(".layers.2." in k for k in grown)
+    changed = [k for k in before if not torch.equal(before[k], whole[k])]
+    assert len(changed) == 1 and changed[0].endswith("model.norm.weight"), changed  # the final norm, which trains
+
+
+def test_a_grown_layer_starts_as_the_identity():
+    """Appending decoder layers whose output projections are zero changes no logit; then they are ordinary
+    layers of the saved model (two more in the config)."""
+    import torch
+
+    recipe = {**bootstrap.resolve({}), "vision_pretrain_steps": 0}
+    model, _, h = bootstrap.fresh_model(recipe)
+    ids = torch.tensor([[1, 40, 41, 42, 43, 44]])
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        from matrix.models import tiny
+
+        tiny.grow_text_layers(model, 2, seed=0)
+        after = model(input_ids=ids).logits
+    assert model.config.text_config.num_hidden_layers == 4 and len(model.model.language_model.layers) == 4
+    assert torch.equal(before, after)
+    assert model.model.language_model.layers[3].self_attn.layer_idx == 3  # its own slot in the KV cache
 
 
 def test_recipe_rejects_unknown_keys_and_tasks():
@@ -233,3 +266,36 @@ def test_vision_pretraining_learns_each_cell():
     assert sum(losses[-5:]) / 5 < 0.5, losses[-5:]
     with pytest.raises(ValueError, match="one patch per grid cell"):
         vision_pretrain.pretrain_vision(None, None, {**recipe, "patch_size": 8})
+
+
+class _TextOracle:
+    """A stand-in model that answers from the prompt's text alone: the OCR token, the option a lookup
+    names, "B" to any other multiple-choice question and "Yes" to everything else."""
+
+    def generate(self, images, questions, max_new_tokens, batch_size=16):
+        assert len(images) == len(questions)
+        out = []
+        for q in questions:
+            lines = q.split("\n")
+            if "Reference OCR token: " in q:
+                out.append(next(line for line in lines if line.startswith("Reference OCR token: ")).split(": ")[1])
+            elif q.startswith("Which option says "):
+                named = lines[0].removeprefix("Which option says ").removesuffix("?")
+                out.append(next(line[0] for line in lines[1:] if line[1:3] == ". " and line[3:] == named))
+            elif "\nA. " in q:
+                out.append("B")
+            else:
+                out.append("Yes")
+        return out
+
+
+def test_probe_scores_reading_and_lookup_from_the_text_and_flags_a_constant_letter():
+    """Worked by hand: the oracle reads every OCR token and names every looked-up option (1.0 each);
+    it says "B" to every image question with options (the share of its most common letter is 1.0) and
+    "Yes" to every existence question, half of which are absent shapes (0.5, yes-ratio 1.0)."""
+    from matrix.models.probe import probe
+
+    got = probe(_TextOracle(), 40, seed=3)
+    assert got["ocr"] == 1.0 and got["lookup"] == 1.0
+    assert got["choice_most_common_share"] == 1.0 and 0.0 < got["choice"] < 0.6
+    assert got["existence"] == 0.5 and got["existence_yes_ratio"] == 1.0

@@ -21,7 +21,7 @@ WORDS = ("cat", "sun", "map", "box", "red", "jam", "cup", "owl", "ink", "zoo", "
 SYNTHETIC_NUMBERS = ("two", "three", "five", "seven")
 
 
-def _render_word(text: str, rng: random.Random, size: int = 48) -> Image.Image:
+def render_word(text: str, rng: random.Random, size: int = 48) -> Image.Image:
     cover = COLOURS[rng.choice(("yellow", "orange"))]  # light covers: black text stays legible
     img = Image.new("RGB", (size, size), tuple(rng.randint(225, 255) for _ in range(3)))
     draw = ImageDraw.Draw(img)
@@ -31,6 +31,14 @@ def _render_word(text: str, rng: random.Random, size: int = 48) -> Image.Image:
     draw.text(((size - (right - left)) / 2 - left, (size - (bottom - top)) / 2 - top), text,
               fill=(0, 0, 0), font=font)
     return img
+
+
+WORD_QUESTION = "What word is written on the cover?"
+
+
+def word_prompt(word: str) -> str:
+    """The question about a cover with `word` on it, with the OCR token as LLaVA's TextVQA prompt gives it."""
+    return f"{WORD_QUESTION}\n{OCR_PREFIX}{word}"
 
 
 @SYNTHETIC_BENCHMARKS.register("textvqa")
@@ -51,9 +59,9 @@ def synthesize(root: Path, size: int, seed: int) -> None:
             spellings = [shown, word, word.capitalize()]
         else:
             word = shown = rng.choice(WORDS)
-            question = "What word is written on the cover?"
+            question = WORD_QUESTION
             spellings = [word, word.upper(), f"the {word}", f"{word}."]
-        _render_word(shown, rng).save(base / IMAGE_DIR / f"{image_id}.jpg", quality=95)
+        render_word(shown, rng).save(base / IMAGE_DIR / f"{image_id}.jpg", quality=95)
         wrong = [w for w in WORDS if w != word]
         answers = [rng.choice(spellings) for _ in range(8)] + rng.sample(wrong, 2)
         rng.shuffle(answers)
