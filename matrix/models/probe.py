@@ -114,7 +114,8 @@ def probe(handle, n_scenes: int, seed: int, batch_size: int = 64) -> dict[str, f
         elif group in ("choice", "lookup"):
             stats[group] = _mean([_norm(a)[:1].upper() == t for a, t in pairs])
             if group == "choice":
-                    stats[f"{group}_most_common_share"] = max(map([_norm(a)[:1].upper() for a, _ in pairs].count, "ABCD")) / len(pairs)
+                letters = [_norm(a)[:1].upper() for a, _ in pairs]
+                stats["choice_most_common_share"] = max(map(letters.count, "ABCD")) / len(pairs)
         else:
             stats[group] = _mean([_norm(a) == str(t) for a, t in pairs])
 

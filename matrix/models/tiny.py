@@ -131,10 +131,10 @@ def build_model(tokenizer, arch: TinyArch, seed: int):
 def grow_text_layers(model, n: int, seed: int) -> None:
     """Append `n` decoder layers to the language model, each starting as the identity: its attention
     output and MLP down projections are zero, so the grown model computes exactly what it did, and
-    training gives the new layers work the old ones had no depth for (reading a multiple-choice
-    option's letter after working out the answer: a lookup on top of the lookup). As LLaMA Pro's
-    block expansion; the other weights are drawn with std 0.02 (what the experiment that settled
-    this used; the recipe's larger `init_std` is for training from scratch)."""
+    training can give the new layers work the old ones have no depth for (a multiple-choice option's
+    letter after working out the answer; DESIGN.md, the tiny model, says what that gave). As LLaMA
+    Pro's block expansion; the other weights are drawn with std 0.02, as in the experiments that
+    tried it (the recipe's larger `init_std` is for training from scratch)."""
     import torch
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
