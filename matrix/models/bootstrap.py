@@ -144,11 +144,6 @@ def resolve(recipe: dict) -> dict:
     return full
 
 
-def main_phase(recipe: dict) -> dict:
-    """The recipe of the first phase alone."""
-    return {**resolve(recipe), "phases": []}
-
-
 def done_phases(built: dict, recipe: dict) -> int:
     """How many of `recipe`'s later phases a model built by `built` has had: `built` must be `recipe`
     cut after its main phase and its first k later phases (what `resume_from` accepts)."""
