@@ -157,6 +157,14 @@ def choice(scene: Scene, rng: random.Random) -> QA:
     return QA(language.choice_prompt(question, options), language.OPTION_LETTERS[right], short=False)
 
 
+@task("lookup")
+def lookup(scene: Scene, rng: random.Random) -> QA:
+    """The letter of the option a question names in words ("Which option says red?"): a choice
+    question's second half, learnable while the model cannot yet see (2-5 options, as `choice`)."""
+    question, options, right = language.lookup_item(rng, rng.randint(2, 5))
+    return QA(language.choice_prompt(question, options), language.OPTION_LETTERS[right], short=False)
+
+
 @task("ocr")
 def ocr(scene: Scene, rng: random.Random) -> QA:
     """TextVQA's prompt gives the OCR system's token; LLaVA answers by reading it. Random letter

@@ -197,6 +197,9 @@ def test_mix_teaches_every_task_in_llava_format():
         picked = TASKS["choice"](sc, rng)
         assert picked.question.endswith(language.MULTIPLE_CHOICE_SUFFIX)
         assert f"\n{picked.answer}. " in picked.question  # the answer letter names one of the options
+        named = TASKS["lookup"](sc, rng)  # "Which option says red?": its letter's line says red
+        said = named.question.split("?")[0].removeprefix("Which option says ")
+        assert f"\n{named.answer}. {said}\n" in named.question, named.question
     only_caption = conversation(draw_scene(rng), rng, {**recipe, "caption_only": 1.0})
     assert len(only_caption) == 2 and only_caption[0]["value"].split("\n")[1] in language.CAPTION_PROMPTS
 
