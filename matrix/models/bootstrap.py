@@ -92,10 +92,10 @@ DEFAULT_RECIPE: dict = {
     # The second teaches the rest of the world (captions, colours, counts, positions, attribute checks);
     # the third SIMA's self-critic (its long prompts need the longer max_length), while the other tasks
     # keep being rehearsed. Copying (the OCR token, the letter of a named option) is in every phase from
-    # the bridge on and multiple-choice letters from the broad phase on: a model trained without them
-    # until the last phase no longer learns to copy (its attention has collapsed onto a few positions;
-    # docs/DESIGN.md, the tiny model). They do not give multiple choice yet; the phase's existence and
-    # colours came out better with them (issue 18's stop-30 runs).
+    # the bridge on and multiple-choice letters from the broad phase on, since a model that meets them
+    # only in the last phase can no longer learn to copy at all (docs/DESIGN.md, the tiny model). They are
+    # not learned here either (crowded out by the image tasks), but existence, colours and captions came
+    # out better with them (issue 18's stop-30 runs).
     "phases": [
         {
             "steps": 800, "lr": 1e-3, "warmup_steps": 50, "min_turns": 6, "max_turns": 8, "caption_only": 0.0,
