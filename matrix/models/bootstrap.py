@@ -328,17 +328,17 @@ def bootstrap(
     losses: list[float] = []
     stream = batches(handle, scenes, rng, recipe)
     if resume_from is not None:
-        # The first phases' result is given: load it and replay their data streams (cheap: no model
-        # calls), so the later phases see exactly the batches they would have seen after training them.
-        for phase in recipe["phases"][:done]:
-            _grow(model, phase, seed)  # the architecture the given weights have
-        _load_weights(model, Path(resume_from))
+        # The first phases' result is given: replay their data streams (cheap: no model calls), so the
+        # later phases see exactly the batches they would have seen after training them, and load it
+        # into the architecture those phases grew.
         for _ in range(recipe["steps"]):
             next(stream)
         for phase in recipe["phases"][:done]:
+            _grow(model, phase, seed)
             stream = batches(handle, scenes, rng, {**recipe, **phase})
             for _ in range(phase.get("steps", recipe["steps"])):
                 next(stream)
+        _load_weights(model, Path(resume_from))
     else:
         vision_losses = pretrain_vision(model, handle, recipe) if recipe["vision_pretrain_steps"] else []
         _train_phase(model, handle, pixels, stream, recipe, losses, progress, eval_every, seed)

@@ -112,9 +112,9 @@ def probe(handle, n_scenes: int, seed: int, batch_size: int = 64) -> dict[str, f
                 stats[f"{group}_f1"] = _f1(preds, truths)
                 stats[f"{group}_yes_ratio"] = _mean(preds)
         elif group in ("choice", "lookup"):
-            stats[group] = _mean([_norm(a)[:1].upper() == t for a, t in pairs])
+            letters = [_norm(a)[:1].upper() for a, _ in pairs]
+            stats[group] = _mean([letter == t for letter, (_, t) in zip(letters, pairs)])
             if group == "choice":
-                letters = [_norm(a)[:1].upper() for a, _ in pairs]
                 stats["choice_most_common_share"] = max(map(letters.count, "ABCD")) / len(pairs)
         else:
             stats[group] = _mean([_norm(a) == str(t) for a, t in pairs])
