@@ -92,13 +92,21 @@ def scale_label(n: int) -> str:
 # ---- models, datasets, benchmarks ----------------------------------------------------------------
 class BaseModelSpec(Strict):
     family: str = Field(description="model family: tiny, llava")
-    path: Path | None = Field(None, description="local model directory (llava-hf layout, or original LLaVA: converted once)")
+    path: Path | None = Field(None, description="local model directory (llava-hf layout, or original LLaVA: converted "
+                                                 "once; tiny: a folder the bootstrap wrote, in place of the shipped model)")
     template: str | None = Field(None, description="conversation template; default from the family")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="the dtype every stage loads this model in (generation, evaluation, SIMA's critic, "
                                "merging; training keeps its trained tensors in fp32 and computes in bf16 unless "
                                "this is float32). How a stage runs, not what it is: not part of stage keys")
     recipe: dict[str, Any] = Field(default_factory=dict, description="tiny: overrides of the bootstrap recipe")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "BaseModelSpec":
+        if self.path is not None and self.recipe:
+            raise ValueError("give 'path' (a model folder, used as it is) or 'recipe' (tiny: built by the bootstrap), "
+                             "not both")
+        return self
 
 
 class MixturePart(Strict):

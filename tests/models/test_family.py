@@ -64,3 +64,27 @@ def test_training_wraps_the_modules_the_family_names(model_dir):
         assert all(p.dtype.is_floating_point and str(p.dtype) == "torch.float32"
                    for p in wrapped.parameters() if p.requires_grad)
         assert {str(p.dtype) for p in wrapped.parameters() if not p.requires_grad} == {"torch.bfloat16"}
+
+
+def test_a_tiny_model_folder_given_by_path_is_used_as_it_is(model_dir, tmp_path):
+    """`path` for the tiny family (a bootstrap candidate tried before shipping): the model stage points at
+    that folder instead of building or copying the recipe's model; with `recipe` as well it is refused."""
+    from pydantic import ValidationError
+
+    from matrix.models.families.tiny import TinyFamily
+    from matrix.spec import BaseModelSpec
+
+    family = TinyFamily()
+    given = BaseModelSpec(family="tiny", path=model_dir)
+    params = family.stage_params(given)
+    assert "recipe" not in params and params["path"] == str(model_dir.resolve())
+    assert family.missing_files(given) == []
+    assert family.materialise(params, tmp_path) == {"source": "external", "path": str(model_dir.resolve())}
+    assert family.model_dir(params, tmp_path) == model_dir.resolve()
+    assert not (tmp_path / "model").exists()  # nothing copied or built
+    assert family.missing_files(BaseModelSpec(family="tiny", path=tmp_path / "nowhere"))[0].endswith(
+        "put a llava-hf or original LLaVA checkpoint (config.json, weights, tokenizer) there")
+    built = family.stage_params(BaseModelSpec(family="tiny"))  # without: the recipe, as before
+    assert set(built) == {"recipe"} and family.model_dir(built, tmp_path) == tmp_path / "model"
+    with pytest.raises(ValidationError, match="give 'path'.*or 'recipe'.*not both"):
+        BaseModelSpec(family="tiny", path=model_dir, recipe={"steps": 10})

@@ -1,5 +1,6 @@
-"""The tiny offline LLaVA, built by the bootstrap recipe (or copied from the shipped checkpoint); a
-LLaVA-1.5 architecture, loaded and fed as `llava` is."""
+"""The tiny offline LLaVA, built by the bootstrap recipe (or copied from the shipped checkpoint), or read
+from `path` (a folder `python -m matrix.models.bootstrap` wrote: a candidate to try before shipping it);
+a LLaVA-1.5 architecture, loaded and fed as `llava` is."""
 from __future__ import annotations
 
 import json
@@ -19,14 +20,18 @@ class TinyFamily(LlavaFamily):
     default_template = "plain_v1"
 
     def stage_params(self, entry) -> dict[str, Any]:
+        if entry.path is not None:  # a model folder, as `llava` reads one
+            return super().stage_params(entry)
         from matrix.models.bootstrap import DEFAULT_RECIPE
 
         return {"recipe": {**DEFAULT_RECIPE, **entry.recipe}}
 
     def missing_files(self, entry) -> list[str]:
-        return []
+        return super().missing_files(entry) if entry.path is not None else []
 
     def materialise(self, params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+        if "recipe" not in params:
+            return super().materialise(params, out_dir)
         recipe = params["recipe"]
         target = out_dir / "model"
         shipped_recipe = SHIPPED / "recipe.json"
@@ -40,4 +45,4 @@ class TinyFamily(LlavaFamily):
         return {"source": "bootstrap", **stats}
 
     def model_dir(self, params: dict[str, Any], artifact_dir: Path) -> Path:
-        return artifact_dir / "model"
+        return artifact_dir / "model" if "recipe" in params else super().model_dir(params, artifact_dir)
