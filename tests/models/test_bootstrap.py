@@ -23,7 +23,7 @@ EXISTENCE_FLOOR = 0.9  # chance 0.5: half the questions name a shape the scene h
 OCR_FLOOR = 0.6  # TextVQA's reference OCR token read back (the twin's words; the bootstrap copies random strings)
 QUICK = {
     "steps": 12, "batch_size": 8, "train_scenes": 64, "eval_scenes": 8, "vision_pretrain_steps": 3,
-    "phases": [{"steps": 4, "max_length": 448, "mix": {"choice": 1.0, "critic": 1.0}},
+    "phases": [{"steps": 4, "max_length": 448, "weight_decay": 0.5, "mix": {"choice": 1.0, "critic": 1.0}},
                {"steps": 3, "grow_layers": 1, "train_only_grown": True, "mix": {"choice": 1.0, "ocr": 1.0}}],
 }
 
