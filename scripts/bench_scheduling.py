@@ -284,6 +284,11 @@ def run_table9(args) -> None:
     print(f"GPU stages, submit to sleep: {_spread(lag_in.values())}, {sum(x > 1 for x in lag_in.values())} over 1 s; "
           f"sleep end to recorded: {_spread(lag_out)}; {overhead:.0f} GPU-s held beyond the sleeps "
           f"({overhead / (makespan * gpus):.1%} of the GPU-time)")
+    first = min(t0 for t0, _ in submitted.values())
+    late = sorted((submitted[s.key][0] - first, lag_in[s.key], s.params["kind"]) for s, _, _ in gpu if lag_in[s.key] > 1)
+    if late:
+        print(f"  the {len(late)} over 1 s were submitted {late[0][0]:.1f}-{late[-1][0]:.1f} s into the run: "
+              + ", ".join(f"{t:.0f} s {kind} +{lag:.1f}" for t, lag, kind in late[:40]))
     for n in sorted({n for *_, n in gpu}):
         lags = [lag_in[s.key] for s, _, m in gpu if m == n]
         print(f"  {len(lags)} stages holding {n} GPU(s): submit to sleep {_spread(lags)}, {sum(lags) * n:.0f} GPU-s in all")
