@@ -10,7 +10,10 @@ cluster has fake GPUs: one embedded Ray instance for `--nodes 1`, else `ray.clus
 (Ray's own multi-node harness: one raylet per node, all on 127.0.0.1), so an 8-GPU stage needs 8 free
 GPUs of ONE node, as on a real cluster. Prints makespan (wall time of `Executor.run`), the lower
 bound max(critical path, GPU-work / GPUs) (zero overhead, GPUs fungible across nodes), their ratio,
-and GPU utilisation (GPU-seconds the stages slept / makespan x GPUs). `--policy fifo` is the
+and GPU utilisation (GPU-seconds the stages slept / makespan x GPUs); then where the time beyond the
+policy's zero-overhead replay went: each GPU stage's lag from the driver's submit to its start and from
+its end to the driver's record, when the stages that waited over 1 s were submitted, and the policy
+replayed with each stage holding its GPUs for as long as the driver saw it hold them. `--policy fifo` is the
 executor before matrix/runner/priority.py (every ready stage submitted at once, in the graph's order).
 
     python scripts/bench_scheduling.py --shape table9 --nodes 4 --gpus-per-node 8 [--policy fifo]
@@ -131,9 +134,9 @@ def replay(stages, policy, nodes: int, gpus_per_node: int, held: dict[str, float
     policy admitted wait in a queue in submission order and start on the node it gave them, or else on
     the first node with room (a simplification of Ray's placement); CPUs are not counted. `held`: how
     long each stage (by key) holds its GPUs instead of its `seconds` (the policy still sees estimates)."""
-    held = held or {}
     from matrix.runner.graph import StageGraph
 
+    held = held or {}
     admission = policy(StageGraph(stages={s.key: s for s in stages}, cells=[]), nodes * gpus_per_node,
                        {str(i): float(gpus_per_node) for i in range(nodes)})
     free = [float(gpus_per_node)] * nodes
