@@ -206,7 +206,7 @@ def warm_up(per_node: int) -> tuple[int, float]:
     has been running for a while has: the compressed sweep would otherwise count Ray's worker start-ups
     (seconds of CPU each on these 2 cores, at most 2 at a time per node) against stages that last seconds
     here and minutes to hours on a real cluster. Workers stay in Ray's pool up to the node's CPU count.
-    Each holds a share of its node's GPUs while it waits (16 on 8 GPUs: half a GPU each), as a worker of a
+    Each holds a share of its node's GPUs while it waits (1/k of a GPU, as Ray packs a fraction onto one GPU: 16 or 12 on 8 GPUs, half a GPU each), as a worker of a
     running cluster has run GPU tasks before: with CPU-only warm-up tasks, exactly 32 GPU stages waited
     1-17 s from submit to start in every run, in groups at a few moments (stop 31; 535 GPU-s at
     `--seconds 120`); with these, 28 waited 1.0-3.7 s (144 GPU-s)."""
@@ -218,7 +218,7 @@ def warm_up(per_node: int) -> tuple[int, float]:
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as folder:
         task = ray.remote(_arrive)
-        refs = [task.options(num_cpus=1, num_gpus=min(gpus[node] / per_node, 1.0),
+        refs = [task.options(num_cpus=1, num_gpus=1 / math.ceil(per_node / gpus[node]),
                              scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
                 .remote(folder, per_node * len(nodes), 300.0) for node in nodes for _ in range(per_node)]
         pids = set(ray.get(refs))
