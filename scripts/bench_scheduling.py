@@ -280,8 +280,8 @@ def run_table9(args) -> None:
     ends = {s.key: r["ended"] for s, r in zip(stages, results)}
     waits = sorted(r["started"] - max((ends[d.key] for d in s.deps.values()), default=min(a for a, _ in spans))
                    for s, r in zip(stages, results))
-    print(f"from inputs done to start: median {waits[len(waits) // 2]:.2f} s, 90% {waits[len(waits) * 9 // 10]:.2f} s, "
-          f"max {waits[-1]:.2f} s; {len({r['pid'] for r in results})} worker processes; the driver used {cpu:.1f} CPU-s")
+    print(f"from inputs done to start: {_spread(waits)}; {len({r['pid'] for r in results})} worker processes; "
+          f"the driver used {cpu:.1f} CPU-s")
     # Where the time beyond the replay went: each GPU stage holds its GPUs, in the driver's books, from its
     # submit to the driver's record of its result; the part of that which is not the sleep is Ray's
     # dispatch (lease, worker, call) and the reply. Replaying the policy with those measured holding times
