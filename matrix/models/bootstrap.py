@@ -37,6 +37,17 @@ log = logging.getLogger(__name__)
 
 TEMPLATE = "plain_v1"
 
+# The recipe's sixth later phase, mostly letters (DEFAULT_RECIPE's comments; the seventh is a variant of it).
+_LETTERS: dict = {
+    "steps": 3000, "lr": 1e-3, "warmup_steps": 100, "weight_decay": 0.1, "max_length": 448, "min_turns": 1,
+    "max_turns": 1, "caption_only": 0.0, "short_answer_suffix": 0.5, "yes_no_suffix": 0.2,
+    "mix": {
+        "lookup": 6.933333333333333, "choice": 3.4666666666666663, "ocr": 1.7333333333333332,
+        "existence": 1.0, "colour": 1.0, "count": 0.5, "caption": 0.5, "shape": 0.3, "check": 0.5,
+        "position": 0.3, "colour_of": 0.3, "shape_of": 0.3, "critic": 0.5,
+    },
+}
+
 DEFAULT_RECIPE: dict = {
     # architecture (the fields of `tiny.TinyArch`): 48 px images, one 16 px patch per grid cell
     "image_size": 48,
@@ -143,24 +154,10 @@ DEFAULT_RECIPE: dict = {
                 "position": 0.3, "colour_of": 0.3, "shape_of": 0.3,
             },
         },
-        {
-            "steps": 3000, "lr": 1e-3, "warmup_steps": 100, "weight_decay": 0.1, "max_length": 448, "min_turns": 1,
-            "max_turns": 1, "caption_only": 0.0, "short_answer_suffix": 0.5, "yes_no_suffix": 0.2,
-            "mix": {
-                "lookup": 6.933333333333333, "choice": 3.4666666666666663, "ocr": 1.7333333333333332,
-                "existence": 1.0, "colour": 1.0, "count": 0.5, "caption": 0.5, "shape": 0.3, "check": 0.5,
-                "position": 0.3, "colour_of": 0.3, "shape_of": 0.3, "critic": 0.5,
-            },
-        },
-        {
-            "steps": 2000, "lr": 5e-4, "warmup_steps": 100, "weight_decay": 0.1, "max_length": 448, "min_turns": 1,
-            "max_turns": 1, "caption_only": 0.0, "short_answer_suffix": 0.5, "yes_no_suffix": 0.2,
-            "mix": {
-                "lookup": 1.7333333333333332, "choice": 6.933333333333333, "ocr": 1.7333333333333332,
-                "existence": 1.0, "colour": 1.0, "count": 0.5, "caption": 0.5, "shape": 0.3, "check": 0.5,
-                "position": 0.3, "colour_of": 0.3, "shape_of": 0.3, "critic": 0.5,
-            },
-        },
+        _LETTERS,
+        # the letters phase again at half the lr, multiple choice and the named option's shares swapped
+        {**_LETTERS, "steps": 2000, "lr": 5e-4,
+         "mix": {**_LETTERS["mix"], "lookup": 1.7333333333333332, "choice": 6.933333333333333}},
     ],
     # held-out probe after training (fresh scenes, seed derived from `seed`)
     "eval_scenes": 300,
