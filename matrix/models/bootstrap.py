@@ -113,7 +113,7 @@ DEFAULT_RECIPE: dict = {
     # critic (its long prompts need the longer max_length), while the other tasks keep being rehearsed. Weight
     # decay 0.1 in every later phase keeps the model able to learn to copy, which the fifth phase then
     # teaches: TextVQA's OCR token at half of single-question conversations for 2,500 steps (mixed into longer
-    # conversations at a tenth to a fifth of the turns it is never learned: it emerges only after some 1,000
+    # conversations at a tenth to a fifth of the turns, it is never learned: it emerges only after some 1,000
     # steps' worth of it; the letters fall below chance meanwhile, 0.05-0.07). The sixth asks mostly for
     # letters (a named option's 40%, multiple choice 20%, OCR 10% of the turns; the other 30% the rest, 5.2 in
     # weight), which brings them back; the seventh, at half the lr, the same with multiple choice at 40% and
