@@ -12,7 +12,8 @@ Files, under the eval folder (COCO's layout, as the CHAIR tool reads it):
   COCO. Read as CHAIR reads it (`line.strip().split(', ')`, names verbatim), so its odd entries behave
   as they do there: "  motor bike" (two spaces before it), "iPhone" (a capital) and "stove top oven"
   (three words) never match a caption word. Without the file, `matrix/benchmarks/data/chair_synonyms.txt`
-  (the shapes world's objects) is used.
+  (the shapes world's six shape names) is used; the synthetic twin writes its own file, of the world's
+  coloured objects.
 - `chair/val2014/<image>`: the images.
 
 Ground truth per image = the canonical names of its instance categories ∪ the objects parsed from its

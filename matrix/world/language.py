@@ -67,14 +67,18 @@ def yes_no(value: bool) -> str:
     return "Yes" if value else "No"
 
 
-def describe(obj: Obj) -> str:
-    return f"a {obj.name} at the {obj.position}" if obj.position != "center" else f"a {obj.name} in the center"
+def describe(obj: Obj, name: str | None = None) -> str:
+    """E.g. "a red circle at the top left"; `name` replaces the shape's own word (a synonym)."""
+    what = f"{obj.colour} {name}" if name else obj.name
+    return f"a {what} at the {obj.position}" if obj.position != "center" else f"a {what} in the center"
 
 
-def caption(scene: Scene) -> str:
-    """A short caption naming every object, in reading order (top-left first)."""
+def caption(scene: Scene, names: dict[str, str] | None = None) -> str:
+    """A short caption naming every object, in reading order (top-left first); `names` maps a shape
+    to the word used for it (a synonym)."""
+    names = names or {}
     objs = sorted(scene.objects, key=lambda o: (o.row, o.col))
-    parts = [describe(o) for o in objs]
+    parts = [describe(o, names.get(o.shape)) for o in objs]
     if len(parts) == 1:
         body = parts[0]
     else:
@@ -197,7 +201,8 @@ def choice_item(scene: Scene, rng: random.Random, k: int, cn: bool = False) -> t
 
 
 # ---- other names for the shapes (CHAIR's synonym table, varied reference captions) -------------------
-# Each shape's alternative names, two-word ones included so caption parsing has phrases to merge.
+# Each shape's alternative names, two-word ones included so caption parsing has phrases to merge. With
+# a colour before them the two-word ones are three words, which CHAIR never matches (it merges pairs).
 SHAPE_SYNONYMS = {
     "circle": ("disc", "disk"),
     "square": (),
@@ -206,6 +211,10 @@ SHAPE_SYNONYMS = {
     "cross": ("plus sign",),
     "diamond": ("rhombus", "lozenge"),
 }
+
+
+def one_word_synonyms(shape: str) -> list[str]:
+    return [w for w in SHAPE_SYNONYMS[shape] if " " not in w]
 
 
 def count_phrase(shape: str, n: int, name: str | None = None) -> str:
@@ -230,8 +239,8 @@ def inventory(scene: Scene, names: dict[str, str] | None = None) -> str:
 
 
 def reference_captions(scene: Scene, rng: random.Random, k: int = 5) -> list[str]:
-    """`k` true captions of a scene (COCO gives five per image): the plain caption, inventories, some
-    naming shapes by a synonym, and per-object sentences."""
+    """`k` true captions of a scene (COCO gives five per image): the plain caption, an inventory (shapes
+    without their colours), the caption with one-word synonyms of the shapes, and per-object sentences."""
     out = [caption(scene)]
     while len(out) < k:
         style = len(out) % 3
@@ -239,8 +248,8 @@ def reference_captions(scene: Scene, rng: random.Random, k: int = 5) -> list[str
             out.append(inventory(scene))
         elif style == 2:
             # in SHAPES order: a set's order changes with PYTHONHASHSEED, and so would the draws
-            names = {s: rng.choice(SHAPE_SYNONYMS[s]) for s in SHAPES if scene.has(s) and SHAPE_SYNONYMS[s]}
-            out.append(inventory(scene, names))
+            names = {s: rng.choice(one_word_synonyms(s)) for s in SHAPES if scene.has(s) and one_word_synonyms(s)}
+            out.append(caption(scene, names))
         else:
             o = rng.choice(scene.objects)
             out.append(f"There is {describe(o)} on a light background.")

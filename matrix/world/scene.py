@@ -23,6 +23,13 @@ COLOURS = {
 ROWS = ("top", "middle", "bottom")
 COLS = ("left", "center", "right")
 GRID = 3
+# Every object of the world by its name (`Obj.name`, "red circle"): the object categories of the
+# hallucination twins (POPE, CHAIR), shapes first, then colours.
+OBJECTS = tuple(f"{c} {s}" for s in SHAPES for c in COLOURS)
+# Objects per scene in the hallucination twins: COCO's images, which POPE and CHAIR ask about, are
+# crowded (POPE keeps those with at least 3 objects), and a model trained on 1-3 objects makes no
+# mistakes on scenes of as many.
+CROWDED = (3, 6)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from matrix.benchmarks.chair import (
     write_questions,
 )
 from matrix.world.benchmarks import synthesize_benchmark
-from matrix.world.scene import SHAPES
+from matrix.world.scene import COLOURS, OBJECTS, SHAPES
 
 
 @pytest.fixture(scope="module")
@@ -102,17 +102,24 @@ def test_synthetic_round_trip_and_truth_from_instances_and_captions(tmp_path):
     assert len(samples) == 6
     for s in samples:
         assert s.question == "Describe this image in detail." and s.image.exists()
-        assert s.meta["objects"] == sorted({o["shape"] for o in truth[s.meta["image"]]["objects"]})
-    # the true captions score 0; naming an absent shape is a hallucination
+        assert s.meta["objects"] == sorted({f"{o['colour']} {o['shape']}" for o in truth[s.meta["image"]]["objects"]})
+        assert len(truth[s.meta["image"]]["objects"]) >= 3  # crowded, as COCO's images are
+    # the twin's own table: the world's 36 objects, each with its colour before the one-word synonyms
+    table = Synonyms.read(tmp_path / "chair" / "synonyms.txt")
+    assert set(table.objects) == set(OBJECTS)
+    assert table.table["green disc"] == "green circle" and table.table["red rhombus"] == "red diamond"
+    # the true captions score 0; the right shape in a colour the image lacks is a hallucination
     from matrix.world.language import caption
     from matrix.world.scene import Obj, Scene
     scenes = [Scene([Obj(**{k: o[k] for k in ("shape", "colour", "row", "col")}) for o in truth[s.meta["image"]]["objects"]])
               for s in samples]
     perfect = bench.score(samples, [caption(sc) for sc in scenes])
-    assert perfect.metrics["chair"] == 0.0 and perfect.metrics["mentions"] > 0
-    absent = [next(x for x in SHAPES if x not in s.meta["objects"]) for s in samples]
-    bad = bench.score(samples, [f"A {a}." for a in absent])
-    assert bad.metrics["chair_i"] == 100.0 and bad.metrics["chair_s"] == 100.0
+    assert perfect.metrics["chair"] == 0.0 and perfect.metrics["mentions"] == sum(len(sc.objects) for sc in scenes)
+    recoloured = [next(f"{c} {sc.objects[0].shape}" for c in COLOURS if f"{c} {sc.objects[0].shape}" not in s.meta["objects"])
+                  for s, sc in zip(samples, scenes)]
+    bad = bench.score(samples, [f"A {a} and a {sc.objects[0].name}." for a, sc in zip(recoloured, scenes)])
+    # per caption 2 mentions, 1 hallucinated: CHAIR_i = 6/12 = 50, CHAIR_s = 6/6 = 100
+    assert bad.metrics["chair_i"] == 50.0 and bad.metrics["chair_s"] == 100.0
     assert len(bench.load(tmp_path, limit=2)) == 2
 
 
@@ -121,10 +128,10 @@ def test_ground_truth_includes_objects_only_in_reference_captions(tmp_path):
     synthesize_benchmark(bench.id, tmp_path, size=1, seed=0)
     base = tmp_path / "chair"
     captions = json.loads((base / "annotations/captions_val2014.json").read_text())
-    captions["annotations"].append({"id": 99, "image_id": 1, "caption": "Also a plus sign and pentagrams."})
+    captions["annotations"].append({"id": 99, "image_id": 1, "caption": "Also a purple disc and green pentagrams."})
     (base / "annotations/captions_val2014.json").write_text(json.dumps(captions))
     [sample] = bench.load(tmp_path)
-    assert {"cross", "star"} <= set(sample.meta["objects"])
+    assert {"purple circle", "green star"} <= set(sample.meta["objects"])
 
 
 def test_own_synonym_table_and_errors(tmp_path):
@@ -132,22 +139,22 @@ def test_own_synonym_table_and_errors(tmp_path):
     synthesize_benchmark(bench.id, tmp_path, size=2, seed=0)
     base = tmp_path / "chair"
     inst = json.loads((base / "annotations/instances_val2014.json").read_text())
-    inst["annotations"].append({"id": 99, "image_id": 1, "category_id": SHAPES.index("triangle") + 1})
+    inst["annotations"].append({"id": 99, "image_id": 1, "category_id": OBJECTS.index("red triangle") + 1})
     (base / "annotations/instances_val2014.json").write_text(json.dumps(inst))
     (base / "synonyms.txt").write_text("\n\n")
     with pytest.raises(BenchmarkFileError, match="synonym table is empty"):
         bench.load(tmp_path)
     (base / "synonyms.txt").write_text("circle\nsquare\n")
-    with pytest.raises(BenchmarkFileError, match="category '[a-z]+' is not in the synonym table"):
+    with pytest.raises(BenchmarkFileError, match="category '[a-z]+ [a-z]+' is not in the synonym table"):
         bench.load(tmp_path)
-    (base / "synonyms.txt").write_text("triangle, wedge\n")  # the root's own table replaces ours
+    (base / "synonyms.txt").write_text("red triangle, red wedge\n")  # the root's own table replaces ours
     (base / "annotations/instances_val2014.json").write_text(json.dumps(
         {**inst, "annotations": [a for a in inst["annotations"] if a["id"] == 99]}))
     (base / "annotations/captions_val2014.json").write_text(json.dumps({"annotations": []}))
     samples = bench.load(tmp_path)
-    assert samples[0].meta["objects"] == ["triangle"] and samples[1].meta["objects"] == []
-    scored = bench.score(samples, ["A wedge and a circle.", "A wedge."])
-    # "circle" is no word of this table; wedge is right for image 1, hallucinated for image 2
+    assert samples[0].meta["objects"] == ["red triangle"] and samples[1].meta["objects"] == []
+    scored = bench.score(samples, ["A red wedge and a red circle.", "A red wedge."])
+    # "red circle" is no name of this table; red wedge is right for image 1, hallucinated for image 2
     assert scored.metrics["chair_i"] == pytest.approx(50.0) and scored.metrics["chair_s"] == pytest.approx(50.0)
     (base / "questions.jsonl").unlink()
     with pytest.raises(BenchmarkFileError, match="questions.jsonl"):

@@ -7,7 +7,7 @@ from matrix.benchmarks.base import BENCHMARKS, BenchmarkFileError, Sample
 from matrix.benchmarks.pope import Pope, parse_answer, split_metrics
 from matrix.world import language
 from matrix.world.benchmarks import synthesize_benchmark
-from matrix.world.scene import SHAPES
+from matrix.world.scene import OBJECTS
 
 SPLITS = ("adversarial", "popular", "random")
 
@@ -111,27 +111,33 @@ def synthetic(tmp_path_factory):
     return root
 
 
-def _shape_of(text):
-    (shape,) = [s for s in SHAPES if text == language.existence_question(s) + language.SHORT_ANSWER_SUFFIX]
-    return shape
+def _object_of(text):
+    (obj,) = [o for o in OBJECTS
+              if text == language.existence_question(*reversed(o.split(" "))) + language.SHORT_ANSWER_SUFFIX]
+    return obj
+
+
+def _truth(root):
+    return {img: {f"{o['colour']} {o['shape']}" for o in scene["objects"]}
+            for img, scene in json.loads((root / "pope" / "ground_truth.json").read_text()).items()}
 
 
 def test_synthetic_round_trip_agrees_with_the_scenes(synthetic):
     samples = Pope().load(synthetic)
-    truth = {img: {o["shape"] for o in scene["objects"]}
-             for img, scene in json.loads((synthetic / "pope" / "ground_truth.json").read_text()).items()}
+    truth = _truth(synthetic)
     assert len(truth) == 12 and all(s.image.exists() for s in samples)
+    assert all(len(objects) >= 3 for objects in truth.values())  # POPE keeps images of >= 3 objects
     assert [s.question_id for s in samples] == [str(i) for i in range(1, len(samples) + 1)]
     yes_by_split = {}
     for split in SPLITS:
         rows = [s for s in samples if s.meta["category"] == split]
-        # per image: min(2, #distinct shapes) present shapes asked, and as many absent ones
-        assert len(rows) == sum(2 * min(2, len(shapes)) for shapes in truth.values())
+        assert len(rows) == 12 * 6  # per image 3 present objects, each followed by an absent one
         for img in truth:
             mine = [s for s in rows if s.meta["image"] == img]
-            assert sum(s.meta["label"] == "yes" for s in mine) == sum(s.meta["label"] == "no" for s in mine)
+            assert [s.meta["label"] for s in mine] == ["yes", "no"] * 3
+            assert len({s.question for s in mine}) == 6  # no object asked twice of an image
         for s in rows:
-            assert (s.meta["label"] == "yes") == (_shape_of(s.question) in truth[s.meta["image"]])
+            assert (s.meta["label"] == "yes") == (_object_of(s.question) in truth[s.meta["image"]])
         yes_by_split[split] = {(s.meta["image"], s.question) for s in rows if s.meta["label"] == "yes"}
         label_file = synthetic / "pope" / "coco" / f"coco_pope_{split}.json"
         labels = [json.loads(line) for line in label_file.open()]
@@ -139,24 +145,27 @@ def test_synthetic_round_trip_agrees_with_the_scenes(synthetic):
     assert yes_by_split["random"] == yes_by_split["popular"] == yes_by_split["adversarial"]
 
 
-def test_popular_and_adversarial_negatives_are_the_top_ranked_absent_shapes(synthetic):
-    truth = {img: {o["shape"] for o in scene["objects"]}
-             for img, scene in json.loads((synthetic / "pope" / "ground_truth.json").read_text()).items()}
-    frequency = {s: sum(s in shapes for shapes in truth.values()) for s in SHAPES}
+def test_popular_and_adversarial_negatives_are_pope_s_picks(synthetic):
+    """Worked again from the scenes, as POPE's utils.py picks them: popular = the most frequent object not
+    in the image and not asked yet; adversarial = the one co-occurring most with the positive just asked."""
+    truth = _truth(synthetic)
+    frequency = {o: sum(o in objects for objects in truth.values()) for o in OBJECTS}
 
     def co(a, b):
-        return sum(a in shapes and b in shapes for shapes in truth.values())
+        return sum(a in objects and b in objects for objects in truth.values())
 
-    rank = {"popular": lambda img, s: frequency[s],
-            "adversarial": lambda img, s: sum(co(p, s) for p in truth[img])}
     samples = Pope().load(synthetic)
-    for split, score in rank.items():
-        for img, shapes in truth.items():
-            chosen = {_shape_of(s.question) for s in samples
-                      if s.meta["category"] == split and s.meta["image"] == img and s.meta["label"] == "no"}
-            passed_over = set(SHAPES) - shapes - chosen
-            assert chosen, (split, img)
-            assert all(score(img, c) >= score(img, p) for c in chosen for p in passed_over), (split, img)
+    for split in ("popular", "adversarial"):
+        for img, objects in truth.items():
+            asked = [_object_of(s.question) for s in samples if s.meta["category"] == split and s.meta["image"] == img]
+            for k in range(3):
+                positive, negative = asked[2 * k], asked[2 * k + 1]
+                free = {o for o in OBJECTS if frequency[o]} - objects - set(asked[1:2 * k:2])
+                score = (lambda o: frequency[o]) if split == "popular" else (lambda o: co(positive, o))
+                assert negative in free, (split, img, k)
+                assert all(score(negative) >= score(o) for o in free), (split, img, k)
+                if split == "adversarial":
+                    assert score(negative) > 0 or not any(score(o) for o in free)
 
 
 def test_limit_counts_per_split_and_files_are_deterministic(synthetic, tmp_path):

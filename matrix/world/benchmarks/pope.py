@@ -1,83 +1,107 @@
-"""POPE's synthetic twin: `size` images shared by the three splits, per image and split up to 2 shapes it
-shows ("yes") and as many it lacks ("no"), the negatives drawn by POPE's three samplers over the drawn
-images. Also writes `pope/ground_truth.json` (`{image: scene}`), which loading does not read."""
+"""POPE's synthetic twin, built the way POPE builds its COCO files (AoiDragon/POPE `main.py`, `utils.py`).
+
+An object of the world is a coloured shape ("red circle": 36 of them, where COCO has 80 categories). As
+POPE keeps only images with at least `sample_num` = 3 objects, the twin's `size` scenes hold 3-6 objects
+(`scene.CROWDED`), at least 3 of them different. Per image, 3 present objects are asked ("yes"; POPE asks
+the first 3 of its annotation, the twin draws 3), each followed by one the image lacks ("no"), picked by
+POPE's samplers over the objects of the drawn images:
+
+- random: any object of those images that this image lacks and that was not asked of it yet;
+- popular: the most frequent such object (frequency = images that show it);
+- adversarial: the such object that co-occurs most often with *the present object just asked*
+  (POPE ranks co-occurrence per positive object, not summed over the image), at random if none does.
+
+Ties rank the more frequent object first, then the world's order (`scene.OBJECTS`), so the files are the
+same for a seed in every interpreter. The questions keep the world's "Is there a orange circle" (POPE's
+template says "an" before a vowel; the tiny model was trained on the world's phrasing). Also writes
+`pope/ground_truth.json` (`{image: scene}`), which loading does not read.
+"""
 from __future__ import annotations
 
 import json
 import random
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 from matrix.benchmarks.base import write_jsonl
 from matrix.benchmarks.pope import IMAGE_DIR, LABEL_DIR, QUESTION_FILE, SPLITS
 from matrix.world import language
 from matrix.world.benchmarks import SYNTHETIC_BENCHMARKS
-from matrix.world.scene import SHAPES, Scene, draw_scene, render
+from matrix.world.scene import CROWDED, OBJECTS, Scene, draw_scene, render
 
-# Official POPE asks 3 present + 3 absent objects of 80 categories per image. The shapes world has 6
-# categories, so at most 2 of each: at least 4 shapes stay absent and the three samplers can differ.
-PER_IMAGE = 2
+PER_IMAGE = 3  # POPE's `sample_num`: present objects asked per image, and as many absent ones
+
+
+def objects_of(scene: Scene) -> list[str]:
+    """The scene's distinct objects ("red circle"), in the world's order."""
+    names = {o.name for o in scene.objects}
+    return [n for n in OBJECTS if n in names]
+
+
+def draw_pope_scene(rng: random.Random) -> Scene:
+    """A scene with at least PER_IMAGE different objects (POPE's filter), drawn again until it has."""
+    while True:
+        scene = draw_scene(rng, *CROWDED)
+        if len(objects_of(scene)) >= PER_IMAGE:
+            return scene
 
 
 class _Stats:
-    """Shape statistics over the sampled images: what popular and adversarial sampling rank by."""
+    """Object statistics over the drawn images: what popular and adversarial sampling rank by."""
 
-    def __init__(self, scenes: list[Scene]):
-        self.frequency = Counter(s for scene in scenes for s in scene.shapes())
-        self.co_occurrence = {a: Counter() for a in SHAPES}
-        for scene in scenes:
-            for a in scene.shapes():
-                self.co_occurrence[a].update(b for b in scene.shapes() if b != a)
+    def __init__(self, images: list[list[str]]):
+        self.frequency = Counter(o for objects in images for o in objects)
+        self.co_occurrence = {o: Counter() for o in self.frequency}
+        for objects in images:
+            for a in objects:
+                self.co_occurrence[a].update(b for b in objects if b != a)
+        self.vocabulary = [o for o in OBJECTS if o in self.frequency]
 
-    def rank(self, shapes: list[str], score: Callable[[str], int]) -> list[str]:
-        # Ties: the more frequent shape first, then SHAPES order, so the files are reproducible.
-        return sorted(shapes, key=lambda s: (-score(s), -self.frequency[s], SHAPES.index(s)))
-
-
-def _negatives(split: str, scene: Scene, k: int, stats: _Stats, rng: random.Random) -> list[str]:
-    absent = [s for s in SHAPES if s not in scene.shapes()]
-    if split == "random":
-        return rng.sample(absent, k)
-    if split == "popular":  # the most frequent shapes of the sampled set that this image lacks
-        return stats.rank(absent, lambda s: stats.frequency[s])[:k]
-    # adversarial: the shapes that co-occur most with this image's shapes
-    return stats.rank(absent, lambda s: sum(stats.co_occurrence[p][s] for p in scene.shapes()))[:k]
+    def best(self, candidates: list[str], score) -> str:
+        return min(candidates, key=lambda o: (-score(o), -self.frequency[o], OBJECTS.index(o)))
 
 
-def _interleave(positives: list[str], negatives: list[str]) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    for yes, no in zip(positives, negatives):
-        pairs += [(yes, "yes"), (no, "no")]
-    return pairs
+def _negative(split: str, positive: str, taken: set[str], stats: _Stats, rng: random.Random) -> str:
+    """One absent object for `positive`; `taken` = the image's objects and those already asked of it."""
+    free = [o for o in stats.vocabulary if o not in taken]
+    if split == "popular":
+        return stats.best(free, lambda o: stats.frequency[o])
+    if split == "adversarial":
+        co = stats.co_occurrence[positive]
+        if any(co[o] for o in free):
+            return stats.best([o for o in free if co[o]], lambda o: co[o])
+    return rng.choice(free)
 
 
 @SYNTHETIC_BENCHMARKS.register("pope")
 def synthesize(root: Path, size: int, seed: int) -> None:
-    """`size` images, shared by the three splits; per image and split up to 2 yes + as many no."""
+    """`size` images, shared by the three splits; per image and split 3 yes + 3 no, interleaved."""
     rng = random.Random(f"pope:{seed}")
     base = Path(root) / "pope"
     (base / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
     images: list[tuple[str, Scene, list[str]]] = []
     for i in range(size):
-        scene = draw_scene(rng)
+        scene = draw_pope_scene(rng)
         name = f"shapes_val_{i:06d}.png"
         render(scene).save(base / IMAGE_DIR / name)
-        present = sorted(scene.shapes())
-        # The same present shapes are asked in every split, as POPE asks the same objects.
-        images.append((name, scene, rng.sample(present, min(PER_IMAGE, len(present)))))
-    stats = _Stats([scene for _, scene, _ in images])
+        # The same present objects are asked in every split, as POPE asks each image's first objects.
+        images.append((name, scene, rng.sample(objects_of(scene), PER_IMAGE)))
+    stats = _Stats([objects_of(scene) for _, scene, _ in images])
     questions: list[dict] = []
     for split in SPLITS:
         labels: list[dict] = []
         for name, scene, positives in images:
-            negatives = _negatives(split, scene, len(positives), stats, rng)
-            for shape, label in _interleave(positives, negatives):
-                text = language.existence_question(shape)
-                labels.append({"question_id": len(labels) + 1, "image": name, "text": text,
-                               "label": label})
-                questions.append({"question_id": len(questions) + 1, "image": name,
-                                  "text": text + language.SHORT_ANSWER_SUFFIX, "category": split})
+            taken = set(objects_of(scene))
+            for positive in positives:
+                negative = _negative(split, positive, taken, stats, rng)
+                taken.add(negative)
+                for obj, label in ((positive, "yes"), (negative, "no")):
+                    colour, shape = obj.split(" ")
+                    text = language.existence_question(shape, colour)
+                    labels.append({"question_id": len(labels) + 1, "image": name, "text": text,
+                                   "label": label})
+                    questions.append({"question_id": len(questions) + 1, "image": name,
+                                      "text": text + language.SHORT_ANSWER_SUFFIX, "category": split})
         write_jsonl(base / LABEL_DIR / f"coco_pope_{split}.json", labels)
     write_jsonl(base / QUESTION_FILE, questions)
     truth = {name: scene.to_json() for name, scene, _ in images}
