@@ -8,6 +8,11 @@ the (first) benchmark's official max_new_tokens unless `--max-new-tokens`. Print
 each, the speed-ups, the pad tokens per batch, and how many answers differ (neither left padding nor
 the batches' make-up may change a greedy answer).
 
+`--real-eval DIR` asks the questions of the real benchmark files instead (LLaVA's eval layout, e.g.
+`../shared/real-eval`, which has no images): every k-th question of the file, in its order, as an answer
+stage meets them, each with the same grey 336 px image (a LLaVA-1.5 prompt has 576 image tokens whatever
+the picture, so the lengths are the real ones; the answers are not meaningful, only compared).
+
 The model is `--model DIR` when given (e.g. the scaled-down real-architecture LLaVA-1.5 that
 `scripts/build_llava_fixture.py OUT` writes: Llama tokenizer, CLIP-336 tower, 576 image tokens), else
 `matrix/assets/tiny-base/` when present, else a randomly initialised tiny LLaVA built here (a random
@@ -65,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     # On a few shared cores, more OpenMP threads than free cores make every op wait on the slowest
     # thread (batched runs slowed 30x here with 2 threads on 2 busy cores); one thread measures fairly.
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: torch's own)")
+    parser.add_argument("--real-eval", type=Path, default=None,
+                        help="the benchmarks' real question files, from this folder (LLaVA's eval layout)")
     parser.add_argument("--model", type=Path, default=None,
                         help="a model directory to measure instead of the tiny model, e.g. the real-architecture "
                              "checkpoint `python scripts/build_llava_fixture.py OUT` writes")
@@ -81,9 +88,17 @@ def main(argv: list[str] | None = None) -> None:
     names = args.benchmark.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        per = [questions_of(BENCHMARKS.get(name)(), work / name, -(-args.n // len(names))) for name in names]
+        each = -(-args.n // len(names))
+        if args.real_eval is not None:
+            per = [real_questions(BENCHMARKS.get(name)(), args.real_eval, each) for name in names]
+        else:
+            per = [questions_of(BENCHMARKS.get(name)(), work / name, each) for name in names]
         samples = [s for group in zip(*per) for s in group][: args.n]  # interleaved
-        images = [Image.open(s.image).convert("RGB") for s in samples]
+        if args.real_eval is not None:
+            grey = Image.new("RGB", (336, 336), (128, 128, 128))
+            images = [grey] * len(samples)
+        else:
+            images = [Image.open(s.image).convert("RGB") for s in samples]
         questions = [s.question for s in samples]
         max_new = args.max_new_tokens or BENCHMARKS.get(names[0]).max_new_tokens
         if args.model is not None:
@@ -138,6 +153,14 @@ def questions_of(bench, root: Path, n: int) -> list:
         synthesize_benchmark(bench.id, root, len({s.image for s in samples}) * 2, seed=0)
         samples = bench.load(root)
     return samples[:n]
+
+
+def real_questions(bench, root: Path, n: int) -> list:
+    """Every k-th question with an image of `bench`'s real files under `root`, in file order, `n` of
+    them (ScienceQA's text-only questions have no image tokens: they are left out)."""
+    samples = [s for s in bench.load(root, images=False) if s.meta.get("is_multimodal", True)]
+    step = max(1, len(samples) // n)
+    return samples[::step][:n]
 
 
 def padding(lengths: list[int], batch_size: int) -> float:

@@ -248,7 +248,8 @@ def reference_captions(scene: Scene, rng: random.Random, k: int = 5) -> list[str
             out.append(inventory(scene))
         elif style == 2:
             # in SHAPES order: a set's order changes with PYTHONHASHSEED, and so would the draws
-            names = {s: rng.choice(one_word_synonyms(s)) for s in SHAPES if scene.has(s) and one_word_synonyms(s)}
+            names = {s: rng.choice(one_word_synonyms(s)) for s in SHAPES
+                     if scene.has(s) and one_word_synonyms(s)}
             out.append(caption(scene, names))
         else:
             o = rng.choice(scene.objects)

@@ -102,7 +102,8 @@ def test_synthetic_round_trip_and_truth_from_instances_and_captions(tmp_path):
     assert len(samples) == 6
     for s in samples:
         assert s.question == "Describe this image in detail." and s.image.exists()
-        assert s.meta["objects"] == sorted({f"{o['colour']} {o['shape']}" for o in truth[s.meta["image"]]["objects"]})
+        scene = truth[s.meta["image"]]["objects"]
+        assert s.meta["objects"] == sorted({f"{o['colour']} {o['shape']}" for o in scene})
         assert len(truth[s.meta["image"]]["objects"]) >= 3  # crowded, as COCO's images are
     # the twin's own table: the world's 36 objects, each with its colour before the one-word synonyms
     table = Synonyms.read(tmp_path / "chair" / "synonyms.txt")
@@ -114,9 +115,10 @@ def test_synthetic_round_trip_and_truth_from_instances_and_captions(tmp_path):
     scenes = [Scene([Obj(**{k: o[k] for k in ("shape", "colour", "row", "col")}) for o in truth[s.meta["image"]]["objects"]])
               for s in samples]
     perfect = bench.score(samples, [caption(sc) for sc in scenes])
-    assert perfect.metrics["chair"] == 0.0 and perfect.metrics["mentions"] == sum(len(sc.objects) for sc in scenes)
-    recoloured = [next(f"{c} {sc.objects[0].shape}" for c in COLOURS if f"{c} {sc.objects[0].shape}" not in s.meta["objects"])
-                  for s, sc in zip(samples, scenes)]
+    assert perfect.metrics["chair"] == 0.0
+    assert perfect.metrics["mentions"] == sum(len(sc.objects) for sc in scenes)
+    recoloured = [next(name for name in (f"{c} {sc.objects[0].shape}" for c in COLOURS)
+                       if name not in s.meta["objects"]) for s, sc in zip(samples, scenes)]
     bad = bench.score(samples, [f"A {a} and a {sc.objects[0].name}." for a, sc in zip(recoloured, scenes)])
     # per caption 2 mentions, 1 hallucinated: CHAIR_i = 6/12 = 50, CHAIR_s = 6/6 = 100
     assert bad.metrics["chair_i"] == 50.0 and bad.metrics["chair_s"] == 100.0
@@ -128,7 +130,8 @@ def test_ground_truth_includes_objects_only_in_reference_captions(tmp_path):
     synthesize_benchmark(bench.id, tmp_path, size=1, seed=0)
     base = tmp_path / "chair"
     captions = json.loads((base / "annotations/captions_val2014.json").read_text())
-    captions["annotations"].append({"id": 99, "image_id": 1, "caption": "Also a purple disc and green pentagrams."})
+    captions["annotations"].append({"id": 99, "image_id": 1,
+                                    "caption": "Also a purple disc and green pentagrams."})
     (base / "annotations/captions_val2014.json").write_text(json.dumps(captions))
     [sample] = bench.load(tmp_path)
     assert {"purple circle", "green star"} <= set(sample.meta["objects"])

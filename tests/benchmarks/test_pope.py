@@ -157,7 +157,8 @@ def test_popular_and_adversarial_negatives_are_pope_s_picks(synthetic):
     samples = Pope().load(synthetic)
     for split in ("popular", "adversarial"):
         for img, objects in truth.items():
-            asked = [_object_of(s.question) for s in samples if s.meta["category"] == split and s.meta["image"] == img]
+            asked = [_object_of(s.question) for s in samples
+                     if s.meta["category"] == split and s.meta["image"] == img]
             for k in range(3):
                 positive, negative = asked[2 * k], asked[2 * k + 1]
                 free = {o for o in OBJECTS if frequency[o]} - objects - set(asked[1:2 * k:2])
