@@ -19,6 +19,7 @@ The model is `--model DIR` when given (e.g. the scaled-down real-architecture LL
 model rarely stops early, so every answer runs to max_new_tokens: a worst case).
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_generation.py [--n 256] [--batch-size 32] [--threads 1]
+        [--device cuda --dtype bfloat16] [--model DIR] [--real-eval DIR]
 """
 from __future__ import annotations
 
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     # On a few shared cores, more OpenMP threads than free cores make every op wait on the slowest
     # thread (batched runs slowed 30x here with 2 threads on 2 busy cores); one thread measures fairly.
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: torch's own)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
     parser.add_argument("--real-eval", type=Path, default=None,
                         help="the benchmarks' real question files, from this folder (LLaVA's eval layout)")
     parser.add_argument("--model", type=Path, default=None,
@@ -103,9 +106,10 @@ def main(argv: list[str] | None = None) -> None:
         max_new = args.max_new_tokens or BENCHMARKS.get(names[0]).max_new_tokens
         if args.model is not None:
             print(f"model: {args.model}")
-        model = load(args.model if args.model is not None else tiny_model(work, questions))
+        model = load(args.model if args.model is not None else tiny_model(work, questions),
+                     device=args.device, dtype=args.dtype)
         print(f"{len(samples)} {'+'.join(names)} questions, max_new_tokens {max_new}, "
-              f"torch threads {torch.get_num_threads()}")
+              f"torch threads {torch.get_num_threads()}, {args.device} {args.dtype}")
         lengths = [len(model.encode_prompt(q, im.size)) for q, im in zip(questions, images)]
         by_length = padding(sorted(lengths, reverse=True), args.batch_size)
         print(f"prompt tokens: {min(lengths)}-{max(lengths)}; pad tokens per question in batches of {args.batch_size}: "

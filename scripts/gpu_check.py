@@ -47,6 +47,9 @@ def overrides(args, gpus: int) -> list[str]:
         "ray.num_cpus=" + str(args.cpus),
     ]
     if args.llava:
+        # A LLaVA-1.5 prompt holds 576 image tokens: the quickstart's max_length (256, for the tiny
+        # model's 9) would drop every example. 2048 is LLaVA-1.5's own model_max_length.
+        sets.append("training.max_length=2048")
         sets.append(f"base_models.tiny={{family: llava, path: {Path(args.llava).resolve()}, dtype: {args.dtype}}}")
     if gpus:
         sets.append(f"ray.num_gpus={gpus}")

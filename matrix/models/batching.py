@@ -1,12 +1,14 @@
-"""Batching by prompt length: fewer pad tokens per batch, the same answers.
+"""Batching by prompt length: fewer pad tokens per batch, the same greedy answers (in float32).
 
 A batch is as wide as its longest prompt, so questions of mixed lengths in one batch spend compute
 on padding. `in_length_order` runs a batched function on its inputs ordered by prompt length
 (longest first: a batch that does not fit in memory shows at once) and puts the outputs back in the
 callers' order. The function forms its batches from contiguous slices, so each batch holds prompts
 of similar length. Greedy and beam-search answers do not depend on what else is in the batch (left
-padding is masked); sampled answers do (the random stream is consumed batch by batch), so callers
-keep the plain order there.
+padding is masked) in float32; in bf16 on a GPU a different pad width changes the order of the sums,
+and a near-tied greedy choice can flip (18 of 512 answers of a random-weight model on an H200; as
+any change of batch size can: docs/DESIGN.md). Sampled answers do depend on it (the random stream
+is consumed batch by batch), so callers keep the plain order there.
 """
 from __future__ import annotations
 
