@@ -217,23 +217,20 @@ def one_word_synonyms(shape: str) -> list[str]:
     return [w for w in SHAPE_SYNONYMS[shape] if " " not in w]
 
 
-def count_phrase(shape: str, n: int, name: str | None = None) -> str:
-    """E.g. "two circles", "a plus sign"; `name` replaces the shape's own word (a synonym)."""
-    word = name or shape
+def count_phrase(shape: str, n: int) -> str:
+    """E.g. "two circles", "a square"."""
     if n == 1:
-        return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
-    head, _, last = word.rpartition(" ")
-    return f"{NUMBER_WORDS.get(n, str(n))} {head + ' ' if head else ''}{plural(last, n)}"
+        return f"{'an' if shape[0] in 'aeiou' else 'a'} {shape}"
+    return f"{NUMBER_WORDS.get(n, str(n))} {plural(shape, n)}"
 
 
-def inventory(scene: Scene, names: dict[str, str] | None = None) -> str:
-    """E.g. "The image shows two circles and a plus sign." (shapes in SHAPES order, optional synonyms)."""
-    names = names or {}
+def inventory(scene: Scene) -> str:
+    """E.g. "The image shows two circles and a square." (shapes in SHAPES order)."""
     parts = []
     for shape in SHAPES:
         n = scene.count(shape)
         if n:
-            parts.append(count_phrase(shape, n, names.get(shape)))
+            parts.append(count_phrase(shape, n))
     body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return f"The image shows {body}."
 
