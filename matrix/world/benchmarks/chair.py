@@ -15,13 +15,15 @@ from matrix.benchmarks.base import write_jsonl
 from matrix.benchmarks.chair import CAPTIONS, IMAGE_DIR, INSTANCES, PROMPT, QUESTION_FILE, SYNONYMS
 from matrix.world import language
 from matrix.world.benchmarks import SYNTHETIC_BENCHMARKS
-from matrix.world.scene import COLOURS, CROWDED, OBJECTS, SHAPES, draw_scene, render
+from matrix.world.scene import CROWDED, OBJECTS, draw_scene, render
 
 
 def synonym_table() -> str:
     """CHAIR's `synonyms.txt` for the world's objects: one line per object, its name first."""
-    lines = [", ".join([f"{c} {s}"] + [f"{c} {w}" for w in language.one_word_synonyms(s)])
-             for s in SHAPES for c in COLOURS]
+    lines = []
+    for name in OBJECTS:
+        colour, shape = name.split(" ")
+        lines.append(", ".join([name] + [f"{colour} {w}" for w in language.one_word_synonyms(shape)]))
     return "\n".join(lines) + "\n"
 
 
